@@ -1,0 +1,50 @@
+# SLM: the two commands are `make run` and `make test`; everything else is a step they call.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+# Extra pip flags, e.g. PIP_ARGS="--extra-index-url https://download.pytorch.org/whl/cpu" for CPU-only torch
+PIP_ARGS ?=
+HOST ?= 127.0.0.1
+PORT ?= 8000
+export PYTHONPATH := $(CURDIR)
+
+.PHONY: help venv run migrate test lint typecheck pytest chat corpus clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s "$$(printf '\t')"
+
+venv: $(VENV)/.installed  ## create .venv and install every pinned requirement
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt functions/auth/requirements.txt \
+		functions/conversations/requirements.txt functions/chat/requirements.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet $(PIP_ARGS) -r requirements.txt
+	touch $@
+
+migrate: venv  ## apply the database migrations (SLM_DATABASE_URL, default sqlite slm_chat.db)
+	$(BIN)/python -m shared.migrate upgrade
+
+run: venv migrate  ## start the whole app on http://localhost:8000
+	$(BIN)/uvicorn infra.router.app:app --host $(HOST) --port $(PORT)
+
+test: lint typecheck pytest  ## every test: ruff, mypy, pytest
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: venv
+	$(BIN)/mypy
+
+pytest: venv
+	$(BIN)/python -m pytest
+
+chat: venv  ## chat with the default model in the terminal
+	$(BIN)/python -m model.chat
+
+clean:  ## remove the virtual environment and caches (keeps slm_chat.db)
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+
+.PHONY: test-infra
+test-infra: venv  ## the deployment checks: template.yaml, compose, Dockerfiles, nginx (needs nginx), EC2 script
+	$(BIN)/python -m pytest tests/infra

@@ -1,0 +1,231 @@
+"""Decode benchmark: our engine (fp32 and int8) against HF transformers' GPT-2 of the same shape.
+
+    python -m bench.decode                       # default checkpoint, 2 threads
+    python -m bench.decode --checkpoint runs/x --threads 4 --no-hf
+
+Every engine runs in its own subprocess, so its peak RSS is its own. Measured per engine: batch-1
+greedy decode tok/s (64-token prompt, 256 new tokens), 300-token prefill ms, peak RSS; and for
+int8, the aggregate tok/s of 1/4/8/16 streams decoded together. Times are the best of --repeats
+runs. Without a checkpoint a randomly initialised model of the real shape is used (decode speed
+does not depend on the weights); the output says which. This is a benchmark, not a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+BATCHES = (1, 4, 8, 16)
+
+
+def best_of(repeats: int, fn) -> float:
+    """Smallest wall time of `repeats` calls of fn (other processes only ever slow a run down)."""
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident set (VmHWM; ru_maxrss would include the parent's before exec)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def worker_engine(args: argparse.Namespace) -> dict:
+    import torch
+
+    from model.checkpoint import load_checkpoint
+    from model.engine import Engine, SamplingParams
+
+    torch.manual_seed(0)
+    model, _, _ = load_checkpoint(args.dir)
+    cfg = model.config
+    prompt = torch.randint(4, cfg.vocab_size, (args.prompt_tokens,)).tolist()
+    long_prompt = torch.randint(4, cfg.vocab_size, (args.prefill_tokens,)).tolist()
+    engine = Engine(model, max_batch=1, eos_id=-1)  # no eos: every run makes exactly new_tokens
+    params = SamplingParams(temperature=0.0, max_new_tokens=args.new_tokens)
+    list(engine.generate(prompt, SamplingParams(temperature=0.0, max_new_tokens=16)))  # warm up
+    decode_s = best_of(args.repeats, lambda: list(engine.generate(prompt, params)))
+    prefill_s = best_of(args.repeats * 3, lambda: engine.prefill(0, long_prompt))
+    result = {
+        "decode_tok_s": args.new_tokens / decode_s,
+        "prefill_ms": prefill_s * 1000,
+        "rss_mb": peak_rss_mb(),
+    }
+    if args.batched:
+        del engine
+        engine = Engine(model, max_batch=max(BATCHES), eos_id=-1)
+        steps = args.new_tokens // 4
+        result["batched_tok_s"] = {}
+        for b in BATCHES:
+            slots = list(range(b))
+
+            def run(slots=slots):
+                last = [int(engine.prefill(s, prompt).argmax()) for s in slots]
+                t0 = time.perf_counter()
+                for _ in range(steps):
+                    last = engine.decode(slots, last).argmax(-1).tolist()
+                return time.perf_counter() - t0
+
+            run()
+            result["batched_tok_s"][b] = b * steps / min(run() for _ in range(args.repeats))
+    return result
+
+
+def worker_hf(args: argparse.Namespace) -> dict:
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from model.checkpoint import read_config
+
+    cfg = read_config(args.dir)["model"]
+    torch.manual_seed(0)
+    hf_cfg = GPT2Config(
+        vocab_size=cfg["vocab_size"],
+        n_positions=cfg["block_size"],
+        n_embd=cfg["n_embd"],
+        n_layer=cfg["n_layer"],
+        n_head=cfg["n_head"],
+        tie_word_embeddings=False,
+    )
+    model = GPT2LMHeadModel(hf_cfg).eval()
+    prompt = torch.randint(4, cfg["vocab_size"], (1, args.prompt_tokens))
+    long_prompt = torch.randint(4, cfg["vocab_size"], (1, args.prefill_tokens))
+    gen = dict(do_sample=False, eos_token_id=None, pad_token_id=0, use_cache=True)
+
+    def generate(n: int) -> None:
+        with torch.inference_mode():
+            out = model.generate(prompt, max_new_tokens=n, min_new_tokens=n, **gen)
+        assert out.shape[1] == args.prompt_tokens + n
+
+    def prefill() -> None:  # what generate's first step does: last-position logits only
+        with torch.inference_mode():
+            model(long_prompt, use_cache=True, logits_to_keep=1)
+
+    generate(16)
+    decode_s = best_of(args.repeats, lambda: generate(args.new_tokens))
+    prefill_s = best_of(args.repeats * 3, prefill)
+    return {
+        "decode_tok_s": args.new_tokens / decode_s,
+        "prefill_ms": prefill_s * 1000,
+        "rss_mb": peak_rss_mb(),
+    }
+
+
+def prepare(checkpoint: Path, root: Path) -> tuple[Path, Path, str]:
+    """fp32 and int8 checkpoint folders of the model to measure, and a line saying what it is."""
+    import torch
+
+    from model.checkpoint import export_int8, load_checkpoint, read_config, save_checkpoint
+    from model.gpt import GPT, GPTConfig
+    from model.quant import Int8Embedding, Int8Linear, dequantize_rows
+    from model.tokenizer import Tokenizer
+
+    fp32_dir, int8_dir = root / "fp32", root / "int8"
+    if (checkpoint / "config.json").is_file():
+        meta = read_config(checkpoint)
+        if meta.get("quantization") is None:
+            export_int8(checkpoint, int8_dir)
+            return checkpoint, int8_dir, f"checkpoint {checkpoint} (fp32; int8 exported for this run)"
+        model, tok, _ = load_checkpoint(checkpoint, fast_int8=False)  # fp32 twin with the int8 values
+        fp32 = GPT(model.config)
+        weights = {}
+        for name, m in model.named_modules():
+            if isinstance(m, Int8Linear | Int8Embedding):
+                weights[f"{name}.weight"] = dequantize_rows(m.weight, m.weight_scale)
+        fp32.load_state_dict({**model.state_dict(), **weights}, strict=False)
+        save_checkpoint(fp32_dir, fp32, tok, {})
+        return fp32_dir, checkpoint, f"checkpoint {checkpoint} (int8; fp32 = its dequantized weights)"
+    import random
+
+    rng = random.Random(0)  # a tokenizer of the real size, from made-up words (only its size matters)
+    syllables = [a + b for a in "bcdfghklmnprstvz" for b in "aeiou"]
+    word = lambda: "".join(rng.choice(syllables) for _ in range(rng.randint(1, 4)))  # noqa: E731
+    tok = Tokenizer.train([" ".join(word() for _ in range(12)) for _ in range(4000)], show_progress=False)
+    torch.manual_seed(0)
+    save_checkpoint(fp32_dir, GPT(GPTConfig()), tok, {})
+    export_int8(fp32_dir, int8_dir)
+    return (
+        fp32_dir,
+        int8_dir,
+        f"no checkpoint at {checkpoint}: a randomly initialised model of the real shape",
+    )
+
+
+def run_worker(kind: str, dir: Path, args: argparse.Namespace, batched: bool = False) -> dict:
+    cmd = [sys.executable, "-m", "bench.decode", "--worker", kind, "--dir", str(dir)]
+    cmd += ["--threads", str(args.threads), "--repeats", str(args.repeats)]
+    cmd += ["--prompt-tokens", str(args.prompt_tokens), "--new-tokens", str(args.new_tokens)]
+    cmd += ["--prefill-tokens", str(args.prefill_tokens)] + (["--batched"] if batched else [])
+    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads)}
+    env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).resolve().parents[1]), env.get("PYTHONPATH", "")])
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    if out.returncode != 0:
+        raise SystemExit(f"{kind} worker failed:\n{out.stderr}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    from model.checkpoint import DEFAULT_CHECKPOINT
+
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT, help="checkpoint folder to measure")
+    p.add_argument("--threads", type=int, default=2, help="torch threads in every engine")
+    p.add_argument("--prompt-tokens", type=int, default=64, help="prompt length for the decode runs")
+    p.add_argument("--new-tokens", type=int, default=256, help="tokens generated per decode run")
+    p.add_argument("--prefill-tokens", type=int, default=300, help="prompt length for the prefill timing")
+    p.add_argument("--repeats", type=int, default=3, help="runs per measurement; the best one counts")
+    p.add_argument("--no-hf", action="store_true", help="skip the HF transformers baseline")
+    p.add_argument("--worker", choices=["fp32", "int8", "hf"], help=argparse.SUPPRESS)
+    p.add_argument("--dir", type=Path, help=argparse.SUPPRESS)
+    p.add_argument("--batched", action="store_true", help=argparse.SUPPRESS)
+    args = p.parse_args()
+
+    if args.worker:
+        import torch
+
+        torch.set_num_threads(args.threads)
+        print(json.dumps(worker_hf(args) if args.worker == "hf" else worker_engine(args)))
+        return
+
+    with tempfile.TemporaryDirectory() as tmp:
+        fp32_dir, int8_dir, what = prepare(args.checkpoint, Path(tmp))
+        print(f"model: {what}")
+        print(f"threads: {args.threads}; prompt {args.prompt_tokens} + {args.new_tokens} new tokens, greedy")
+        rows = {"fp32": run_worker("fp32", fp32_dir, args), "int8": run_worker("int8", int8_dir, args, True)}
+        if not args.no_hf:
+            rows["HF GPT2LMHeadModel"] = run_worker("hf", fp32_dir, args)
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(f"load average after the run: {load} on {os.cpu_count()} CPUs (other work slows every engine)")
+    base = rows.get("HF GPT2LMHeadModel")
+    print(
+        f"\n| engine | decode tok/s | {args.prefill_tokens}-token prefill ms | peak RSS MB |"
+        + (" decode vs HF | prefill vs HF |" if base else "")
+    )
+    print("|---|---:|---:|---:|" + ("---:|---:|" if base else ""))
+    for name, r in rows.items():
+        line = f"| {name} | {r['decode_tok_s']:.0f} | {r['prefill_ms']:.1f} | {r['rss_mb']:.0f} |"
+        if base:
+            speed, prefill = r["decode_tok_s"] / base["decode_tok_s"], r["prefill_ms"] / base["prefill_ms"]
+            line += f" {speed:.2f}x | {prefill:.2f}x |"
+        print(line)
+    batched = {int(b): v for b, v in rows["int8"]["batched_tok_s"].items()}
+    one = batched[1]
+    cells = ", ".join(f"{b} streams {v:.0f} tok/s ({v / one:.1f}x)" for b, v in batched.items())
+    print(f"\nint8 batched decode, aggregate: {cells}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,141 @@
+"""The serving loop: one thread owns the model and batches every active stream's decode step.
+
+Requests wait in a queue until a KV-cache slot is free; each loop iteration prefills newly admitted
+prompts, then runs ONE batched decode step for all active streams, so 8 streams cost far less than
+8 sequential generations. Events go back to each request's asyncio loop thread-safely.
+"""
+
+import logging
+import threading
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from model.engine import Engine, SamplingParams, sample_next_token
+
+log = logging.getLogger("slm.chat")
+
+# Events sent to a request: ("queue", position) while it waits, ("start", None) when admitted,
+# ("token", id) per generated token, and finally ("done", finish_reason) or ("error", message).
+Event = tuple[str, Any]
+
+
+@dataclass
+class Job:
+    prompt: list[int]
+    params: SamplingParams
+    max_new_tokens: int
+    emit: Callable[[Event], None]
+    cancelled: threading.Event = field(default_factory=threading.Event)
+    slot: int = -1
+    generated: int = 0
+    last_token: int = -1
+    generator: torch.Generator | None = None
+    finished: bool = False
+
+
+class QueueFull(Exception):
+    pass
+
+
+class Scheduler:
+    def __init__(self, engine: Engine, eos_id: int, max_batch: int, max_waiting: int = 64) -> None:
+        self.engine, self.eos_id, self.max_batch, self.max_waiting = engine, eos_id, max_batch, max_waiting
+        self._waiting: deque[Job] = deque()
+        self._active: dict[int, Job] = {}
+        self._free = list(range(max_batch - 1, -1, -1))
+        self._cv = threading.Condition()
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name="slm-scheduler", daemon=True)
+        self._thread.start()
+
+    def submit(self, job: Job) -> int:
+        """Queue a job; returns its queue position (0 = a slot is free, it starts at once)."""
+        with self._cv:
+            if len(self._waiting) >= self.max_waiting:
+                raise QueueFull
+            self._waiting.append(job)
+            position = 0 if len(self._waiting) <= len(self._free) else len(self._waiting) - len(self._free)
+            self._cv.notify()
+        return position
+
+    def close(self) -> None:
+        """Stop the loop thread after its current step (streams still active end with "stopped")."""
+        with self._cv:
+            self._closed = True
+            self._cv.notify()
+        self._thread.join(timeout=30)
+
+    def full(self) -> bool:
+        with self._cv:
+            return len(self._waiting) >= self.max_waiting
+
+    def _run(self) -> None:
+        while True:
+            with self._cv:
+                while not self._waiting and not self._active and not self._closed:
+                    self._cv.wait()
+                if self._closed:
+                    break
+                admitted = []
+                while self._waiting and self._free:
+                    job = self._waiting.popleft()
+                    job.slot = self._free.pop()
+                    admitted.append(job)
+                for position, job in enumerate(self._waiting, start=1):
+                    job.emit(("queue", position))
+            try:
+                for job in admitted:
+                    self._prefill(job)
+                self._decode_step()
+            except Exception as exc:  # a failed step must not kill the loop: fail the affected streams
+                log.exception("generation step failed")
+                for job in list(self._active.values()) + admitted:
+                    self._finish(job, "error", f"generation failed: {type(exc).__name__}: {exc}")
+        for job in list(self._active.values()) + list(self._waiting):
+            self._finish(job, "stopped")
+
+    def _prefill(self, job: Job) -> None:
+        if job.cancelled.is_set():
+            return self._finish(job, "stopped")
+        self._active[job.slot] = job
+        job.emit(("start", None))
+        if job.params.seed is not None:
+            job.generator = torch.Generator().manual_seed(job.params.seed)
+        logits = self.engine.prefill(job.slot, job.prompt)
+        self._accept(job, int(sample_next_token(logits.unsqueeze(0), job.params, job.generator)[0]))
+
+    def _decode_step(self) -> None:
+        jobs = list(self._active.values())
+        if not jobs:
+            return
+        logits = self.engine.decode([j.slot for j in jobs], [j.last_token for j in jobs])
+        for row, job in enumerate(jobs):
+            self._accept(job, int(sample_next_token(logits[row : row + 1], job.params, job.generator)[0]))
+
+    def _accept(self, job: Job, token: int) -> None:
+        if job.cancelled.is_set():
+            return self._finish(job, "stopped")
+        if token == self.eos_id:
+            return self._finish(job, "eos")
+        job.generated += 1
+        job.last_token = token
+        job.emit(("token", token))
+        if job.generated >= job.max_new_tokens:
+            self._finish(job, "length")
+
+    def _finish(self, job: Job, reason: str, error: str | None = None) -> None:
+        if job.finished:
+            return
+        job.finished = True
+        if job.slot >= 0 and self._active.get(job.slot) is job:
+            del self._active[job.slot]
+        if job.slot >= 0:
+            self.engine.release(job.slot)
+            with self._cv:
+                self._free.append(job.slot)
+            job.slot = -1
+        job.emit(("error", error) if error else ("done", reason))

@@ -1,0 +1,134 @@
+"""The model of this process: loaded once (in the background, so health can answer 503 meanwhile),
+shared by every request through the batching scheduler."""
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from functions.chat.scheduler import Event, Job, Scheduler
+from model.checkpoint import load_checkpoint
+from model.engine import Engine, SamplingParams, cpu_budget
+from shared.settings import get_settings
+
+log = logging.getLogger("slm.chat")
+MAX_BATCH = 16
+
+
+class ModelUnavailable(Exception):
+    pass
+
+
+class ChatModel:
+    """What a loaded checkpoint offers the routes: its tokenizer, card, window, and token streams."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.threads = cpu_budget()
+        torch.set_num_threads(self.threads)
+        started = time.perf_counter()
+        model, self.tokenizer, self.config = load_checkpoint(directory)
+        model.eval()
+        self.block_size: int = model.config.block_size
+        self.parameters: int = model.num_params()
+        self.scheduler = Scheduler(Engine(model, max_batch=MAX_BATCH), self.tokenizer.eos_id, MAX_BATCH)
+        self.load_seconds = time.perf_counter() - started
+        self._served_first = False
+        log.info("model loaded from %s in %.2fs, %d threads", directory, self.load_seconds, self.threads)
+
+    def claim_cold_start(self) -> bool:
+        """True for the first request after loading (its answer pays for warm caches)."""
+        first, self._served_first = not self._served_first, True
+        return first
+
+    async def stream(
+        self, prompt: list[int], params: SamplingParams, cancelled: threading.Event
+    ) -> AsyncIterator[Event]:
+        """Events for one generation, ("queue", position) first; setting `cancelled` ends it with
+        ("done", "stopped") within one decode step."""
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[Event] = asyncio.Queue()
+        budget = min(params.max_new_tokens, self.block_size - len(prompt))
+
+        def emit(event: Event) -> None:
+            loop.call_soon_threadsafe(queue.put_nowait, event)
+
+        job = Job(prompt, params, budget, emit, cancelled)
+        yield ("queue", self.scheduler.submit(job))  # always first: 0 means it starts at once
+        while True:
+            event = await queue.get()
+            yield event
+            if event[0] in ("done", "error"):
+                return
+
+    def card(self) -> dict[str, Any]:
+        keys = ("name", "description", "training", "data", "scores", "quantization", "license")
+        card = {key: self.config.get(key) for key in keys if key in self.config}
+        card.setdefault("name", self.directory.name)
+        card["config"] = self.config.get("model", {})
+        card["parameters"] = self.parameters
+        card["serving"] = {
+            "threads": self.threads,
+            "max_batch": MAX_BATCH,
+            "load_seconds": round(self.load_seconds, 3),
+        }
+        return card
+
+
+class ModelHolder:
+    """Loads the checkpoint once per process, off the event loop; requests wait for it."""
+
+    def __init__(self) -> None:
+        self._task: asyncio.Task[ChatModel] | None = None
+        self.error: str | None = None
+
+    def start(self, directory: Path) -> None:
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._load(directory))
+
+    async def _load(self, directory: Path) -> ChatModel:
+        try:
+            return await asyncio.to_thread(ChatModel, directory)
+        except Exception as exc:
+            self.error = f"cannot load the model from {directory}: {exc}"
+            log.error(self.error)
+            raise
+
+    @property
+    def loaded(self) -> ChatModel | None:
+        if (
+            self._task is not None
+            and self._task.done()
+            and not self._task.cancelled()
+            and not self._task.exception()
+        ):
+            return self._task.result()
+        return None
+
+    async def get(self) -> ChatModel:
+        if self._task is None:  # started without a lifespan (Mangum): load on first use
+            self.start(get_settings().model_dir)
+        assert self._task is not None
+        try:
+            return await asyncio.shield(self._task)
+        except Exception as exc:
+            raise ModelUnavailable(self.error or str(exc)) from exc
+
+    async def stop(self) -> None:
+        if (model := self.loaded) is not None:
+            await asyncio.to_thread(model.scheduler.close)
+
+    async def health(self) -> tuple[bool, str]:
+        if self.loaded is not None:
+            return True, "ready"
+        if self.error:
+            return False, self.error
+        return False, "loading"
+
+
+holder = ModelHolder()

@@ -1,0 +1,3 @@
+from infra.ec2.cli import main
+
+main()

@@ -1,0 +1,94 @@
+"""Chat with a checkpoint in the terminal.
+
+    python -m model.chat                              # the default checkpoint (make chat)
+    python -m model.chat --checkpoint runs/chat --temperature 0.5 --seed 1
+
+Type a message and press Enter; the answer streams as it is generated. /reset starts a new
+conversation, /quit (or Ctrl-D) leaves. When the conversation outgrows the context window, the
+oldest whole turns are dropped (and you are told).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from model.checkpoint import DEFAULT_CHECKPOINT, CheckpointError, load_checkpoint
+from model.engine import Engine, SamplingParams, TextStreamer, cpu_budget
+from model.tokenizer import Tokenizer, fit_to_window, render_prompt
+
+
+def answer_room(engine: Engine, params: SamplingParams) -> int:
+    """Tokens kept free for the answer: max_new_tokens, but at most half the window."""
+    return min(params.max_new_tokens, engine.block_size // 2)
+
+
+def chat_loop(
+    engine: Engine,
+    tok: Tokenizer,
+    params: SamplingParams,
+    read: Callable[[str], str] = input,
+    write: Callable[[str], None] = lambda s: print(s, end="", flush=True),
+) -> None:
+    """Read messages until /quit or end of input; stream each answer through `write`."""
+    history: list[dict[str, str]] = []
+    while True:
+        try:
+            line = read("\nyou> ").strip()
+        except EOFError:
+            write("\n")
+            return
+        if line == "/quit":
+            return
+        if line == "/reset":
+            history = []
+            write("(new conversation)\n")
+            continue
+        if not line:
+            continue
+        messages = [*history, {"role": "user", "content": line}]
+        try:
+            messages, dropped = fit_to_window(tok, messages, engine.block_size - answer_room(engine, params))
+        except ValueError as e:
+            write(f"(message too long: {e}; not sent)\n")
+            continue
+        if dropped:
+            write(f"(the {dropped} oldest messages no longer fit the context window and were dropped)\n")
+        write("bot> ")
+        streamer, ids = TextStreamer(tok), []
+        for token in engine.generate(render_prompt(tok, messages), params):
+            ids.append(token)
+            write(streamer.put(token))
+        write(streamer.end() + "\n")
+        history = [*messages, {"role": "assistant", "content": tok.decode(ids)}]
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT, help="checkpoint folder to load")
+    p.add_argument("--temperature", type=float, default=0.8, help="sampling temperature; 0 = greedy")
+    p.add_argument("--top-k", type=int, default=50, help="sample among the k likeliest tokens; 0 = off")
+    p.add_argument("--top-p", type=float, default=0.95, help="nucleus sampling mass; 1.0 = off")
+    p.add_argument("--max-new-tokens", type=int, default=256, help="longest answer, in tokens")
+    p.add_argument("--seed", type=int, default=None, help="random seed for reproducible answers")
+    p.add_argument(
+        "--threads", type=int, default=None, help="torch threads (default: the CPUs this process may use)"
+    )
+    args = p.parse_args()
+    torch.set_num_threads(args.threads or cpu_budget())
+    try:
+        model, tok, meta = load_checkpoint(args.checkpoint)
+    except CheckpointError as e:
+        sys.exit(f"error: {e}\nTrain a model (see model/README.md) or pass --checkpoint FOLDER.")
+    params = SamplingParams(args.temperature, args.top_k, args.top_p, args.max_new_tokens, args.seed)
+    q = "int8" if meta.get("quantization") else "fp32"
+    print(f"SLM {model.num_params() / 1e6:.1f}M parameters ({q}) from {args.checkpoint}. /reset, /quit")
+    chat_loop(Engine(model, max_batch=1, eos_id=tok.eos_id), tok, params)
+
+
+if __name__ == "__main__":
+    main()

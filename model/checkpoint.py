@@ -1,0 +1,150 @@
+"""Checkpoints: one folder with model.safetensors + config.json + tokenizer.json.
+
+The weights are either fp32 (what training writes) or the shipped int8 form (int8 matrices with
+one fp16 scale per output row, see model/quant.py); load_checkpoint reads both. config.json holds
+the model config under "model", the "quantization" (null for fp32) and "parameters", plus every key
+of the `meta` given to save_checkpoint (training args, data, scores, licence, ...).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from model.gpt import GPT, GPTConfig
+from model.quant import int8_state_dict, pack_for_cpu, swap_to_int8
+from model.tokenizer import Tokenizer
+
+DEFAULT_CHECKPOINT = Path(__file__).parent / "checkpoints" / "default"
+WEIGHTS, CONFIG, TOKENIZER = "model.safetensors", "config.json", "tokenizer.json"
+INT8_SCHEME = "int8 per-row fp16 scale"
+
+
+class CheckpointError(Exception):
+    """A checkpoint folder that cannot be used, with the reason in words."""
+
+
+def unwrap(model: nn.Module) -> GPT:
+    """The GPT inside a torch.compile and/or DistributedDataParallel wrapper."""
+    while not isinstance(model, GPT):
+        inner = getattr(model, "_orig_mod", None) or getattr(model, "module", None)
+        if inner is None:
+            raise TypeError(f"expected a GPT, got {type(model).__name__}")
+        model = inner
+    return model
+
+
+def _check_vocab(tokenizer: Tokenizer, config: GPTConfig, where: str) -> None:
+    if tokenizer.vocab_size != config.vocab_size:
+        raise CheckpointError(
+            f"{where}: tokenizer has {tokenizer.vocab_size} tokens, model expects {config.vocab_size}"
+        )
+
+
+def _write(dir: Path, weights: dict[str, torch.Tensor], tokenizer: Tokenizer, config: dict[str, Any]) -> None:
+    dir.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in weights.items()}, str(dir / WEIGHTS))
+    (dir / CONFIG).write_text(json.dumps(config, indent=2) + "\n")
+    tokenizer.save(dir / TOKENIZER)
+
+
+def save_checkpoint(dir: str | Path, model: nn.Module, tokenizer: Tokenizer, meta: dict[str, Any]) -> None:
+    """Write fp32 weights, config.json ({**meta, model, parameters, quantization: null}), tokenizer."""
+    gpt = unwrap(model)
+    _check_vocab(tokenizer, gpt.config, "cannot save")
+    weights = {k: v.detach().float().cpu() for k, v in gpt.state_dict().items()}
+    config = {**meta, "model": asdict(gpt.config), "parameters": gpt.num_params(), "quantization": None}
+    _write(Path(dir), weights, tokenizer, config)
+
+
+def read_config(dir: str | Path) -> dict[str, Any]:
+    """config.json of a checkpoint folder, with errors that say what is missing or broken."""
+    dir = Path(dir)
+    if not dir.is_dir():
+        raise CheckpointError(f"no checkpoint folder at {dir}")
+    for name in (WEIGHTS, CONFIG, TOKENIZER):
+        if not (dir / name).is_file():
+            raise CheckpointError(f"checkpoint {dir} is incomplete: {name} is missing")
+    try:
+        meta = json.loads((dir / CONFIG).read_text())
+        known = {f.name for f in fields(GPTConfig)}
+        GPTConfig(**{k: v for k, v in meta["model"].items() if k in known})
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
+        raise CheckpointError(f"checkpoint {dir}: {CONFIG} is corrupt ({e})") from e
+    return meta
+
+
+def load_checkpoint(
+    dir: str | Path, device: str | torch.device = "cpu", fast_int8: bool = True
+) -> tuple[GPT, Tokenizer, dict[str, Any]]:
+    """(model in eval mode, tokenizer, config.json) from an fp32 or int8 checkpoint folder.
+
+    The model is built on the meta device and the stored tensors are assigned to it, so an int8
+    checkpoint never exists as a full fp32 copy in memory. On CPU, int8 layers use fbgemm's int8
+    GEMM unless fast_int8 is False (then they compute exactly with the stored weights).
+    """
+    dir = Path(dir)
+    meta = read_config(dir)
+    known = {f.name for f in fields(GPTConfig)}
+    config = GPTConfig(**{k: v for k, v in meta["model"].items() if k in known})
+    try:
+        tokenizer = Tokenizer.from_file(dir / TOKENIZER)
+    except Exception as e:
+        raise CheckpointError(f"checkpoint {dir}: {TOKENIZER} is corrupt ({e})") from e
+    _check_vocab(tokenizer, config, f"checkpoint {dir}")
+    try:
+        weights = load_file(str(dir / WEIGHTS))
+    except (SafetensorError, OSError) as e:
+        raise CheckpointError(f"checkpoint {dir}: {WEIGHTS} is corrupt ({e})") from e
+
+    with torch.device("meta"):
+        model = GPT(config)
+    int8 = meta.get("quantization") is not None
+    if int8:
+        scheme = meta["quantization"].get("scheme")
+        if scheme != INT8_SCHEME:
+            raise CheckpointError(f"checkpoint {dir}: unknown quantization scheme {scheme!r}")
+        swapped = swap_to_int8(model)
+    try:
+        model.load_state_dict(weights, strict=True, assign=True)
+    except RuntimeError as e:
+        raise CheckpointError(f"checkpoint {dir}: weights do not match config.json ({e})") from e
+    if int8:
+        for m in swapped:
+            m.weight_scale = m.weight_scale.float()  # stored fp16; the kernels want the activations' dtype
+    for name, t in [*model.named_parameters(), *model.named_buffers()]:
+        if t.is_meta:
+            raise CheckpointError(f"checkpoint {dir}: no weights for {name}")
+    model.requires_grad_(False)
+    model = model.to(device).eval()
+    if int8 and fast_int8 and torch.device(device).type == "cpu":
+        pack_for_cpu(model)
+    return model, tokenizer, meta
+
+
+def export_int8(src_dir: str | Path, dst_dir: str | Path) -> dict[str, Any]:
+    """Write the shipped form of an fp32 checkpoint (int8 matrices, fp16 row scales); returns its config."""
+    model, tokenizer, meta = load_checkpoint(src_dir)
+    if meta.get("quantization") is not None:
+        raise CheckpointError(f"checkpoint {src_dir} is already quantized ({meta['quantization']['scheme']})")
+    weights = int8_state_dict(model)
+    int8_count = sum(t.numel() for t in weights.values() if t.dtype == torch.int8)
+    config = {
+        **meta,
+        "quantization": {
+            "scheme": INT8_SCHEME,
+            "int8_parameters": int8_count,
+            "fp32_parameters": sum(t.numel() for t in weights.values() if t.dtype == torch.float32),
+            "note": "every Linear and Embedding matrix is int8 with one fp16 scale per output row; "
+            "LayerNorm weights stay fp32",
+        },
+    }
+    _write(Path(dst_dir), weights, tokenizer, config)
+    return config

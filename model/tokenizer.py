@@ -1,0 +1,160 @@
+"""Byte-level BPE tokenizer and the chat format, written once.
+
+The chat format (the trainer, the terminal chat and the server all call these functions):
+
+    <|user|>text<|assistant|>text<|eos|><|user|>text<|assistant|>...
+
+A system message, if given, is prefixed to the text of the next user turn (followed by a blank
+line): the model has no separate system role.
+
+This module imports no torch, so light tools (token counting, data preparation) stay light.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+
+from tokenizers import Tokenizer as HFTokenizer
+from tokenizers import decoders, models, pre_tokenizers, trainers
+
+SPECIAL_TOKENS = ["<|user|>", "<|assistant|>", "<|eos|>", "<|pad|>"]
+# The specials come first in the vocabulary, so their ids are part of the format.
+USER_ID, ASSISTANT_ID, EOS_ID, PAD_ID = range(len(SPECIAL_TOKENS))
+VOCAB_SIZE = 16387  # 4 specials + 256 byte symbols + 16,127 merges
+SYSTEM_SEPARATOR = "\n\n"
+
+
+class Tokenizer:
+    """A HF `tokenizers` byte-level BPE with four special tokens, each a single id.
+
+    Plain text never turns into a special id: a user who types "<|eos|>" gets ordinary tokens.
+    """
+
+    def __init__(self, hf: HFTokenizer):
+        for i, token in enumerate(SPECIAL_TOKENS):
+            if hf.token_to_id(token) != i:
+                raise ValueError(f"tokenizer must map {token!r} to id {i}, got {hf.token_to_id(token)}")
+        hf.encode_special_tokens = True  # specials typed in text are split like any other text
+        self._hf = hf
+        self.vocab_size: int = hf.get_vocab_size()
+        self.user_id, self.assistant_id, self.eos_id, self.pad_id = USER_ID, ASSISTANT_ID, EOS_ID, PAD_ID
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> Tokenizer:
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"no tokenizer file at {path}")
+        return cls(HFTokenizer.from_file(str(path)))
+
+    def save(self, path: str | Path) -> None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self._hf.save(str(path))
+
+    def to_json(self) -> str:
+        return self._hf.to_str()
+
+    @classmethod
+    def train(
+        cls, texts: Iterable[str], vocab_size: int = VOCAB_SIZE, show_progress: bool = True
+    ) -> Tokenizer:
+        """Learn merges until the vocabulary (specials and the 256 byte symbols included) has
+        exactly `vocab_size` tokens; raises ValueError when the text is too small to get there."""
+        hf = HFTokenizer(models.BPE())
+        hf.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        hf.decoder = decoders.ByteLevel()
+        trainer = trainers.BpeTrainer(
+            vocab_size=vocab_size,
+            special_tokens=SPECIAL_TOKENS,
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+            show_progress=show_progress,
+        )
+        hf.train_from_iterator(texts, trainer=trainer)
+        if hf.get_vocab_size() != vocab_size:
+            raise ValueError(
+                f"the training text only supports {hf.get_vocab_size()} tokens, {vocab_size} were asked for: "
+                "train on more (or more varied) text, or ask for a smaller vocabulary"
+            )
+        return cls(hf)
+
+    def encode(self, text: str) -> list[int]:
+        return self._hf.encode(text, add_special_tokens=False).ids
+
+    def decode(self, ids: Sequence[int]) -> str:
+        # skip_special_tokens=False: a special id decodes to its marker, so nothing is silently lost
+        return self._hf.decode(list(ids), skip_special_tokens=False)
+
+    def id_to_token(self, i: int) -> str | None:
+        return self._hf.id_to_token(i)
+
+
+def _segments(tok: Tokenizer, messages: Sequence[Mapping[str, str]]) -> list[tuple[list[int], list[int]]]:
+    """(ids, loss_mask) per message, in order; their concatenation is the rendered conversation."""
+    out = []
+    for i, m in enumerate(messages):
+        role, content = m.get("role"), m.get("content")
+        if not isinstance(content, str):
+            raise ValueError(f"message {i}: content must be a string, got {type(content).__name__}")
+        if role == "system":
+            if i + 1 >= len(messages) or messages[i + 1].get("role") != "user":
+                raise ValueError(f"message {i}: a system message must be followed by a user message")
+            ids = tok.encode(content + SYSTEM_SEPARATOR)
+            out.append(([tok.user_id] + ids, [0] * (len(ids) + 1)))
+        elif role == "user":
+            after_system = i > 0 and messages[i - 1].get("role") == "system"
+            ids = ([] if after_system else [tok.user_id]) + tok.encode(content)
+            out.append((ids, [0] * len(ids)))
+        elif role == "assistant":
+            ids = tok.encode(content)
+            out.append(([tok.assistant_id] + ids + [tok.eos_id], [0] + [1] * (len(ids) + 1)))
+        else:
+            raise ValueError(f"message {i}: unknown role {role!r} (expected 'user', 'assistant' or 'system')")
+    return out
+
+
+def render_conversation(tok: Tokenizer, messages: Sequence[Mapping[str, str]]) -> tuple[list[int], list[int]]:
+    """Token ids of a whole conversation and its loss mask (same length).
+
+    mask[i] == 1 where ids[i] is an assistant content token or the <|eos|> closing an assistant
+    turn, 0 elsewhere. For next-token training, predict ids[1:] from ids[:-1] with mask[1:].
+    """
+    ids: list[int] = []
+    mask: list[int] = []
+    for seg_ids, seg_mask in _segments(tok, messages):
+        ids += seg_ids
+        mask += seg_mask
+    return ids, mask
+
+
+def render_prompt(tok: Tokenizer, messages: Sequence[Mapping[str, str]]) -> list[int]:
+    """The conversation so far followed by <|assistant|>, for the model to continue."""
+    return render_conversation(tok, messages)[0] + [tok.assistant_id]
+
+
+def message_token_count(tok: Tokenizer, message: Mapping[str, str]) -> int:
+    """Tokens this message adds inside render_conversation: role token + text (+ <|eos|> for the
+    assistant). A system message adds <|user|> + text + separator, and the user message after it then
+    adds only its text, so the count of a user message right after a system one is one too high
+    (counts never under-estimate)."""
+    if message.get("role") == "system":
+        return 1 + len(tok.encode(str(message.get("content", "")) + SYSTEM_SEPARATOR))
+    return len(_segments(tok, [message])[0][0])
+
+
+def fit_to_window(
+    tok: Tokenizer, messages: Sequence[Mapping[str, str]], max_tokens: int
+) -> tuple[list[Mapping[str, str]], int]:
+    """The newest whole turns (each starting at a user message) whose render_prompt fits in
+    max_tokens, keeping a leading system message while it fits; returns (messages, dropped count).
+    Raises ValueError when not even the last user turn fits."""
+    counts = [message_token_count(tok, m) for m in messages]
+    pinned = 1 if messages and messages[0].get("role") == "system" else 0
+    starts = [i for i in range(pinned, len(messages)) if messages[i].get("role") == "user"]
+    for keep_system in (True, False) if pinned else (False,):
+        for start in starts:
+            head = list(messages[:pinned]) if keep_system else []
+            total = sum(counts[start:]) + (counts[0] if keep_system else 0) + 1  # + <|assistant|>
+            if total <= max_tokens:
+                return head + list(messages[start:]), start - len(head)
+    need = sum(counts[starts[-1] :]) + 1 if starts else sum(counts) + 1
+    raise ValueError(f"the last message needs {need} tokens, more than the {max_tokens} available")

@@ -1,0 +1,81 @@
+"""One settings object for every function, read from SLM_* environment variables (and `.env` locally).
+
+Secrets may instead name an AWS Secrets Manager secret (SLM_JWT_SECRET_SECRET_ID,
+SLM_DATABASE_URL_SECRET_ID); they are fetched once per cold start, because `get_settings` is cached.
+"""
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEV_JWT_SECRET = "dev-only-insecure-jwt-key-change-me"
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SLM_", env_file=".env", extra="ignore")
+
+    env: Literal["development", "test", "production"] = "development"
+    database_url: str = "sqlite+aiosqlite:///./slm_chat.db"
+    database_url_secret_id: str | None = None
+    jwt_secret: str | None = None
+    jwt_secret_secret_id: str | None = None
+    jwt_expire_minutes: int = Field(default=60 * 24, gt=0)
+    bcrypt_rounds: int = Field(default=12, ge=4, le=16)
+    cors_origin: str | None = None  # the one allowed browser origin when the frontend lives elsewhere
+    migrate_on_start: bool = True
+    max_body_bytes: int = Field(default=64 * 1024, gt=0)
+    login_max_failures_per_account: int = Field(default=5, gt=0)
+    login_max_attempts_per_ip: int = Field(default=30, gt=0)
+    login_window_seconds: int = Field(default=15 * 60, gt=0)
+    model_dir: Path = REPO_ROOT / "model" / "checkpoints" / "default"
+    frontend_dir: Path = REPO_ROOT / "frontend" / "out"
+    aws_region: str | None = None
+
+    @model_validator(mode="after")
+    def _resolve_secrets(self) -> "Settings":
+        if self.database_url_secret_id:
+            self.database_url = read_secret(self.database_url_secret_id, self.aws_region)
+        if self.jwt_secret_secret_id:
+            self.jwt_secret = read_secret(self.jwt_secret_secret_id, self.aws_region)
+        if self.env == "production":
+            if not self.jwt_secret or self.jwt_secret == DEV_JWT_SECRET:
+                raise ValueError(
+                    "SLM_ENV=production needs a real JWT key: set SLM_JWT_SECRET or SLM_JWT_SECRET_SECRET_ID "
+                    "(the development key is refused)"
+                )
+            if len(self.jwt_secret) < 32:
+                raise ValueError("SLM_JWT_SECRET must be at least 32 characters in production")
+        elif not self.jwt_secret:
+            self.jwt_secret = DEV_JWT_SECRET
+        return self
+
+    @property
+    def jwt_key(self) -> str:
+        assert self.jwt_secret is not None  # set by the validator
+        return self.jwt_secret
+
+
+def read_secret(secret_id: str, region: str | None = None) -> str:
+    """The SecretString of an AWS Secrets Manager secret (a plain string, or JSON with a "value" key)."""
+    import json
+
+    import boto3
+
+    value = boto3.client("secretsmanager", region_name=region).get_secret_value(SecretId=secret_id)
+    text: str = value["SecretString"]
+    if text.startswith("{"):
+        data = json.loads(text)
+        for key in ("value", "url", "key", "password"):
+            if key in data:
+                return str(data[key])
+        raise ValueError(f"secret {secret_id!r} is JSON without a 'value' key")
+    return text
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

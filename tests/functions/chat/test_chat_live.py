@@ -1,0 +1,239 @@
+"""/api/chat against a live uvicorn server with the real default model, on SQLite and PostgreSQL."""
+
+import subprocess
+import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import pytest
+
+from tests.conftest import LiveServer
+from tests.functions.chat.sse_client import chat, conversation, events, register_http
+
+pytestmark = pytest.mark.slow
+LONG = {"temperature": 1.2, "top_k": 0, "top_p": 1.0, "max_new_tokens": 300}
+
+
+def test_chat_streams_meta_tokens_done_in_order_and_persists(live_server: LiveServer) -> None:
+    headers = register_http(live_server.url)
+    stream = chat(live_server.url, headers, message="Hello! How are you?", temperature=0, max_new_tokens=24)
+    names = [name for name, _ in stream]
+    assert names[0] == "meta" and names[-1] == "done"
+    assert set(names[1:-1]) <= {"token"} and "token" in names
+    meta, done = stream[0][1], stream[-1][1]
+    assert meta["context"]["limit"] == 384 - 24 and meta["context"]["dropped_messages"] == 0
+    assert meta["queue_position"] == 0 and isinstance(meta["cold_start"], bool)
+    answer = "".join(data["text"] for name, data in stream if name == "token")
+    assert answer.strip()
+    assert (
+        done["finish_reason"] in ("eos", "length") and done["tokens"] >= 1 and done["tokens_per_second"] > 0
+    )
+    saved = conversation(live_server.url, headers, meta["conversation_id"])
+    assert saved["title"] == "Hello! How are you?"
+    user, assistant = saved["messages"]
+    assert (user["id"], user["role"], user["content"]) == (
+        meta["user_message_id"],
+        "user",
+        "Hello! How are you?",
+    )
+    assert (assistant["id"], assistant["content"]) == (done["assistant_message_id"], answer)
+    assert (assistant["finish_reason"], assistant["token_count"]) == (done["finish_reason"], done["tokens"])
+
+
+def test_tokens_arrive_before_generation_ends(live_server: LiveServer) -> None:
+    headers = register_http(live_server.url)
+    body = {
+        "conversation_id": None,
+        "message": "Tell me a long story about the sea.",
+        **LONG,
+        "seed": 1,
+        "max_new_tokens": 48,
+    }
+    with httpx.stream(
+        "POST", f"{live_server.url}/api/chat", json=body, headers=headers, timeout=120
+    ) as response:
+        stream = events(response)
+        meta = next(stream)[1]
+        name, first = next(stream)
+        assert name == "token"
+        # the answer is saved when generation ends: it is not there yet while tokens are arriving
+        during = conversation(live_server.url, headers, meta["conversation_id"])["messages"]
+        assert [m["role"] for m in during] == ["user"]
+        rest = list(stream)
+    assert rest[-1][0] == "done" and len(rest) > 1
+
+
+def test_disconnect_mid_stream_saves_the_partial_answer_as_stopped(live_server: LiveServer) -> None:
+    headers = register_http(live_server.url)
+    for seed in range(5):  # a seed whose answer is long enough to be cut
+        body = {"conversation_id": None, "message": "Write about ships.", **LONG, "seed": seed}
+        received = []
+        with httpx.stream(
+            "POST", f"{live_server.url}/api/chat", json=body, headers=headers, timeout=120
+        ) as response:
+            stream = events(response)
+            meta = next(stream)[1]
+            for name, _data in stream:
+                received.append(name)
+                if received.count("token") == 3:
+                    break  # leaving the block closes the connection mid-stream
+        if "done" not in received:
+            break
+    else:
+        pytest.fail("every answer finished before three tokens")
+    saved = wait_for_answer(live_server, headers, meta["conversation_id"])
+    assert saved["finish_reason"] == "stopped"
+    assert saved["content"] and saved["token_count"] >= 3
+
+
+def test_stop_from_a_second_process_ends_the_stream_within_a_few_tokens(live_server: LiveServer) -> None:
+    headers = register_http(live_server.url)
+    body = {"conversation_id": None, "message": "Tell me everything about the ocean.", **LONG, "seed": 3}
+    with httpx.stream(
+        "POST", f"{live_server.url}/api/chat", json=body, headers=headers, timeout=120
+    ) as response:
+        stream = events(response)
+        meta = next(stream)[1]
+        assert next(stream)[0] == "token"
+        stop = (
+            "import httpx, sys; r = httpx.post(sys.argv[1], headers={'Authorization': sys.argv[2]}); "
+            "assert r.status_code == 202, r.text; print(r.json()['stop_requested'])"
+        )
+        url = f"{live_server.url}/api/chat/{meta['conversation_id']}/stop"
+        result = subprocess.run(
+            [sys.executable, "-c", stop, url, headers["Authorization"]],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert result.returncode == 0 and result.stdout.strip() == "True", result.stderr
+        after = list(stream)
+    done = after[-1][1]
+    assert after[-1][0] == "done" and done["finish_reason"] == "stopped"
+    assert sum(1 for name, _ in after if name == "token") <= 60
+    saved = conversation(live_server.url, headers, meta["conversation_id"])["messages"][-1]
+    assert saved["finish_reason"] == "stopped" and saved["id"] == done["assistant_message_id"]
+
+
+def test_stop_on_another_users_conversation_is_404(live_server: LiveServer) -> None:
+    alice, mallory = register_http(live_server.url), register_http(live_server.url)
+    meta = chat(live_server.url, alice, message="hi", max_new_tokens=2)[0][1]
+    response = httpx.post(f"{live_server.url}/api/chat/{meta['conversation_id']}/stop", headers=mallory)
+    assert response.status_code == 404 and response.json()["error"]["code"] == "not_found"
+    other = chat_error(live_server, mallory, conversation_id=meta["conversation_id"], message="hi")
+    assert other.status_code == 404
+
+
+def test_eight_concurrent_streams_from_four_users_stay_apart(live_server: LiveServer) -> None:
+    users = [register_http(live_server.url) for _ in range(4)]
+    jobs = [(users[i % 4], f"Message {i}: what is the color of the sky?", i) for i in range(8)]
+    barrier = threading.Barrier(8)
+
+    def run(job):
+        headers, message, seed = job
+        barrier.wait()
+        return (
+            headers,
+            message,
+            chat(live_server.url, headers, message=message, seed=seed, max_new_tokens=40, temperature=0.9),
+        )
+
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(run, jobs))
+    conversation_ids = set()
+    for headers, message, stream in results:
+        meta = stream[0][1]
+        assert stream[-1][0] == "done"
+        conversation_ids.add(meta["conversation_id"])
+        answer = "".join(data["text"] for name, data in stream if name == "token")
+        saved = conversation(live_server.url, headers, meta["conversation_id"])
+        assert [m["content"] for m in saved["messages"]] == [message, answer]
+    assert len(conversation_ids) == 8
+    for headers in users:  # each user sees exactly their own two conversations
+        listed = httpx.get(f"{live_server.url}/api/conversations", headers=headers).json()
+        assert listed["total"] == 2
+
+
+def test_long_history_drops_old_turns_with_a_warning(live_server: LiveServer) -> None:
+    headers = register_http(live_server.url)
+    conversation_id, warned = None, None
+    filler = "Please remember this sentence about mountains, rivers, forests and the wide blue sea. " * 3
+    for turn in range(12):
+        stream = chat(
+            live_server.url,
+            headers,
+            conversation_id=conversation_id,
+            message=f"{turn}. {filler}",
+            max_new_tokens=16,
+            temperature=0,
+        )
+        conversation_id = stream[0][1]["conversation_id"]
+        warnings = [data for name, data in stream if name == "warning"]
+        if warnings:
+            warned = (stream[0][1], warnings[0])
+            break
+    assert warned, "no context warning after 12 long turns"
+    meta, warning = warned
+    assert warning["code"] == "context_truncated" and warning["dropped_messages"] >= 2
+    assert meta["context"]["dropped_messages"] == warning["dropped_messages"]
+    assert meta["context"]["tokens"] <= meta["context"]["limit"]
+
+
+def test_message_too_long_for_the_window_is_refused_and_nothing_saved(live_server: LiveServer) -> None:
+    headers = register_http(live_server.url)
+    response = chat_error(live_server, headers, message="word " * 790)
+    assert response.status_code == 422
+    error = response.json()["error"]
+    assert error["code"] == "message_too_long" and "tokens" in error["message"]
+    assert httpx.get(f"{live_server.url}/api/conversations", headers=headers).json()["total"] == 0
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"message": ""},
+        {"message": "x" * 4001},
+        {"message": "hi", "temperature": 2.5},
+        {"message": "hi", "top_p": 0},
+        {"message": "hi", "top_k": 201},
+        {"message": "hi", "max_new_tokens": 0},
+        {"message": "hi", "max_new_tokens": 384},
+        {"message": "hi", "conversation_id": "seven"},
+    ],
+)
+def test_out_of_range_chat_requests_are_422_before_streaming(live_server: LiveServer, body: dict) -> None:
+    headers = register_http(live_server.url)
+    response = chat_error(live_server, headers, **body)
+    assert response.status_code == 422 and response.json()["error"]["code"] == "validation_error"
+
+
+def test_default_model_answers_a_greeting(live_server: LiveServer) -> None:
+    headers = register_http(live_server.url)
+    stream = chat(live_server.url, headers, message="Hello!", temperature=0, max_new_tokens=32)
+    assert "".join(data["text"] for name, data in stream if name == "token").strip()
+
+
+def test_model_card_describes_the_loaded_checkpoint(live_server: LiveServer) -> None:
+    headers = register_http(live_server.url)
+    card = httpx.get(f"{live_server.url}/api/model", headers=headers).json()
+    assert card["config"]["n_layer"] == 6 and card["config"]["block_size"] == 384
+    assert 30_000_000 < card["parameters"] < 40_000_000
+    assert card["scores"] and card["data"]
+    assert httpx.get(f"{live_server.url}/api/model").status_code == 401
+
+
+def chat_error(server: LiveServer, headers: dict[str, str], **body) -> httpx.Response:
+    body.setdefault("conversation_id", None)
+    return httpx.post(f"{server.url}/api/chat", json=body, headers=headers, timeout=60)
+
+
+def wait_for_answer(server: LiveServer, headers: dict[str, str], conversation_id: int) -> dict:
+    import time
+
+    for _ in range(100):
+        messages = conversation(server.url, headers, conversation_id)["messages"]
+        if len(messages) == 2:
+            return messages[1]
+        time.sleep(0.1)
+    raise AssertionError(f"the answer was never saved:\n{server.log()[-2000:]}")

@@ -1,0 +1,160 @@
+import json
+
+from fastapi.testclient import TestClient
+
+from tests.conftest import Account, register
+
+
+def create(client: TestClient, account: Account, title: str | None = None) -> dict:
+    response = client.post(
+        "/api/conversations", json={"title": title} if title else {}, headers=account.headers
+    )
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def test_create_conversation_defaults_title(client: TestClient) -> None:
+    alice = register(client)
+    conversation = create(client, alice)
+    assert conversation["title"] == "New chat"
+    assert {"id", "title", "created_at", "updated_at"} <= set(conversation)
+
+
+def test_list_conversations_newest_first_and_paginated(client: TestClient) -> None:
+    alice = register(client)
+    ids = [create(client, alice, f"chat {i}")["id"] for i in range(5)]
+    page1 = client.get("/api/conversations?limit=2", headers=alice.headers).json()
+    page2 = client.get("/api/conversations?limit=2&offset=2", headers=alice.headers).json()
+    page3 = client.get("/api/conversations?limit=2&offset=4", headers=alice.headers).json()
+    assert page1["total"] == 5 and page1["limit"] == 2 and page2["offset"] == 2
+    listed = [c["id"] for page in (page1, page2, page3) for c in page["items"]]
+    assert listed == list(reversed(ids))
+
+
+def test_list_conversations_searches_titles_case_insensitively(client: TestClient) -> None:
+    alice = register(client)
+    create(client, alice, "Trip to Lisbon")
+    create(client, alice, "Recipe ideas")
+    create(client, alice, "100% sure_thing")
+    found = client.get("/api/conversations", params={"q": "lisBON"}, headers=alice.headers).json()
+    assert [c["title"] for c in found["items"]] == ["Trip to Lisbon"] and found["total"] == 1
+    literal = client.get("/api/conversations", params={"q": "%"}, headers=alice.headers).json()
+    assert [c["title"] for c in literal["items"]] == ["100% sure_thing"]
+    underscore = client.get("/api/conversations", params={"q": "_"}, headers=alice.headers).json()
+    assert underscore["total"] == 1
+
+
+def test_rename_conversation_moves_it_to_the_top(client: TestClient) -> None:
+    alice = register(client)
+    first = create(client, alice, "first")
+    create(client, alice, "second")
+    response = client.patch(
+        f"/api/conversations/{first['id']}", json={"title": "  renamed  "}, headers=alice.headers
+    )
+    assert response.status_code == 200 and response.json()["title"] == "renamed"
+    assert response.json()["updated_at"] >= first["updated_at"]
+    listed = client.get("/api/conversations", headers=alice.headers).json()["items"]
+    assert listed[0]["id"] == first["id"]
+
+
+def test_rename_refuses_empty_title(client: TestClient) -> None:
+    alice = register(client)
+    conversation = create(client, alice)
+    response = client.patch(
+        f"/api/conversations/{conversation['id']}", json={"title": "   "}, headers=alice.headers
+    )
+    assert response.status_code == 422 and "title" in response.json()["error"]["fields"]
+
+
+def test_get_conversation_includes_messages(client: TestClient, use_database: str) -> None:
+    alice = register(client)
+    conversation = create(client, alice, "with messages")
+    add_messages(use_database, conversation["id"], [("user", "Hi there"), ("assistant", "Hello! 👋")])
+    detail = client.get(f"/api/conversations/{conversation['id']}", headers=alice.headers).json()
+    assert [(m["role"], m["content"]) for m in detail["messages"]] == [
+        ("user", "Hi there"),
+        ("assistant", "Hello! 👋"),
+    ]
+    assert detail["messages"][1]["finish_reason"] == "eos"
+
+
+def test_delete_conversation_removes_its_messages(client: TestClient, use_database: str) -> None:
+    alice = register(client)
+    conversation = create(client, alice)
+    add_messages(use_database, conversation["id"], [("user", "bye")])
+    assert client.delete(f"/api/conversations/{conversation['id']}", headers=alice.headers).status_code == 204
+    assert client.get(f"/api/conversations/{conversation['id']}", headers=alice.headers).status_code == 404
+    assert count_messages(use_database, conversation["id"]) == 0
+
+
+def test_export_conversation_as_jsonl(client: TestClient, use_database: str) -> None:
+    alice = register(client)
+    conversation = create(client, alice)
+    add_messages(use_database, conversation["id"], [("user", 'say "hi"\nplease'), ("assistant", "hi ☕")])
+    response = client.get(f"/api/conversations/{conversation['id']}/export", headers=alice.headers)
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("application/x-ndjson")
+    assert "attachment" in response.headers["content-disposition"]
+    lines = response.text.splitlines()
+    assert len(lines) == 1
+    assert json.loads(lines[0]) == {
+        "messages": [
+            {"role": "user", "content": 'say "hi"\nplease'},
+            {"role": "assistant", "content": "hi ☕"},
+        ]
+    }
+
+
+def test_every_conversation_route_hides_another_users_conversation(client: TestClient) -> None:
+    alice, mallory = register(client), register(client)
+    secret = create(client, alice, "alice's secret")
+    cid = secret["id"]
+    requests = [
+        ("GET", f"/api/conversations/{cid}", None),
+        ("PATCH", f"/api/conversations/{cid}", {"title": "pwned"}),
+        ("DELETE", f"/api/conversations/{cid}", None),
+        ("GET", f"/api/conversations/{cid}/export", None),
+    ]
+    for method, path, body in requests:
+        response = client.request(method, path, json=body, headers=mallory.headers)
+        assert response.status_code == 404, (method, path)
+        assert response.json() == {"error": {"code": "not_found", "message": "Conversation not found"}}
+    assert client.get("/api/conversations", headers=mallory.headers).json()["total"] == 0
+    assert client.get(f"/api/conversations/{cid}", headers=alice.headers).json()["title"] == "alice's secret"
+
+
+def test_missing_conversation_is_404(client: TestClient) -> None:
+    alice = register(client)
+    assert client.get("/api/conversations/999999", headers=alice.headers).status_code == 404
+
+
+def add_messages(database_url: str, conversation_id: int, messages: list[tuple[str, str]]) -> None:
+    from sqlalchemy import create_engine
+    from sqlalchemy.orm import Session
+
+    from shared.migrate import sync_url
+    from shared.models import Message
+
+    engine = create_engine(sync_url(database_url))
+    with Session(engine) as session:
+        for role, content in messages:
+            reason = "eos" if role == "assistant" else None
+            session.add(
+                Message(conversation_id=conversation_id, role=role, content=content, finish_reason=reason)
+            )
+        session.commit()
+    engine.dispose()
+
+
+def count_messages(database_url: str, conversation_id: int) -> int:
+    from sqlalchemy import create_engine, text
+
+    from shared.migrate import sync_url
+
+    engine = create_engine(sync_url(database_url))
+    with engine.connect() as connection:
+        count = connection.execute(
+            text("SELECT count(*) FROM messages WHERE conversation_id = :c"), {"c": conversation_id}
+        ).scalar_one()
+    engine.dispose()
+    return int(count)

@@ -1,0 +1,128 @@
+"""Bad input of every kind gives the one error shape with the right status, and never a 500."""
+
+from datetime import UTC, datetime, timedelta
+
+import jwt
+import pytest
+from fastapi.testclient import TestClient
+
+from shared.security import create_access_token
+from tests.conftest import register
+
+SECRET = "test-secret-key-that-is-long-enough-1234"
+
+
+def assert_error(response, status: int, code: str | None = None) -> dict:
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert set(body) == {"error"} and isinstance(body["error"]["message"], str) and body["error"]["message"]
+    if code:
+        assert body["error"]["code"] == code
+    return body["error"]
+
+
+@pytest.mark.parametrize(
+    "payload, field",
+    [
+        ({}, "email"),
+        ({"email": "a@example.com"}, "password"),
+        ({"email": 12345, "password": "correct horse"}, "email"),
+        ({"email": "a@example.com", "password": ["list"]}, "password"),
+        ({"email": "a" * 400 + "@example.com", "password": "correct horse"}, "email"),
+        ({"email": "a@example.com", "password": "x" * 5000}, "password"),
+        ({"email": "a@example.com", "password": "correct horse", "admin": True}, "admin"),
+    ],
+)
+def test_register_bad_fields_are_422(client: TestClient, payload: dict, field: str) -> None:
+    error = assert_error(client.post("/api/auth/register", json=payload), 422, "validation_error")
+    assert field in error["fields"]
+
+
+def test_body_that_is_not_json_is_400(client: TestClient) -> None:
+    response = client.post(
+        "/api/auth/login",
+        content=b'{"email": "a@b.c", "password":',
+        headers={"Content-Type": "application/json"},
+    )
+    assert_error(response, 400, "invalid_json")
+
+
+def test_body_over_the_size_limit_is_413(client: TestClient) -> None:
+    big = {"email": "a@example.com", "password": "p" * (70 * 1024)}
+    assert_error(client.post("/api/auth/register", json=big), 413, "payload_too_large")
+
+
+def test_streamed_body_over_the_size_limit_is_413(client: TestClient) -> None:
+    def chunks():
+        for _ in range(100):
+            yield b"x" * 1024
+
+    response = client.post(
+        "/api/auth/register", content=chunks(), headers={"Content-Type": "application/json"}
+    )
+    assert_error(response, 413, "payload_too_large")
+
+
+def test_unknown_route_and_method_use_the_error_shape(client: TestClient) -> None:
+    assert_error(client.get("/api/nope"), 404, "not_found")
+    assert_error(client.get("/v1/nope"), 404, "not_found")
+    assert_error(client.delete("/api/auth/login"), 405, "method_not_allowed")
+    assert_error(client.put("/api/conversations"), 405, "method_not_allowed")
+
+
+def test_wrong_typed_path_and_query_are_422(client: TestClient) -> None:
+    user = register(client)
+    assert_error(client.get("/api/conversations/abc", headers=user.headers), 422)
+    assert_error(client.get("/api/conversations/99999999999999999999", headers=user.headers), 422)
+    assert_error(client.get("/api/conversations?limit=0", headers=user.headers), 422)
+    assert_error(client.get("/api/conversations?limit=abc", headers=user.headers), 422)
+    assert_error(client.get("/api/conversations?offset=-1", headers=user.headers), 422)
+    assert_error(client.post("/api/conversations", json={"title": "t" * 201}, headers=user.headers), 422)
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        None,
+        "Bearer",
+        "Basic dXNlcjpwYXNz",
+        "Bearer not.a.jwt",
+        "Bearer " + "a" * 3000,
+    ],
+)
+def test_missing_or_malformed_token_is_401(client: TestClient, header: str | None) -> None:
+    headers = {"Authorization": header} if header else {}
+    assert_error(client.get("/api/conversations", headers=headers), 401, "not_authenticated")
+
+
+def test_tampered_wrongly_signed_expired_and_unsigned_tokens_are_401(client: TestClient) -> None:
+    user = register(client)
+    now = datetime.now(UTC)
+    head, payload, signature = user.token.split(".")
+    tampered = ".".join([head, payload, signature[:-2] + ("AA" if signature[-2:] != "AA" else "BB")])
+    other_key = create_access_token(user.id, "another-key-that-is-long-enough-12345", 60)
+    expired = create_access_token(user.id, SECRET, 60, now=now - timedelta(hours=2))
+    unsigned = jwt.encode(
+        {"sub": str(user.id), "iat": now, "exp": now + timedelta(hours=1)}, None, algorithm="none"
+    )
+    no_exp = jwt.encode({"sub": str(user.id), "iat": now}, SECRET, algorithm="HS256")
+    hs512 = jwt.encode(
+        {"sub": str(user.id), "iat": now, "exp": now + timedelta(hours=1)}, SECRET, algorithm="HS512"
+    )
+    for token in (tampered, other_key, expired, unsigned, no_exp, hs512):
+        response = client.get("/api/auth/me", headers={"Authorization": f"Bearer {token}"})
+        assert_error(response, 401, "not_authenticated")
+
+
+def test_deleted_users_token_is_401(client: TestClient, use_database: str) -> None:
+    from sqlalchemy import create_engine, text
+
+    from shared.migrate import sync_url
+
+    user = register(client)
+    engine = create_engine(sync_url(use_database))
+    with engine.begin() as connection:
+        connection.execute(text("DELETE FROM users WHERE id = :id"), {"id": user.id})
+    engine.dispose()
+    error = assert_error(client.get("/api/auth/me", headers=user.headers), 401, "not_authenticated")
+    assert "no longer exists" in error["message"]

@@ -1,0 +1,291 @@
+"""A real nginx with the project's config (TLS from the placeholder script) in front of the real functions.
+
+Each function runs as a local uvicorn process on SQLite, exactly as docker-compose.yml runs it on
+PostgreSQL; nginx is the system's (apt-get install nginx). Chat's checks run once functions/chat exists.
+"""
+
+import json
+import os
+import ssl
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.infra.helpers import REPO, free_port, function_exists, render_nginx_template, require_tool
+
+DOMAIN = "127.0.0.1"
+
+
+def wait_until(check, what: str, log: Path, attempts: int = 300) -> None:
+    for _ in range(attempts):
+        try:
+            if check():
+                return
+        except (httpx.HTTPError, OSError):
+            pass
+        time.sleep(0.2)
+    raise AssertionError(f"{what} did not come up:\n{log.read_text() if log.exists() else ''}")
+
+
+@dataclass
+class Stack:
+    tmp: Path
+    http: str
+    https: str
+    tls: ssl.SSLContext
+    functions: set[str]
+    processes: list[subprocess.Popen] = field(default_factory=list)
+
+    def client(self, **kwargs) -> httpx.Client:
+        return httpx.Client(base_url=self.https, verify=self.tls, timeout=60, **kwargs)
+
+
+def nginx_main_config(tmp: Path, site: Path) -> str:
+    user = "user root;\n" if os.geteuid() == 0 else ""  # workers must read the test's private temp dir
+    temp = " ".join(
+        f"{kind}_temp_path {tmp / kind};" for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    )
+    return (
+        f"{user}pid {tmp / 'nginx.pid'};\nerror_log {tmp / 'error.log'} warn;\nevents {{ worker_connections 256; }}\n"
+        f"http {{\n include /etc/nginx/mime.types;\n access_log {tmp / 'access.log'};\n {temp}\n include {site};\n}}\n"
+    )
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory) -> Iterator[Stack]:
+    nginx = require_tool("nginx", "apt-get install nginx")
+    require_tool("openssl", "apt-get install openssl")
+    tmp = tmp_path_factory.mktemp("nginx")
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO),
+        "SLM_DATABASE_URL": f"sqlite+aiosqlite:///{tmp / 'slm.db'}",
+        "SLM_MIGRATE_ON_START": "false",
+    }
+    subprocess.run([sys.executable, "-m", "shared.migrate", "upgrade"], cwd=tmp, env=env, check=True)
+
+    functions = {name for name in ("auth", "conversations", "chat") if function_exists(name)}
+    ports = {name: free_port() for name in functions}
+    processes = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                f"functions.{name}.app:app",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+            ],
+            cwd=tmp,
+            env=env,
+            stdout=(tmp / f"{name}.log").open("w"),
+            stderr=subprocess.STDOUT,
+        )
+        for name, port in ports.items()
+    ]
+
+    certs, html, acme = tmp / "certs", tmp / "html", tmp / "acme"
+    placeholder = REPO / "infra/nginx/10-slm-tls-placeholder.sh"
+    subprocess.run(
+        ["sh", str(placeholder)], env={**os.environ, "DOMAIN": DOMAIN, "CERT_DIR": str(certs)}, check=True
+    )
+    html.mkdir()
+    (html / "index.html").write_text("<h1>SLM home</h1>")
+    (html / "login.html").write_text("<h1>SLM login</h1>")
+    http_port, https_port = free_port(), free_port()
+    values = {
+        "DOMAIN": DOMAIN,
+        "HTTP_PORT": str(http_port),
+        "HTTPS_PORT": str(https_port),
+        "CERT_DIR": str(certs),
+        "ACME_ROOT": str(acme),
+        "FRONTEND_ROOT": str(html),
+    }
+    for name in ("auth", "conversations", "chat"):  # a missing function gets a closed port: 502
+        values[f"{name.upper()}_UPSTREAM"] = f"127.0.0.1:{ports.get(name) or free_port()}"
+    site = tmp / "default.conf"
+    site.write_text(render_nginx_template(values))
+    (tmp / "nginx.conf").write_text(nginx_main_config(tmp, site))
+    processes.append(
+        subprocess.Popen(
+            [nginx, "-p", str(tmp), "-c", str(tmp / "nginx.conf"), "-g", "daemon off;"],
+            stdout=(tmp / "nginx.out").open("w"),
+            stderr=subprocess.STDOUT,
+        )
+    )
+    tls = ssl.create_default_context(cafile=str(certs / "fullchain.pem"))
+    result = Stack(
+        tmp, f"http://{DOMAIN}:{http_port}", f"https://{DOMAIN}:{https_port}", tls, functions, processes
+    )
+    try:
+        for name, port in ports.items():
+            healthy = lambda p=port: httpx.get(f"http://127.0.0.1:{p}/api/health").status_code == 200  # noqa: E731
+            wait_until(healthy, name, tmp / f"{name}.log")
+        wait_until(
+            lambda: httpx.get(f"{result.http}/nginx-health").status_code == 200, "nginx", tmp / "error.log"
+        )
+        yield result
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            process.wait(timeout=20)
+
+
+@pytest.fixture(scope="module")
+def token(stack: Stack) -> str:
+    with stack.client() as client:
+        response = client.post(
+            "/api/auth/register", json={"email": "nginx@example.com", "password": "correct horse"}
+        )
+    assert response.status_code == 201, response.text
+    return str(response.json()["access_token"])
+
+
+def test_config_passes_nginx_check(stack: Stack) -> None:
+    nginx = require_tool("nginx", "apt-get install nginx")
+    result = subprocess.run(
+        [nginx, "-t", "-p", str(stack.tmp), "-c", str(stack.tmp / "nginx.conf")],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def test_placeholder_certificate_is_made_once(stack: Stack) -> None:
+    certs = stack.tmp / "certs"
+    assert (certs / ".placeholder").exists() and oct(
+        (certs / "privkey.pem").stat().st_mode & 0o777
+    ) == "0o600"
+    before = (certs / "fullchain.pem").read_bytes()
+    script = REPO / "infra/nginx/10-slm-tls-placeholder.sh"
+    subprocess.run(
+        ["sh", str(script)], env={**os.environ, "DOMAIN": DOMAIN, "CERT_DIR": str(certs)}, check=True
+    )
+    assert (certs / "fullchain.pem").read_bytes() == before  # a certificate in place is never replaced
+
+
+def test_http_redirects_to_https(stack: Stack) -> None:
+    response = httpx.get(f"{stack.http}/api/auth/me?x=1")
+    assert response.status_code == 301
+    assert response.headers["location"] == f"https://{DOMAIN}/api/auth/me?x=1"
+
+
+def test_acme_challenge_is_served_over_plain_http(stack: Stack) -> None:
+    challenge = stack.tmp / "acme/.well-known/acme-challenge"
+    challenge.mkdir(parents=True, exist_ok=True)
+    (challenge / "token-123").write_text("token-123.key-authorization")
+    response = httpx.get(f"{stack.http}/.well-known/acme-challenge/token-123")
+    assert response.status_code == 200 and response.text == "token-123.key-authorization"
+
+
+def test_https_serves_the_static_frontend_and_its_config(stack: Stack) -> None:
+    with stack.client() as client:
+        assert "SLM home" in client.get("/").text
+        assert "SLM login" in client.get("/login").text  # the static export's login.html
+        assert "SLM home" in client.get("/some/client/route").text
+        config = client.get("/config.json")
+        assert config.headers["strict-transport-security"].startswith("max-age=")
+    assert config.json() == {"authBaseUrl": "", "conversationsBaseUrl": "", "chatBaseUrl": ""}
+
+
+def test_unknown_api_route_is_a_json_404(stack: Stack) -> None:
+    with stack.client() as client:
+        response = client.get("/api/nowhere")
+    assert response.status_code == 404 and response.json()["error"]["code"] == "not_found"
+
+
+def test_each_auth_and_conversations_route_reaches_its_function(stack: Stack, token: str) -> None:
+    headers = {"Authorization": f"Bearer {token}"}
+    with stack.client(headers=headers) as client:
+        health = client.get("/api/health")
+        assert health.status_code == 200 and health.json()["service"] == "auth"
+        assert client.get("/api/auth/me").json()["email"] == "nginx@example.com"
+        login = client.post(
+            "/api/auth/login", json={"email": "nginx@example.com", "password": "correct horse"}
+        )
+        assert login.status_code == 200
+        created = client.post("/api/conversations", json={"title": "through nginx"})
+        assert created.status_code == 201, created.text
+        conversation = created.json()["id"]
+        assert client.get("/api/conversations").status_code == 200
+        assert client.get(f"/api/conversations/{conversation}").json()["title"] == "through nginx"
+        renamed = client.patch(f"/api/conversations/{conversation}", json={"title": "renamed"})
+        assert renamed.status_code == 200 and renamed.json()["title"] == "renamed"
+        assert client.get(f"/api/conversations/{conversation}/export").status_code == 200
+        assert client.delete(f"/api/conversations/{conversation}").status_code == 204
+        assert client.get(f"/api/conversations/{conversation}").status_code == 404
+
+
+def sse_events(response: httpx.Response) -> Iterator[tuple[str, dict]]:
+    event = None
+    for line in response.iter_lines():
+        if line.startswith("event:"):
+            event = line.partition(":")[2].strip()
+        elif line.startswith("data:") and event:
+            yield event, json.loads(line.partition(":")[2])
+            event = None
+
+
+def test_chat_routes_reach_the_chat_function(stack: Stack, token: str) -> None:
+    if "chat" not in stack.functions:
+        pytest.skip("functions/chat/app.py does not exist yet")
+    with stack.client(headers={"Authorization": f"Bearer {token}"}) as client:
+        assert client.get("/api/model").status_code == 200
+        assert client.get("/v1/models").status_code == 200
+        completion = client.post(
+            "/v1/chat/completions", json={"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 8}
+        )
+        assert completion.status_code == 200, completion.text
+
+
+def test_sse_stream_arrives_unbuffered(stack: Stack, token: str) -> None:
+    """The client reads the first event, then stops the answer: a buffered stream would end before it could."""
+    if "chat" not in stack.functions:
+        pytest.skip("functions/chat/app.py does not exist yet")
+    headers = {"Authorization": f"Bearer {token}"}
+    request = {
+        "conversation_id": None,
+        "message": "Tell me a long story.",
+        "max_new_tokens": 300,
+        "temperature": 1.2,
+    }
+    finishes = []
+    with stack.client(headers=headers) as client:
+        for _ in range(3):
+            with client.stream("POST", "/api/chat", json=request) as response:
+                assert response.status_code == 200
+                assert response.headers["content-type"].startswith("text/event-stream")
+                assert response.headers["x-accel-buffering"] == "no"
+                events = sse_events(response)
+                first, meta = next(events)
+                assert first == "meta"
+                client.post(f"/api/chat/{meta['conversation_id']}/stop")
+                finishes += [data["finish_reason"] for name, data in events if name == "done"]
+            if "stopped" in finishes:
+                break
+    assert "stopped" in finishes, finishes
+
+
+def test_login_is_rate_limited_by_nginx(stack: Stack) -> None:
+    """Distinct accounts each time, so only nginx's per-address limit (10/minute, burst 5) can answer 429."""
+    statuses = []
+    with stack.client() as client:
+        for _ in range(15):
+            response = client.post(
+                "/api/auth/login", json={"email": f"{uuid.uuid4().hex}@example.com", "password": "x"}
+            )
+            statuses.append(response.status_code)
+            if response.status_code == 429:
+                assert "nginx" in response.text  # nginx's own page, not the app's JSON error
+                break
+    assert statuses[0] == 401 and statuses[-1] == 429, statuses

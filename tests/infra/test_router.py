@@ -1,0 +1,78 @@
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from infra.router.app import serve_frontend
+
+
+def test_router_includes_every_function_route(client: TestClient) -> None:
+    from infra.router.app import app, route_table
+
+    paths = route_table(app)
+    for expected in [
+        ("POST", "/api/auth/register"),
+        ("POST", "/api/auth/login"),
+        ("GET", "/api/auth/me"),
+        ("GET", "/api/conversations"),
+        ("POST", "/api/conversations"),
+        ("GET", "/api/conversations/{conversation_id}"),
+        ("PATCH", "/api/conversations/{conversation_id}"),
+        ("DELETE", "/api/conversations/{conversation_id}"),
+        ("GET", "/api/conversations/{conversation_id}/export"),
+        ("GET", "/api/health"),
+    ]:
+        assert expected in paths
+
+
+def test_health_reports_the_database(client: TestClient) -> None:
+    response = client.get("/api/health")
+    assert response.status_code == 200
+    assert response.json()["checks"]["database"] == "ok"
+
+
+def test_health_is_503_when_the_database_is_unreachable(monkeypatch, tmp_path: Path) -> None:
+    from shared import database
+    from shared.app import create_app
+    from shared.settings import get_settings
+
+    monkeypatch.setenv("SLM_DATABASE_URL", "postgresql+psycopg://nobody@127.0.0.1:1/none")
+    monkeypatch.setenv("SLM_MIGRATE_ON_START", "false")
+    get_settings.cache_clear()
+    try:
+        with TestClient(create_app("probe", [])) as probe:
+            response = probe.get("/api/health")
+        assert response.status_code == 503
+        body = response.json()
+        assert body["status"] == "unavailable" and body["error"]["code"] == "not_ready"
+        assert body["checks"]["database"].startswith("unreachable")
+    finally:
+        get_settings.cache_clear()
+        assert database._engine is None  # disposed on shutdown
+
+
+def test_serves_the_static_export(tmp_path: Path) -> None:
+    (tmp_path / "index.html").write_text("<h1>home</h1>")
+    (tmp_path / "chat.html").write_text("<h1>chat</h1>")
+    (tmp_path / "404.html").write_text("<h1>missing</h1>")
+    (tmp_path / "_next").mkdir()
+    (tmp_path / "_next" / "app.js").write_text("console.log(1)")
+    (tmp_path.parent / "secret.txt").write_text("outside")
+    app = FastAPI()
+    serve_frontend(app, tmp_path)
+    client = TestClient(app)
+    assert client.get("/").text == "<h1>home</h1>"
+    assert client.get("/chat").text == "<h1>chat</h1>"
+    assert client.get("/_next/app.js").headers["content-type"].startswith("text/javascript")
+    missing = client.get("/nowhere")
+    assert missing.status_code == 404 and "missing" in missing.text
+    assert client.get("/..%2Fsecret.txt").status_code == 404
+    api = client.get("/api/unknown")
+    assert api.status_code == 404 and api.json()["error"]["code"] == "not_found"
+
+
+def test_missing_frontend_build_says_how_to_build_it(tmp_path: Path) -> None:
+    app = FastAPI()
+    serve_frontend(app, tmp_path / "out")
+    response = TestClient(app).get("/")
+    assert response.status_code == 404 and "make frontend" in response.json()["error"]["message"]

@@ -1,0 +1,98 @@
+import json
+import subprocess
+import sys
+
+import pytest
+
+from model.chat import chat_loop
+from model.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint, save_checkpoint
+from model.engine import Engine, SamplingParams, TextStreamer
+from model.tokenizer import render_prompt
+
+
+def _run_chat(engine, tok, lines, params=None):
+    lines, out = list(lines), []
+
+    def read(prompt):
+        if not lines:
+            raise EOFError
+        return lines.pop(0)
+
+    chat_loop(engine, tok, params or SamplingParams(temperature=0.0, max_new_tokens=8), read, out.append)
+    return "".join(out)
+
+
+def test_chat_loop_streams_answers_and_resets(trained_model, tokenizer):
+    engine = Engine(trained_model, max_batch=1, eos_id=tokenizer.eos_id)
+    out = _run_chat(engine, tokenizer, ["the cat", "", "/reset", "a dog", "/quit", "never read"])
+    expected = tokenizer.decode(
+        list(
+            engine.generate(
+                render_prompt(tokenizer, [{"role": "user", "content": "the cat"}]),
+                SamplingParams(temperature=0.0, max_new_tokens=8),
+            )
+        )
+    )
+    assert out.count("bot> ") == 2 and "(new conversation)" in out
+    assert out.startswith("bot> " + expected + "\n")
+
+
+def test_chat_loop_drops_oldest_turns_when_window_is_full(trained_model, tokenizer):
+    engine = Engine(trained_model, max_batch=1, eos_id=tokenizer.eos_id)
+    lines = ["the cat sat on the mat and the dog ran under the tree"] * 6
+    out = _run_chat(engine, tokenizer, lines)
+    assert out.count("bot> ") == 6
+    assert "oldest messages no longer fit" in out
+
+
+def test_chat_loop_refuses_message_longer_than_window(trained_model, tokenizer):
+    engine = Engine(trained_model, max_batch=1, eos_id=tokenizer.eos_id)
+    out = _run_chat(engine, tokenizer, ["the cat " * 200])
+    assert "message too long" in out and "bot> " not in out
+
+
+def test_chat_cli_missing_checkpoint_says_so(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "model.chat", "--checkpoint", str(tmp_path / "none")],
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+    )
+    assert proc.returncode == 1
+    assert "no checkpoint folder" in proc.stderr and "--checkpoint" in proc.stderr
+
+
+def test_export_cli_writes_int8_and_reports_diff(tmp_path, trained_model, tokenizer):
+    save_checkpoint(tmp_path / "fp32", trained_model, tokenizer, {"scores": {"val_loss": 1.0}})
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "model.export",
+            "--src",
+            str(tmp_path / "fp32"),
+            "--dst",
+            str(tmp_path / "int8"),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "int8 weights" in proc.stdout and "max |logit fp32 - int8|" in proc.stdout
+    config = json.loads((tmp_path / "int8" / "config.json").read_text())
+    diffs = config["quantization"]["max_abs_logit_diff"]
+    assert set(diffs) == {"exact", "fast_cpu"} and config["scores"] == {"val_loss": 1.0}
+    # exact int8 is at least as close to fp32 as the fast kernel that also rounds activations
+    assert 0 < diffs["exact"] <= diffs["fast_cpu"]
+
+
+@pytest.mark.skipif(not (DEFAULT_CHECKPOINT / "config.json").is_file(), reason="no default checkpoint yet")
+def test_default_checkpoint_answers_hello():
+    model, tok, meta = load_checkpoint(DEFAULT_CHECKPOINT)
+    assert model.config.vocab_size == tok.vocab_size == 16387
+    engine = Engine(model, max_batch=1, eos_id=tok.eos_id)
+    params = SamplingParams(temperature=0.0, max_new_tokens=48)
+    ids = list(engine.generate(render_prompt(tok, [{"role": "user", "content": "Hello!"}]), params))
+    streamer = TextStreamer(tok)
+    text = "".join(streamer.put(i) for i in ids) + streamer.end()
+    assert text.strip()

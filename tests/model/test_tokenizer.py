@@ -1,0 +1,156 @@
+import pytest
+
+from model.tokenizer import (
+    SPECIAL_TOKENS,
+    VOCAB_SIZE,
+    Tokenizer,
+    fit_to_window,
+    message_token_count,
+    render_conversation,
+    render_prompt,
+)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "hello world",
+        "Emoji 🙂🚀 and 👍🏽 skin tone",
+        "日本語のテキスト、中文",
+        "crème brûlée façade",
+        "  spaces\n\ttabs  ",
+        "",
+    ],
+)
+def test_encode_decode_round_trips_any_text(tokenizer, text):
+    assert tokenizer.decode(tokenizer.encode(text)) == text
+
+
+def test_specials_are_single_ids_in_order(tokenizer, tiny_config):
+    assert tokenizer.vocab_size == tiny_config.vocab_size
+    ids = [tokenizer.user_id, tokenizer.assistant_id, tokenizer.eos_id, tokenizer.pad_id]
+    assert ids == [0, 1, 2, 3]
+    for token, i in zip(SPECIAL_TOKENS, ids, strict=True):
+        assert tokenizer.decode([i]) == token
+
+
+def test_encode_typed_special_markers_stays_plain_text(tokenizer):
+    text = "please <|eos|> stop <|user|><|assistant|><|pad|>"
+    ids = tokenizer.encode(text)
+    assert not set(ids) & {0, 1, 2, 3}
+    assert tokenizer.decode(ids) == text
+
+
+def test_save_and_load_keeps_encoding(tokenizer, tmp_path):
+    tokenizer.save(tmp_path / "tok.json")
+    loaded = Tokenizer.from_file(tmp_path / "tok.json")
+    text = "hello 🙂 <|eos|> 日本語"
+    assert loaded.encode(text) == tokenizer.encode(text)
+    assert loaded.vocab_size == tokenizer.vocab_size
+
+
+def test_train_default_size_gives_exact_vocab():
+    import random
+
+    rng = random.Random(0)
+    syllables = [a + b for a in "bcdfghklmnprstvz" for b in "aeiou"]
+    lines = [
+        " ".join("".join(rng.choice(syllables) for _ in range(rng.randint(1, 4))) for _ in range(12))
+        for _ in range(4000)
+    ]
+    tok = Tokenizer.train(lines, show_progress=False)
+    assert tok.vocab_size == VOCAB_SIZE == 16387
+    assert tok.decode(tok.encode(lines[0])) == lines[0]
+
+
+def test_train_too_little_text_raises():
+    with pytest.raises(ValueError, match="only supports"):
+        Tokenizer.train(["a b a b"], vocab_size=1000, show_progress=False)
+
+
+def test_render_conversation_masks_assistant_text_and_eos(tokenizer):
+    msgs = [
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": "hello you"},
+        {"role": "user", "content": "why"},
+        {"role": "assistant", "content": "yes"},
+    ]
+    ids, mask = render_conversation(tokenizer, msgs)
+    u, a, e = tokenizer.user_id, tokenizer.assistant_id, tokenizer.eos_id
+    hi, hello, why, yes = (tokenizer.encode(m["content"]) for m in msgs)
+    assert ids == [u, *hi, a, *hello, e, u, *why, a, *yes, e]
+    assert mask == [0] * (1 + len(hi)) + [0] + [1] * (len(hello) + 1) + [0] * (1 + len(why)) + [0] + [1] * (
+        len(yes) + 1
+    )
+    assert sum(message_token_count(tokenizer, m) for m in msgs) == len(ids)
+
+
+def test_render_prompt_ends_with_assistant_token(tokenizer):
+    msgs = [{"role": "user", "content": "hello"}]
+    assert render_prompt(tokenizer, msgs) == [
+        tokenizer.user_id,
+        *tokenizer.encode("hello"),
+        tokenizer.assistant_id,
+    ]
+
+
+def test_render_system_message_joins_first_user_turn(tokenizer):
+    msgs = [{"role": "system", "content": "be kind"}, {"role": "user", "content": "hi"}]
+    ids, mask = render_conversation(tokenizer, msgs)
+    assert ids == [tokenizer.user_id, *tokenizer.encode("be kind\n\n"), *tokenizer.encode("hi")]
+    assert ids.count(tokenizer.user_id) == 1 and set(mask) == {0}
+    counted = sum(message_token_count(tokenizer, m) for m in msgs)
+    assert counted - 1 == len(ids)  # the user turn after a system message is counted with its role token
+
+
+@pytest.mark.parametrize(
+    "msgs",
+    [
+        [{"role": "robot", "content": "x"}],
+        [{"role": "user", "content": None}],
+        [{"role": "system", "content": "alone"}],
+        [{"role": "system", "content": "x"}, {"role": "assistant", "content": "y"}],
+    ],
+)
+def test_render_bad_messages_raise(tokenizer, msgs):
+    with pytest.raises(ValueError):
+        render_conversation(tokenizer, msgs)
+
+
+def _turns(n):
+    msgs = []
+    for i in range(n):
+        msgs += [
+            {"role": "user", "content": f"question {i} the cat"},
+            {"role": "assistant", "content": f"answer {i}"},
+        ]
+    return msgs
+
+
+def test_fit_to_window_keeps_everything_that_fits(tokenizer):
+    msgs = [*_turns(2), {"role": "user", "content": "last"}]
+    kept, dropped = fit_to_window(tokenizer, msgs, 1000)
+    assert kept == msgs and dropped == 0
+
+
+def test_fit_to_window_drops_oldest_whole_turns(tokenizer):
+    msgs = [*_turns(5), {"role": "user", "content": "last"}]
+    limit = len(render_prompt(tokenizer, msgs[6:])) + 2  # room for the last two turns and the new message
+    kept, dropped = fit_to_window(tokenizer, msgs, limit)
+    assert kept == msgs[6:] and dropped == 6
+    assert len(render_prompt(tokenizer, kept)) <= limit
+
+
+def test_fit_to_window_keeps_system_message_while_it_fits(tokenizer):
+    system = {"role": "system", "content": "be brief"}
+    msgs = [system, *_turns(5), {"role": "user", "content": "last"}]
+    limit = len(render_prompt(tokenizer, [system, *msgs[7:]])) + 1
+    kept, dropped = fit_to_window(tokenizer, msgs, limit)
+    assert kept == [system, *msgs[7:]] and dropped == 6
+    kept, dropped = fit_to_window(tokenizer, msgs, len(render_prompt(tokenizer, msgs[-1:])))
+    assert kept == msgs[-1:] and dropped == len(msgs) - 1
+
+
+def test_fit_to_window_last_message_too_long_raises(tokenizer):
+    with pytest.raises(ValueError, match="more than the 5 available"):
+        fit_to_window(tokenizer, [{"role": "user", "content": "the cat sat on the mat " * 5}], 5)
