@@ -38,7 +38,8 @@ class SamplingParams:
 def _sample_row(logits: torch.Tensor, p: SamplingParams, generator: torch.Generator | None) -> int:
     if p.temperature <= 0 or p.top_k == 1:
         return int(logits.argmax())
-    logits = logits.float() / p.temperature
+    # shifted to <= 0 and the temperature floored: a tiny temperature is near-greedy, never inf/nan
+    logits = (logits.float() - logits.max()) / max(p.temperature, 1e-6)
     if 0 < p.top_k < logits.numel():
         logits, idx = torch.topk(logits, p.top_k)  # sorted, largest first
     else:
@@ -46,6 +47,7 @@ def _sample_row(logits: torch.Tensor, p: SamplingParams, generator: torch.Genera
     probs = F.softmax(logits, dim=-1)
     if p.top_p < 1.0:  # keep the smallest prefix whose mass reaches top_p (at least one token)
         keep = (probs.cumsum(0) - probs) < p.top_p
+        keep[0] = True  # even when top_p is below float32's smallest number
         probs = probs * keep
     choice = torch.multinomial(probs, 1, generator=generator)
     return int(idx[choice])

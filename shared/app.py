@@ -18,7 +18,7 @@ from sqlalchemy import text
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.database import dispose_engine, get_engine
-from shared.errors import error_body, install_error_handlers
+from shared.errors import COMMON_ERRORS, error_body, install_error_handlers
 from shared.settings import get_settings
 
 log = logging.getLogger("slm")
@@ -113,6 +113,7 @@ def create_app(title: str, components: Sequence[Component]) -> FastAPI:
         openapi_url="/api/openapi.json",
         swagger_ui_oauth2_redirect_url="/api/docs/oauth2-redirect",
         redoc_url=None,
+        responses=COMMON_ERRORS,
     )
     install_error_handlers(app)
     checks: dict[str, Callable[[], Awaitable[tuple[bool, str]]]] = {"database": database_check}

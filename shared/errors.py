@@ -10,6 +10,8 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from shared.schemas import ErrorPublic
+
 log = logging.getLogger("slm")
 
 CODES = {
@@ -64,6 +66,15 @@ def error_response(
     fields: dict[str, str] | None = None,
 ) -> JSONResponse:
     return JSONResponse(error_body(code, message, fields), status_code=status, headers=headers)
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` documenting these error statuses with the one error shape."""
+    return {status: {"model": ErrorPublic, "description": HTTPStatus(status).phrase} for status in statuses}
+
+
+# What any route may answer: a body that is not JSON, too large or invalid, an error, the database away.
+COMMON_ERRORS = error_responses(400, 413, 422, 500, 503)
 
 
 def not_found(what: str = "Resource") -> APIError:

@@ -2,19 +2,55 @@
 
 import re
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic.json_schema import JsonDict
 
 from shared.security import BCRYPT_MAX_BYTES
 
-EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-PASSWORD_MIN_BYTES = 8
+# Python's whitespace (str.isspace, what strip() and split() remove), spelled out so that the checks here and
+# the patterns documented in the OpenAPI schema (ECMA regex, whose \s is another set) mean the same.
+SPACES = r"\t\n\x0b\x0c\r\x1c-\x1f \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+_PART = f"[^@\\x00{SPACES}]+"
+EMAIL_RE = re.compile(f"^{_PART}@{_PART}\\.{_PART}$")
+EMAIL_PATTERN = (
+    f"^[{SPACES}]*{_PART}@{_PART}\\.{_PART}[{SPACES}]*$"  # what the API accepts: trimmed, EMAIL_RE
+)
+PASSWORD_MIN_CHARS = 8
 TITLE_MAX = 200
 
 
+def _storable(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("Text must not contain the NUL character (\\u0000)")
+    return value
+
+
+# Text that is stored or looked up: PostgreSQL refuses NUL in text (a 500 from the database; a 422 here).
+# An unpaired surrogate (which a JSON \ud800 escape can make) is not UTF-8: strict models refuse it.
+STORABLE = AfterValidator(_storable)
+NO_NUL = "^[^\\x00]*$"
+Text = Annotated[str, Field(json_schema_extra={"pattern": NO_NUL}), STORABLE]
+
+
+def _json_number(value: Any) -> Any:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError("Input should be a number")
+    return value
+
+
+# Numbers in strict bodies: what JSON Schema calls a number or an integer (5.0 is an integer), never `true`
+# or "5", which pydantic's lax mode would read as 1 and 5. (In an `X | None`, put the limits in the Field
+# before JSON_NUMBER, or the schema shows them as unknown keywords.)
+JSON_NUMBER = BeforeValidator(_json_number)
+JsonInt = Annotated[int, Field(strict=False), JSON_NUMBER]
+JsonFloat = Annotated[float, Field(strict=False), JSON_NUMBER]
+
+
 class Input(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # strict: JSON `true` is not the number 1 and 5 is not the string "5"; what the schema says is what passes
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class Output(BaseModel):
@@ -29,17 +65,25 @@ def _email(value: str) -> str:
 
 
 class UserCreate(Input):
-    email: str = Field(max_length=320, examples=["ada@example.com"])
-    password: str = Field(max_length=1024, description="8 to 72 bytes (UTF-8)")
+    # The schema documents what is accepted. A password is at least 8 characters and at most 72 UTF-8 bytes
+    # (bcrypt's limit); JSON Schema can only count characters, so it states 72 characters as the maximum.
+    email: Annotated[str, STORABLE] = Field(
+        max_length=320, examples=["ada@example.com"], json_schema_extra={"pattern": EMAIL_PATTERN}
+    )
+    password: str = Field(
+        max_length=1024,
+        description="at least 8 characters, at most 72 bytes (UTF-8)",
+        json_schema_extra={"minLength": PASSWORD_MIN_CHARS, "maxLength": BCRYPT_MAX_BYTES},
+    )
 
     _check_email = field_validator("email")(_email)
 
     @field_validator("password")
     @classmethod
     def _password_length(cls, value: str) -> str:
+        if len(value) < PASSWORD_MIN_CHARS:  # characters, as the message and the schema say
+            raise ValueError(f"Password must be at least {PASSWORD_MIN_CHARS} characters")
         size = len(value.encode())
-        if size < PASSWORD_MIN_BYTES:
-            raise ValueError(f"Password must be at least {PASSWORD_MIN_BYTES} characters")
         if size > BCRYPT_MAX_BYTES:
             raise ValueError(
                 f"Password is {size} bytes; the limit is {BCRYPT_MAX_BYTES} bytes (UTF-8). "
@@ -49,7 +93,9 @@ class UserCreate(Input):
 
 
 class UserLogin(Input):
-    email: str = Field(min_length=1, max_length=320)
+    email: Annotated[str, STORABLE] = Field(
+        min_length=1, max_length=320, json_schema_extra={"pattern": NO_NUL}
+    )
     password: str = Field(min_length=1, max_length=1024)
 
     @field_validator("email")
@@ -80,14 +126,20 @@ def _title(value: str | None) -> str | None:
     return value
 
 
+# documented: a title has a character that is not a space, and no NUL
+NOT_BLANK: JsonDict = {"pattern": f"^[^\\x00]*[^\\x00{SPACES}][^\\x00]*$"}
+
+
 class ConversationCreate(Input):
-    title: str | None = Field(default=None, max_length=TITLE_MAX)
+    title: Annotated[str, STORABLE] | None = Field(
+        default=None, max_length=TITLE_MAX, json_schema_extra=NOT_BLANK
+    )
 
     _check_title = field_validator("title")(_title)
 
 
 class ConversationUpdate(Input):
-    title: str = Field(max_length=TITLE_MAX)
+    title: Annotated[str, STORABLE] = Field(max_length=TITLE_MAX, json_schema_extra=NOT_BLANK)
 
     _check_title = field_validator("title")(_title)
 

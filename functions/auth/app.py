@@ -7,7 +7,7 @@ from sqlalchemy.exc import IntegrityError
 from shared import ratelimit
 from shared.app import Component, create_app
 from shared.deps import CurrentUser, SessionDep, SettingsDep
-from shared.errors import APIError
+from shared.errors import APIError, error_responses
 from shared.models import User
 from shared.schemas import TokenPublic, UserCreate, UserLogin, UserPublic
 from shared.security import create_access_token, hash_password, verify_password
@@ -32,7 +32,12 @@ def _rate_limited(retry_after: int) -> APIError:
     )
 
 
-@router.post("/register", status_code=status.HTTP_201_CREATED, response_model=TokenPublic)
+@router.post(
+    "/register",
+    status_code=status.HTTP_201_CREATED,
+    response_model=TokenPublic,
+    responses=error_responses(409),
+)
 async def create_user(body: UserCreate, session: SessionDep, settings: SettingsDep) -> TokenPublic:
     if await session.scalar(select(User.id).where(User.email == body.email)) is not None:
         raise APIError(
@@ -56,7 +61,7 @@ async def create_user(body: UserCreate, session: SessionDep, settings: SettingsD
     return _token(user, settings)
 
 
-@router.post("/login", response_model=TokenPublic)
+@router.post("/login", response_model=TokenPublic, responses=error_responses(401, 429))
 async def login(body: UserLogin, request: Request, session: SessionDep, settings: SettingsDep) -> TokenPublic:
     window = settings.login_window_seconds
     per_ip = ratelimit.Limit(
@@ -81,7 +86,7 @@ async def login(body: UserLogin, request: Request, session: SessionDep, settings
     return _token(user, settings)
 
 
-@router.get("/me", response_model=UserPublic)
+@router.get("/me", response_model=UserPublic, responses=error_responses(401))
 async def read_me(user: CurrentUser) -> User:
     return user
 

@@ -14,11 +14,11 @@ from model.tokenizer import message_token_count
 from shared.app import Component, create_app
 from shared.crud import get_own_conversation
 from shared.deps import ConversationId, CurrentUser, SessionDep
-from shared.errors import APIError
+from shared.errors import APIError, error_responses
 from shared.models import Conversation, Message, utcnow
 from shared.settings import get_settings
 
-router = APIRouter(tags=["chat"])
+router = APIRouter(tags=["chat"], responses=error_responses(401, 404))
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 

@@ -16,9 +16,9 @@ from functions.chat.schemas import ANSWER_RESERVE, CompletionCreate
 from functions.chat.service import ChatModel, ModelUnavailable, holder
 from model.engine import SamplingParams, TextStreamer
 from shared.deps import CurrentUser
-from shared.errors import APIError
+from shared.errors import APIError, error_responses
 
-router = APIRouter(prefix="/v1", tags=["openai"])
+router = APIRouter(prefix="/v1", tags=["openai"], responses=error_responses(401))
 FINISH = {"eos": "stop", "length": "length", "stopped": "stop"}
 
 
@@ -50,6 +50,8 @@ async def _generate(model: ChatModel, body: CompletionCreate) -> AsyncIterator[t
         prompt = fit_window(model.tokenizer, messages, prompt_limit(model.block_size, max_new))
     except MessageTooLong as exc:
         raise APIError(400, "context_length_exceeded", str(exc)) from exc
+    except ValueError as exc:  # an order the chat format cannot render, e.g. a system message last
+        raise APIError(400, "invalid_messages", f"The messages cannot be used: {exc}") from exc
     params = SamplingParams(
         temperature=body.temperature, top_k=0, top_p=body.top_p, max_new_tokens=max_new, seed=body.seed
     )

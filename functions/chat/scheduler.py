@@ -69,6 +69,10 @@ class Scheduler:
             self._cv.notify()
         self._thread.join(timeout=30)
 
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
     def full(self) -> bool:
         with self._cv:
             return len(self._waiting) >= self.max_waiting

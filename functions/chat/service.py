@@ -41,6 +41,10 @@ class ChatModel:
         self._served_first = False
         log.info("model loaded from %s in %.2fs, %d threads", directory, self.load_seconds, self.threads)
 
+    def reopen(self) -> None:
+        """A fresh scheduler over the same engine, once a shutdown has closed the last one."""
+        self.scheduler = Scheduler(self.scheduler.engine, self.tokenizer.eos_id, MAX_BATCH)
+
     def claim_cold_start(self) -> bool:
         """True for the first request after loading (its answer pays for warm caches)."""
         first, self._served_first = not self._served_first, True
@@ -88,8 +92,16 @@ class ModelHolder:
         self.error: str | None = None
 
     def start(self, directory: Path) -> None:
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._load(directory))
+        # A second lifespan in this process (tests, reloads) reuses a loaded model with a new scheduler (the
+        # old one was closed: requests would wait on it forever), and loads again when the first load did
+        # not finish (its event loop is gone) or failed.
+        loop = asyncio.get_running_loop()
+        if (model := self.loaded) is not None:
+            if model.scheduler.closed:
+                model.reopen()
+        elif self._task is None or self._task.done() or self._task.get_loop() is not loop:
+            self.error = None
+            self._task = loop.create_task(self._load(directory))
 
     async def _load(self, directory: Path) -> ChatModel:
         try:

@@ -10,8 +10,10 @@ from sqlalchemy.orm import selectinload
 from shared.app import Component, create_app
 from shared.crud import get_own_conversation
 from shared.deps import ConversationId, CurrentUser, SessionDep
+from shared.errors import error_responses
 from shared.models import Conversation
 from shared.schemas import (
+    NO_NUL,
     ConversationCreate,
     ConversationDetail,
     ConversationPublic,
@@ -19,7 +21,7 @@ from shared.schemas import (
     ConversationUpdate,
 )
 
-router = APIRouter(prefix="/api/conversations", tags=["conversations"])
+router = APIRouter(prefix="/api/conversations", tags=["conversations"], responses=error_responses(401, 404))
 DEFAULT_TITLE = "New chat"
 
 
@@ -29,7 +31,9 @@ async def read_conversations(
     session: SessionDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
-    q: Annotated[str | None, Query(max_length=200, description="case-insensitive title search")] = None,
+    q: Annotated[
+        str | None, Query(max_length=200, pattern=NO_NUL, description="case-insensitive title search")
+    ] = None,
 ) -> ConversationsPublic:
     where = [Conversation.user_id == user.id]
     if q and q.strip():

@@ -1,0 +1,145 @@
+"""Schemathesis against the router's own OpenAPI schema, in-process, on SQLite and PostgreSQL.
+
+Every route is fuzzed with data that fits the schema (positive) and data that does not (negative),
+with a valid bearer token. Each response must pass schemathesis's checks (no 5xx, status code, content
+type, headers and body as documented, invalid input refused, valid input accepted), and every error
+must have the one error shape. The chat routes stream for real, with at most a few new tokens.
+(schemathesis's `ignored_auth` check re-sends over the network, which an in-process app cannot answer;
+test_abuse.py sends bad tokens to every authenticated route instead.)
+"""
+
+from collections import Counter
+from typing import Any
+
+import pytest
+import schemathesis
+from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis.errors import Unsatisfiable
+from schemathesis.generation.modes import GenerationMode
+from schemathesis.specs.openapi.checks import ignored_auth, positive_data_acceptance
+
+from tests.conftest import register
+from tests.reliability.conftest import backend, record
+
+pytestmark = pytest.mark.slow
+EXAMPLES = 75  # per route and mode: 15 routes x 2 modes x 75 > 2,000 requests per backend
+FEW_TOKENS = 4  # generation is real, so valid chat requests ask for only a few tokens
+TOKEN_FIELDS = {
+    "/api/chat": ("max_new_tokens",),
+    "/v1/chat/completions": ("max_tokens", "max_completion_tokens"),
+}
+
+
+def adjust(case: Any) -> None:
+    """Valid chat bodies generate at most FEW_TOKENS tokens, so the fuzzing stays quick; a valid password
+    is cut to 72 UTF-8 bytes (whole characters), the limit that JSON Schema cannot state (maxLength counts
+    characters; tests/functions/test_auth.py covers the refusal over 72 bytes)."""
+    body = case.body
+    if case.operation.path == "/api/auth/register" and isinstance(body, dict):
+        password = body.get("password")
+        if isinstance(password, str) and 8 <= len(password) <= 72:
+            while len(password.encode()) > 72:
+                password = password[:-1]
+            body["password"] = password
+    fields = TOKEN_FIELDS.get(case.operation.path)
+    if not fields or not isinstance(case.body, dict):
+        return
+    for name in fields:
+        value = case.body.get(name)
+        if value is None or (isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 383):
+            case.body[name] = FEW_TOKENS if value is None else min(value, FEW_TOKENS)
+
+
+# Refusals of schema-valid input for rules that JSON Schema cannot state: a message within the character
+# limit but over the model's token window, and a message order the chat format cannot render.
+UNSTATED_RULES = ("message_too_long", "context_length_exceeded", "invalid_messages")
+
+
+def unstated_rule(response: Any) -> bool:
+    if response.status_code not in (400, 422):
+        return False
+    return response.json().get("error", {}).get("code") in UNSTATED_RULES
+
+
+def assert_error_shape(response: Any) -> None:
+    if response.status_code < 400:
+        return
+    body = response.json()
+    error = body.get("error")
+    assert isinstance(error, dict), f"{response.status_code} without the error shape: {response.text[:300]}"
+    assert isinstance(error.get("code"), str) and error["code"], response.text[:300]
+    assert isinstance(error.get("message"), str) and error["message"], response.text[:300]
+    assert set(error) <= {"code", "message", "fields", "assistant_message_id"}, response.text[:300]
+
+
+def assert_stream_completes(response: Any) -> None:
+    """A chat stream that started ends with `done` (an `error` event is a failure hidden behind a 200)."""
+    if response.status_code != 200 or not response.headers["content-type"].startswith("text/event-stream"):
+        return
+    last = [line for line in response.text.splitlines() if line.startswith(("event:", "data:"))][-2:]
+    assert last[0] == "event: done" or last[-1] == "data: [DONE]", response.text[-500:]
+
+
+def send(client: TestClient, case: Any, headers: dict[str, str]) -> Any:
+    kwargs = case.as_transport_kwargs(base_url=str(client.base_url), headers=headers)
+    data = kwargs.pop("data", None)
+    return client.request(
+        kwargs.pop("method"),
+        kwargs.pop("url"),
+        params=kwargs.get("params"),
+        headers=kwargs.get("headers"),
+        cookies=kwargs.get("cookies"),
+        json=kwargs.get("json"),
+        content=data.encode() if isinstance(data, str) else data,
+    )
+
+
+def fuzz(
+    client: TestClient, operation: Any, mode: GenerationMode, headers: dict[str, str], tally: Counter
+) -> None:
+    @settings(
+        max_examples=EXAMPLES,
+        deadline=None,
+        database=None,
+        derandomize=True,
+        phases=[Phase.explicit, Phase.generate, Phase.shrink],
+        suppress_health_check=list(HealthCheck),
+    )
+    @given(case=operation.as_strategy(mode))
+    def run(case: Any) -> None:
+        adjust(case)
+        # a case whose point is a missing or broken Authorization header is sent as generated
+        negated = operation.schema.is_security_param_negated(case)
+        response = send(client, case, {} if negated else headers)
+        tally[f"{operation.method.upper()} {operation.path}"] += 1
+        tally[f"status {response.status_code}"] += 1
+        excluded = [ignored_auth, *([positive_data_acceptance] if unstated_rule(response) else [])]
+        case.validate_response(response, headers=headers, excluded_checks=excluded)
+        assert_error_shape(response)
+        assert_stream_completes(response)
+
+    try:
+        run()
+    except Unsatisfiable:  # a route with no input but the token has no schema-violating request to make
+        assert mode == GenerationMode.NEGATIVE, f"no valid request for {operation.path}"
+
+
+def test_fuzz_every_route_without_5xx_and_as_documented(router_client: TestClient) -> None:
+    account = register(router_client)
+    for title in ("first", "second"):  # something for the id-taking routes to find
+        router_client.post("/api/conversations", json={"title": title}, headers=account.headers)
+    assert router_client.get("/api/model", headers=account.headers).status_code == 200  # waits for the model
+    schema = schemathesis.openapi.from_dict(router_client.app.openapi())  # type: ignore[attr-defined]
+    operations = [result.ok() for result in schema.get_all_operations()]
+    tally: Counter = Counter()
+    for operation in operations:
+        for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
+            fuzz(router_client, operation, mode, account.headers, tally)
+    routes = {name: n for name, n in tally.items() if not name.startswith("status ")}
+    statuses = {name: n for name, n in tally.items() if name.startswith("status ")}
+    total = sum(routes.values())
+    record(f"fuzz-{backend()}", {"requests": total, "routes": routes, "statuses": statuses})
+    assert len(routes) == len(operations) == 15
+    assert total >= 2000
+    assert not any(name.startswith("status 5") for name in statuses)
