@@ -122,14 +122,19 @@ class Account:
         return {"Authorization": f"Bearer {self.token}"}
 
 
+def clear_rate_limits(database_url: str) -> None:
+    """Empty the shared login counters, so tests don't leak limits into each other."""
+    engine = create_engine(sync_url(database_url))
+    with engine.begin() as connection:
+        connection.execute(text("DELETE FROM rate_limit_buckets"))
+    engine.dispose()
+
+
 @contextmanager
 def make_client(app: FastAPI, database_url: str) -> Iterator[TestClient]:
     """A started app (migrations applied) with the shared login counters cleared, so tests don't leak limits."""
     with TestClient(app, raise_server_exceptions=False) as client:
-        engine = create_engine(sync_url(database_url))
-        with engine.begin() as connection:
-            connection.execute(text("DELETE FROM rate_limit_buckets"))
-        engine.dispose()
+        clear_rate_limits(database_url)
         yield client
 
 
