@@ -11,11 +11,12 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
 
 os.environ.update(
@@ -196,10 +197,9 @@ def start_server(
     env: dict[str, str] | None = None,
     app: str = "infra.router.app:app",
     timeout: float = 120,
+    ready: Callable[["httpx.Response"], bool] = lambda response: response.status_code == 200,
 ) -> LiveServer:
-    """uvicorn in a subprocess, as `make run` starts it; returns once /api/health answers 200."""
-    import httpx
-
+    """uvicorn in a subprocess, as `make run` starts it; returns once /api/health answers 200 (or `ready`)."""
     port = free_port()
     environment = {**os.environ, "SLM_DATABASE_URL": database_url, **(env or {})}
     command = [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port)]
@@ -213,7 +213,7 @@ def start_server(
         if process.poll() is not None:
             raise RuntimeError(f"server exited with {process.returncode}:\n{server.log()}")
         try:
-            if httpx.get(f"{server.url}/api/health", timeout=2).status_code == 200:
+            if ready(httpx.get(f"{server.url}/api/health", timeout=2)):
                 return server
         except httpx.HTTPError:
             pass

@@ -1,0 +1,225 @@
+"""Faults: the server killed mid-stream, the database going away and coming back, a broken checkpoint.
+
+The PostgreSQL that goes away is this test's own throwaway cluster (initdb into a temporary folder, a free
+port), never the shared server the other tests use. Without the PostgreSQL server binaries that test is
+skipped with the reason, except with CI=true, where it fails.
+"""
+
+import glob
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from shared.settings import get_settings
+from tests.conftest import IN_CI, LiveServer, free_port, start_server, stop_server
+from tests.functions.chat.sse_client import chat, conversation, events, register_http
+from tests.functions.test_errors import assert_error
+from tests.reliability.conftest import record
+
+pytestmark = pytest.mark.slow
+LONG = {"temperature": 1.2, "top_k": 0, "top_p": 1.0, "max_new_tokens": 300}
+
+
+def assert_consistent(saved: dict, user_messages: list[str]) -> None:
+    """Every user message is there, in order; each answer follows a user message; ids grow with time."""
+    messages = saved["messages"]
+    assert [m["content"] for m in messages if m["role"] == "user"] == user_messages
+    assert messages[0]["role"] == "user"
+    for before, after in zip(messages, messages[1:], strict=False):
+        assert after["id"] > before["id"] and after["created_at"] >= before["created_at"]
+        assert not (before["role"] == after["role"] == "assistant")
+
+
+def test_kill_9_mid_stream_loses_nothing_and_the_next_chat_works(database_url: str, tmp_path: Path) -> None:
+    server = start_server(database_url, tmp_path / "first.log")
+    try:
+        headers = register_http(server.url)
+        body = {"conversation_id": None, "message": "Tell me about the sea.", **LONG, "seed": 3}
+        tokens = 0
+        with httpx.stream(
+            "POST", f"{server.url}/api/chat", json=body, headers=headers, timeout=120
+        ) as response:
+            stream = events(response)
+            meta = next(stream)[1]
+            for name, _ in stream:
+                tokens += name == "token"
+                if tokens == 3:
+                    server.process.kill()  # SIGKILL: no shutdown, no cleanup, the answer is never saved
+                    break
+        server.process.wait(timeout=30)
+        assert server.process.returncode == -9
+    finally:
+        stop_server(server)
+
+    restarted = start_server(database_url, tmp_path / "second.log")
+    try:
+        conversation_id = meta["conversation_id"]
+        saved = conversation(restarted.url, headers, conversation_id)
+        assert saved["messages"][0]["id"] == meta["user_message_id"]
+        assert_consistent(saved, ["Tell me about the sea."])
+        listed = httpx.get(f"{restarted.url}/api/conversations", headers=headers).json()
+        assert [c["id"] for c in listed["items"]] == [conversation_id]
+        stream = chat(
+            restarted.url, headers, conversation_id=conversation_id, message="And the sky?", max_new_tokens=8
+        )
+        assert stream[-1][0] == "done"
+        after = conversation(restarted.url, headers, conversation_id)
+        assert_consistent(after, ["Tell me about the sea.", "And the sky?"])
+        assert after["messages"][-1]["id"] == stream[-1][1]["assistant_message_id"]
+    finally:
+        stop_server(restarted)
+
+
+def postgres_bin() -> Path | None:
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"))
+    return Path(found[-1]).parent if found else None
+
+
+class Cluster:
+    """A throwaway PostgreSQL cluster: initdb into a temporary folder, served on a free port."""
+
+    def __init__(self, bin_dir: Path) -> None:
+        self.bin = bin_dir
+        self.root = Path(tempfile.mkdtemp(prefix="slm-pg-"))
+        self.data, self.port = self.root / "data", free_port()
+        self.url = f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
+        as_postgres = os.geteuid() == 0  # initdb refuses to run as root
+        if as_postgres:
+            shutil.chown(self.root, "postgres")
+        self.prefix = ["runuser", "-u", "postgres", "--"] if as_postgres else []
+        self._run("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8")
+
+    def _run(self, tool: str, *args: str) -> None:
+        subprocess.run([*self.prefix, str(self.bin / tool), *args], check=True, capture_output=True)
+
+    def start(self) -> None:
+        options = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1"
+        self._run("pg_ctl", "-D", str(self.data), "-o", options, "-l", str(self.root / "log"), "-w", "start")
+
+    def stop(self) -> None:
+        self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop")
+
+    def remove(self) -> None:
+        subprocess.run(
+            [*self.prefix, str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "stop"],
+            capture_output=True,
+        )
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+@pytest.fixture
+def cluster() -> Iterator[Cluster]:
+    bin_dir = postgres_bin()
+    if bin_dir is None:
+        reason = (
+            "PostgreSQL server binaries (/usr/lib/postgresql/*/bin) are missing: apt-get install postgresql"
+        )
+        if IN_CI:
+            pytest.fail(f"CI=true: {reason}")
+        pytest.skip(reason)
+    own = Cluster(bin_dir)
+    own.start()
+    yield own
+    own.remove()
+
+
+@pytest.mark.postgres
+def test_database_going_away_is_a_clear_503_and_the_app_recovers(cluster: Cluster, tmp_path: Path) -> None:
+    server = start_server(cluster.url, tmp_path / "server.log")
+    try:
+        url = server.url
+        headers = register_http(url)
+        first = chat(url, headers, message="Before the outage", max_new_tokens=4)
+        conversation_id = first[0][1]["conversation_id"]
+        body = {"conversation_id": conversation_id, "message": "During the outage", **LONG, "seed": 1}
+        with httpx.stream("POST", f"{url}/api/chat", json=body, headers=headers, timeout=120) as response:
+            stream = events(response)
+            assert next(stream)[0] == "meta"  # the user message is committed before generation starts
+            cluster.stop()  # the database goes away while the answer is being generated
+            rest = list(stream)
+        assert rest[-1][0] == "error" and rest[-1][1]["code"] == "save_failed"  # said, not hung or silent
+
+        down = {
+            "health": httpx.get(f"{url}/api/health"),
+            "list": httpx.get(f"{url}/api/conversations", headers=headers),
+            "login": httpx.post(
+                f"{url}/api/auth/login", json={"email": "a@example.com", "password": "x" * 8}
+            ),
+            "chat": httpx.post(f"{url}/api/chat", json={"message": "hi"}, headers=headers),
+        }
+        health = down.pop("health")
+        assert health.status_code == 503 and health.json()["checks"]["database"].startswith("unreachable")
+        for response in down.values():
+            assert_error(response, 503, "database_unavailable")
+            assert response.headers["Retry-After"] == "5"
+
+        cluster.start()
+        deadline, recovered_after = time.monotonic() + 60, None
+        while time.monotonic() < deadline:
+            if httpx.get(f"{url}/api/health").status_code == 200:
+                recovered_after = round(60 - (deadline - time.monotonic()), 2)
+                break
+            time.sleep(0.2)
+        assert recovered_after is not None, server.log()[-2000:]
+        assert server.process.poll() is None  # the same process, never restarted
+        after = chat(
+            url, headers, conversation_id=conversation_id, message="After the outage", max_new_tokens=4
+        )
+        assert after[-1][0] == "done"
+        saved = conversation(url, headers, conversation_id)
+        assert_consistent(saved, ["Before the outage", "During the outage", "After the outage"])
+        record(
+            "faults-database",
+            {"down": {k: r.status_code for k, r in down.items()}, "recovered_s": recovered_after},
+        )
+    finally:
+        stop_server(server)
+
+
+def broken_checkpoints(root: Path) -> dict[str, Path]:
+    source = get_settings().model_dir
+    missing = root / "missing"
+    truncated, corrupt_config = root / "truncated", root / "corrupt-config"
+    for copy in (truncated, corrupt_config):
+        shutil.copytree(source, copy)
+    weights = truncated / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:4096])
+    (corrupt_config / "config.json").write_text('{"model": {"n_layer": "six"')
+    return {"missing": missing, "truncated weights": truncated, "corrupt config": corrupt_config}
+
+
+@pytest.mark.parametrize("broken", ["missing", "truncated weights", "corrupt config"])
+def test_broken_checkpoint_fails_the_health_check_with_a_clear_message(
+    broken: str, sqlite_url: str, tmp_path: Path
+) -> None:
+    directory = broken_checkpoints(tmp_path)[broken]
+
+    def model_failed(response: httpx.Response) -> bool:
+        return response.status_code == 503 and response.json()["checks"]["model"] != "loading"
+
+    server: LiveServer = start_server(
+        sqlite_url, tmp_path / "server.log", env={"SLM_MODEL_DIR": str(directory)}, ready=model_failed
+    )
+    try:
+        health = httpx.get(f"{server.url}/api/health").json()
+        message = health["error"]["message"]
+        assert health["status"] == "unavailable" and health["checks"]["database"] == "ok"
+        assert (
+            message.startswith("Not ready: model: cannot load the model from") and str(directory) in message
+        )
+        headers = register_http(server.url)  # the rest of the app keeps serving
+        refused = httpx.post(f"{server.url}/api/chat", json={"message": "hi"}, headers=headers)
+        assert_error(refused, 503, "model_unavailable")
+        assert str(directory) in refused.json()["error"]["message"]
+        time.sleep(2)
+        assert server.process.poll() is None  # up and saying what is wrong, not crashing in a loop
+        assert server.log().count("Application startup complete") == 1
+    finally:
+        stop_server(server)
