@@ -20,11 +20,11 @@ import pytest
 from shared.settings import get_settings
 from tests.conftest import IN_CI, LiveServer, free_port, start_server, stop_server
 from tests.functions.chat.sse_client import chat, conversation, events, register_http
+from tests.functions.chat.test_chat_live import LONG
 from tests.functions.test_errors import assert_error
 from tests.reliability.conftest import record
 
 pytestmark = pytest.mark.slow
-LONG = {"temperature": 1.2, "top_k": 0, "top_p": 1.0, "max_new_tokens": 300}
 
 
 def assert_consistent(saved: dict, user_messages: list[str]) -> None:
