@@ -26,13 +26,13 @@ def record(name: str, figures: dict[str, Any]) -> Path:
     return path
 
 
-def backend() -> str:
-    """The database backend the app under test uses: sqlite or postgresql."""
+def backend(database_url: str | None = None) -> str:
+    """sqlite or postgresql: the backend of this URL, or of the in-process app's settings."""
     from sqlalchemy.engine import make_url
 
     from shared.settings import get_settings
 
-    return make_url(get_settings().database_url).get_backend_name()
+    return make_url(database_url or get_settings().database_url).get_backend_name()
 
 
 def p95(samples: list[float]) -> float:
