@@ -88,8 +88,12 @@ class ModelHolder:
         self.error: str | None = None
 
     def start(self, directory: Path) -> None:
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._load(directory))
+        loop = asyncio.get_running_loop()
+        # A load begun on an event loop that has since closed (a second app lifespan in the same
+        # process, as in tests) was cancelled or will never finish: begin it again on this one.
+        task = self._task
+        if task is None or task.cancelled() or (not task.done() and task.get_loop() is not loop):
+            self._task = loop.create_task(self._load(directory))
 
     async def _load(self, directory: Path) -> ChatModel:
         try:
