@@ -59,7 +59,9 @@ export default function AuthForm({ mode }: { mode: "login" | "register" }) {
         </div>
         {error && (
           <p role="alert" className="rounded-lg bg-red-500/15 px-3 py-2 text-sm text-red-700 dark:text-red-300">
-            {error.message}
+            {Object.keys(error.fields).some((name) => name === "email" || name === "password")
+              ? "Please correct the fields below."
+              : error.message}
           </p>
         )}
         <label className="block space-y-1">

@@ -76,7 +76,10 @@ export default function ModelCard() {
       .catch((e: Error) => setError(e.message));
   }, []);
 
-  const millions = card?.parameters ? `${(card.parameters / 1e6).toFixed(1)}M` : "?";
+  // An int8 checkpoint keeps most weights outside torch parameters: count those too.
+  const quantized = card?.quantization as { int8_parameters?: number; fp32_parameters?: number } | undefined;
+  const parameters = Math.max(card?.parameters ?? 0, (quantized?.int8_parameters ?? 0) + (quantized?.fp32_parameters ?? 0));
+  const millions = parameters ? `${(parameters / 1e6).toFixed(1)}M` : "?";
   const shown = new Set(["name", "description", "parameters", ...SECTIONS.map(([k]) => k)]);
   return (
     <main className="mx-auto max-w-3xl space-y-6 px-4 py-8">
@@ -97,7 +100,7 @@ export default function ModelCard() {
               {card.description ??
                 `A ${millions}-parameter GPT language model trained from scratch, with its own tokenizer. It is small: it writes fluent-looking text but often gets facts wrong, so do not rely on what it says.`}
             </p>
-            <p className="text-sm text-zinc-500">{card.parameters?.toLocaleString("en")} parameters</p>
+            <p className="text-sm text-zinc-500">{parameters.toLocaleString("en")} parameters</p>
           </header>
           {SECTIONS.filter(([k]) => card[k] !== undefined).map(([k, heading]) => (
             <section key={k} className="space-y-2">

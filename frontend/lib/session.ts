@@ -49,8 +49,12 @@ export function clearSession(): void {
   window.localStorage.removeItem(KEY);
 }
 
-/** Back to the login page (a 401 anywhere, or logout). */
+let leaving = false;
+
+/** Back to the login page (a 401 anywhere, or logout); several failing requests navigate only once. */
 export function goToLogin(): void {
   clearSession();
-  if (window.location.pathname !== "/login") window.location.assign("/login");
+  if (leaving || window.location.pathname === "/login") return;
+  leaving = true;
+  window.location.assign("/login");
 }
