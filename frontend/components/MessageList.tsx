@@ -52,9 +52,19 @@ export default function MessageList({ messages, dropped, contextLimit, onRegener
   const stick = useRef(true);
   const lastAssistant = messages.findLastIndex((m) => m.role === "assistant");
 
+  const content = useRef<HTMLDivElement>(null);
+
   useEffect(() => {
     if (stick.current) end.current?.scrollIntoView({ block: "end" });
   }, [messages]);
+
+  useEffect(() => {
+    // keep the newest text in view while it grows or the window is resized, unless the user scrolled up
+    const observer = new ResizeObserver(() => stick.current && end.current?.scrollIntoView({ block: "end" }));
+    if (content.current) observer.observe(content.current);
+    if (box.current) observer.observe(box.current);
+    return () => observer.disconnect();
+  }, []);
 
   return (
     <div
@@ -65,7 +75,7 @@ export default function MessageList({ messages, dropped, contextLimit, onRegener
       }}
       className="flex-1 overflow-y-auto"
     >
-      <div className="mx-auto max-w-3xl space-y-5 px-3 py-6 sm:px-6">
+      <div ref={content} className="mx-auto max-w-3xl space-y-5 px-3 py-6 sm:px-6">
         {messages.map((m, i) => (
           <div key={m.key}>
             {dropped > 0 && i === dropped && (

@@ -258,6 +258,27 @@ test("rename inline, search by title, delete with confirmation", async () => {
   state.remainingId = await page.evaluate(() => new URLSearchParams(location.search).get("c"));
 });
 
+test("when older turns fall outside the model's memory, a divider says how many", async () => {
+  const page = state.page;
+  await page.getByRole("button", { name: "New chat" }).click();
+  await page.getByRole("button", { name: "Settings" }).click();
+  await setSetting(page, "Max tokens", 16); // short answers; each long message fits alone, two do not
+  await page.getByRole("button", { name: "Close settings" }).click();
+  for (const n of [1, 2]) {
+    const message = Array.from({ length: 40 }, (_, i) => `item ${i} of list ${n};`).join(" ");
+    await page.getByRole("textbox", { name: "Message" }).fill(message);
+    await page.getByRole("button", { name: "Send" }).click();
+    await page.getByTestId("message-user").nth(n - 1).waitFor();
+    await waitForAnswerEnd(page);
+  }
+  const divider = page.getByTestId("context-divider");
+  await divider.waitFor();
+  assert.match(await divider.textContent(), /no longer sees the 2 messages above/);
+  assert.equal(await page.getByTestId("message-user").count(), 2, "nothing the user typed is hidden");
+  await divider.scrollIntoViewIfNeeded();
+  await page.screenshot({ path: path.join(ARTIFACTS, "context-divider-1280.png") });
+});
+
 test("at 375 px the sidebar collapses into a drawer", async () => {
   const page = state.page;
   await page.getByTestId("conversation-item").first().click();
@@ -284,14 +305,20 @@ test("a second user sees none of the first user's conversations", async () => {
   await register(page, users.second);
   await page.getByText("No conversations yet.").waitFor();
   assert.equal(await page.getByTestId("conversation-item").count(), 0);
-  await page.goto(`/?c=${state.conversationId}`);
+  assert.ok(state.remainingId, "the first user still has a conversation");
+  await page.goto(`/?c=${state.remainingId}`); // the first user's: for this user it does not exist
   await page.getByRole("alert").filter({ hasText: "does not exist" }).waitFor();
   assert.equal(await page.getByTestId("message-user").count(), 0);
   await page.context().close();
 });
 
-test("the model page shows the loaded model's card; logout returns to login", async () => {
+test("the light theme is kept; the model page shows the card; logout returns to login", async () => {
   const page = state.page;
+  await page.getByRole("button", { name: "Light theme" }).click();
+  await page.reload(); // the choice is kept
+  await lastAnswer(page).getByTestId("message-text").waitFor();
+  assert.equal(await page.evaluate(() => document.documentElement.classList.contains("dark")), false);
+  await page.screenshot({ path: path.join(ARTIFACTS, "chat-light-1280.png") });
   await page.getByRole("link", { name: "Model" }).click();
   await page.getByRole("heading", { name: /^Model: / }).waitFor();
   await page.getByRole("heading", { name: "Architecture" }).waitFor();
