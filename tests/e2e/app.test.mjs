@@ -12,7 +12,7 @@
 
 import assert from "node:assert/strict";
 import { spawn, spawnSync } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, openSync, rmSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync } from "node:fs";
 import { createRequire } from "node:module";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
@@ -198,6 +198,28 @@ test("after a reload the conversation and its messages are still there", async (
   assert.equal(await page.getByTestId("chat-title").textContent(), state.question);
 });
 
+test("a message copies to the clipboard; the conversation exports as JSONL", async () => {
+  const page = state.page;
+  await page.context().grantPermissions(["clipboard-read", "clipboard-write"], { origin: base });
+  await lastAnswer(page).getByRole("button", { name: "Copy message" }).click();
+  await lastAnswer(page).getByText("Copied").waitFor();
+  assert.equal((await page.evaluate(() => navigator.clipboard.readText())).trim(), state.answer);
+
+  const [download] = await Promise.all([
+    page.waitForEvent("download"),
+    page.getByRole("button", { name: "Export conversation (JSONL)" }).click(),
+  ]);
+  assert.equal(download.suggestedFilename(), `conversation-${state.conversationId}.jsonl`);
+  const lines = readFileSync(await download.path(), "utf8").trim().split("\n");
+  assert.equal(lines.length, 1);
+  const { messages } = JSON.parse(lines[0]);
+  assert.deepEqual(
+    messages.map((m) => m.role),
+    ["user", "assistant"],
+  );
+  assert.equal(messages[0].content, state.question);
+});
+
 test("Stop mid-stream keeps the partial answer", async () => {
   const page = state.page;
   await page.getByRole("button", { name: "New chat" }).click();
@@ -300,11 +322,29 @@ test("at 375 px the sidebar collapses into a drawer", async () => {
   }
 });
 
-test("a second user sees none of the first user's conversations", async () => {
+test("a second user sees none of the first user's conversations; their list pages on scroll", async () => {
   const page = await newPage();
   await register(page, users.second);
   await page.getByText("No conversations yet.").waitFor();
   assert.equal(await page.getByTestId("conversation-item").count(), 0);
+  // paging on scroll: 25 conversations, 20 to a page
+  await page.evaluate(async () => {
+    const { token } = JSON.parse(localStorage.getItem("slm.session"));
+    for (let i = 1; i <= 25; i++) {
+      const response = await fetch("/api/conversations", {
+        method: "POST",
+        headers: { Authorization: `Bearer ${token}`, "Content-Type": "application/json" },
+        body: JSON.stringify({ title: `Paged ${i}` }),
+      });
+      if (response.status !== 201) throw new Error(`create answered ${response.status}`);
+    }
+  });
+  await page.reload();
+  await page.getByTestId("conversation-item").filter({ hasText: "Paged 25" }).waitFor();
+  assert.equal(await page.getByTestId("conversation-item").count(), 20);
+  await page.getByTestId("conversation-item").last().scrollIntoViewIfNeeded();
+  await page.getByTestId("conversation-item").filter({ hasText: /^Paged 1$/ }).waitFor();
+  assert.equal(await page.getByTestId("conversation-item").count(), 25);
   assert.ok(state.remainingId, "the first user still has a conversation");
   await page.goto(`/?c=${state.remainingId}`); // the first user's: for this user it does not exist
   await page.getByRole("alert").filter({ hasText: "does not exist" }).waitFor();
