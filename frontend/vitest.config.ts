@@ -1,5 +1,9 @@
+import { fileURLToPath } from "node:url";
+
 import { defineConfig } from "vitest/config";
 
 export default defineConfig({
-  test: { include: ["lib/**/*.test.ts"], environment: "node" },
+  resolve: { alias: { "@": fileURLToPath(new URL(".", import.meta.url)) } },
+  esbuild: { jsx: "automatic" },
+  test: { include: ["lib/**/*.test.ts", "components/**/*.test.tsx"], environment: "node" },
 });
