@@ -4,6 +4,5 @@ import { defineConfig } from "vitest/config";
 
 export default defineConfig({
   resolve: { alias: { "@": fileURLToPath(new URL(".", import.meta.url)) } },
-  esbuild: { jsx: "automatic" },
   test: { include: ["lib/**/*.test.ts", "components/**/*.test.tsx"], environment: "node" },
 });
