@@ -47,8 +47,6 @@ export default function AuthForm({ mode }: { mode: "login" | "register" }) {
   }
 
   const fieldError = (name: string) => error?.fields[name];
-  const input =
-    "w-full rounded-lg border border-zinc-300 bg-white px-3 py-2 outline-none focus:border-sky-500 dark:border-zinc-700 dark:bg-zinc-800";
 
   return (
     <main className="flex min-h-dvh items-center justify-center p-4">
@@ -64,47 +62,25 @@ export default function AuthForm({ mode }: { mode: "login" | "register" }) {
               : error.message}
           </p>
         )}
-        <label className="block space-y-1">
-          <span className="text-sm font-medium">Email</span>
-          <input
-            className={input}
-            type="email"
-            name="email"
-            autoComplete="email"
-            required
-            value={email}
-            onChange={(e) => setEmail(e.target.value)}
-            aria-invalid={Boolean(fieldError("email"))}
-            aria-describedby="email-error"
-          />
-          {fieldError("email") && (
-            <span id="email-error" className="text-sm text-red-600 dark:text-red-400">
-              {fieldError("email")}
-            </span>
-          )}
-        </label>
-        <label className="block space-y-1">
-          <span className="text-sm font-medium">Password</span>
-          <input
-            className={input}
-            type="password"
-            name="password"
-            autoComplete={mode === "login" ? "current-password" : "new-password"}
-            required
-            value={password}
-            onChange={(e) => setPassword(e.target.value)}
-            aria-invalid={Boolean(fieldError("password"))}
-            aria-describedby="password-error"
-          />
-          {fieldError("password") && (
-            <span id="password-error" className="text-sm text-red-600 dark:text-red-400">
-              {fieldError("password")}
-            </span>
-          )}
-          {mode === "register" && !fieldError("password") && (
-            <span className="text-xs text-zinc-500">8 to 72 bytes</span>
-          )}
-        </label>
+        <Field
+          name="email"
+          label="Email"
+          type="email"
+          autoComplete="email"
+          value={email}
+          onChange={setEmail}
+          error={fieldError("email")}
+        />
+        <Field
+          name="password"
+          label="Password"
+          type="password"
+          autoComplete={mode === "login" ? "current-password" : "new-password"}
+          value={password}
+          onChange={setPassword}
+          error={fieldError("password")}
+          hint={mode === "register" ? "8 to 72 bytes" : undefined}
+        />
         <button
           type="submit"
           disabled={busy}
@@ -120,5 +96,43 @@ export default function AuthForm({ mode }: { mode: "login" | "register" }) {
         </p>
       </form>
     </main>
+  );
+}
+
+interface FieldProps {
+  name: string;
+  label: string;
+  type: string;
+  autoComplete: string;
+  value: string;
+  onChange: (value: string) => void;
+  error?: string;
+  hint?: string;
+}
+
+/** A labelled input with the API's error for that field (from `error.fields`) under it. */
+function Field({ name, label, type, autoComplete, value, onChange, error, hint }: FieldProps) {
+  return (
+    <label className="block space-y-1">
+      <span className="text-sm font-medium">{label}</span>
+      <input
+        className="w-full rounded-lg border border-zinc-300 bg-white px-3 py-2 outline-none focus:border-sky-500 dark:border-zinc-700 dark:bg-zinc-800"
+        type={type}
+        name={name}
+        autoComplete={autoComplete}
+        required
+        value={value}
+        onChange={(e) => onChange(e.target.value)}
+        aria-invalid={Boolean(error)}
+        aria-describedby={`${name}-error`}
+      />
+      {error ? (
+        <span id={`${name}-error`} className="text-sm text-red-600 dark:text-red-400">
+          {error}
+        </span>
+      ) : (
+        hint && <span className="text-xs text-zinc-500">{hint}</span>
+      )}
+    </label>
   );
 }

@@ -31,6 +31,12 @@ function describe(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }
 
+/** The title the chat function gives a new conversation (functions/chat/app.py title_from). */
+function titleFrom(message: string, limit = 60): string {
+  const words = message.split(/\s+/).filter(Boolean).join(" ");
+  return words.length <= limit ? words : `${words.slice(0, limit - 1).trimEnd()}…`;
+}
+
 function urlConversation(): number | null {
   const id = Number(new URLSearchParams(window.location.search).get("c"));
   return Number.isInteger(id) && id > 0 ? id : null;
@@ -148,7 +154,7 @@ export default function ChatApp() {
             if (current.current === null && startedIn === null) {
               current.current = id;
               setConversationId(id);
-              setTitle(text.split(/\s+/).join(" ").slice(0, 60));
+              setTitle(titleFrom(text));
               showConversationInUrl(id);
               list.refresh();
             }
