@@ -113,9 +113,13 @@ async function register(page, email) {
 
 const lastAnswer = (page) => page.getByTestId("message-assistant").last();
 
+/** Wait until the newest answer (already on the page) has finished streaming. */
 async function waitForAnswerEnd(page) {
-  await page.locator('[data-testid="message-assistant"][data-streaming="false"]').last().waitFor();
-  await page.waitForFunction(() => !document.querySelector('[data-streaming="true"]'), null, { timeout: ANSWER_TIMEOUT });
+  await page.waitForFunction(
+    () => [...document.querySelectorAll('[data-testid="message-assistant"]')].at(-1)?.dataset.streaming === "false",
+    null,
+    { timeout: ANSWER_TIMEOUT },
+  );
 }
 
 async function setSetting(page, label, value) {
