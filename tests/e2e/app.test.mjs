@@ -202,13 +202,8 @@ test("after a reload the conversation and its messages are still there", async (
   assert.equal(await page.getByTestId("chat-title").textContent(), state.question);
 });
 
-test("a message copies to the clipboard; the conversation exports as JSONL", async () => {
+test("the conversation exports as JSONL; a message copies (as Markdown) to the clipboard", async () => {
   const page = state.page;
-  await page.context().grantPermissions(["clipboard-read", "clipboard-write"], { origin: base });
-  await lastAnswer(page).getByRole("button", { name: "Copy message" }).click();
-  await lastAnswer(page).getByText("Copied").waitFor();
-  assert.equal((await page.evaluate(() => navigator.clipboard.readText())).trim(), state.answer);
-
   const [download] = await Promise.all([
     page.waitForEvent("download"),
     page.getByRole("button", { name: "Export conversation (JSONL)" }).click(),
@@ -222,6 +217,11 @@ test("a message copies to the clipboard; the conversation exports as JSONL", asy
     ["user", "assistant"],
   );
   assert.equal(messages[0].content, state.question);
+
+  await page.context().grantPermissions(["clipboard-read", "clipboard-write"], { origin: base });
+  await lastAnswer(page).getByRole("button", { name: "Copy message" }).click();
+  await lastAnswer(page).getByText("Copied").waitFor();
+  assert.equal(await page.evaluate(() => navigator.clipboard.readText()), messages[1].content);
 });
 
 test("Stop mid-stream keeps the partial answer", async () => {
