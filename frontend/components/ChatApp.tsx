@@ -179,7 +179,13 @@ export default function ChatApp() {
             });
             break;
           case "error":
-            update({ streaming: false, waiting: null, finishReason: "error", error: `The answer failed: ${event.data.message}` });
+            update({
+              streaming: false,
+              waiting: null,
+              finishReason: "error",
+              error: `The answer failed: ${event.data.message}`,
+              retry: true,
+            });
             break;
         }
       });

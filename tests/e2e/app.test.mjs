@@ -169,8 +169,11 @@ test("register, new chat, send: the answer streams in token by token until done"
   // Every text the answer shows while it streams, recorded in the page itself so no update is missed.
   await page.evaluate(() => {
     window.seenTexts = [];
+    window.seenWaiting = [];
     new MutationObserver(() => {
       const answer = [...document.querySelectorAll('[data-testid="message-assistant"]')].at(-1);
+      const waiting = answer?.querySelector('[role="status"]')?.textContent;
+      if (waiting && !window.seenTexts.length) window.seenWaiting.push(waiting);
       const text = answer?.querySelector('[data-testid="message-text"]')?.textContent ?? "";
       if (answer?.dataset.streaming === "true" && text && window.seenTexts.at(-1) !== text) window.seenTexts.push(text);
     }).observe(document.body, { subtree: true, childList: true, characterData: true, attributes: true });
@@ -183,6 +186,8 @@ test("register, new chat, send: the answer streams in token by token until done"
   await waitForAnswerEnd(page);
 
   const seen = await page.evaluate(() => window.seenTexts);
+  const waiting = await page.evaluate(() => window.seenWaiting);
+  assert.match(waiting[0] ?? "", /Thinking|Warming up|Waiting in line/, "a waiting state shows before the first token");
   assert.ok(seen.length >= 2, `the answer should appear in several steps, saw ${seen.length}: ${JSON.stringify(seen)}`);
   state.answer = (await lastAnswer(page).getByTestId("message-text").textContent()).trim();
   assert.ok(state.answer.length > 0, "the answer has text");
