@@ -30,6 +30,7 @@ const PASSWORD = "correct horse battery";
 
 let server, browser, base, workdir;
 const users = { first: `first-${Date.now()}@example.com`, second: `second-${Date.now()}@example.com` };
+const offOrigin = []; // requests to anywhere but the app's own server (fonts, CDNs, telemetry): none allowed
 const state = {}; // what one test leaves for the next: the first user's page, conversation ids, texts
 
 function freePort() {
@@ -100,6 +101,10 @@ async function newPage(width = 1280, height = 800) {
   const context = await browser.newContext({ viewport: { width, height }, baseURL: base });
   const page = await context.newPage();
   page.setDefaultTimeout(30_000);
+  page.on("request", (request) => {
+    const url = request.url();
+    if (!url.startsWith(`${base}/`) && !/^(data|blob):/.test(url)) offOrigin.push(url);
+  });
   return page;
 }
 
@@ -155,7 +160,7 @@ test("a page needing a session sends a stale token back to the login page", asyn
       JSON.stringify({ token: "not-a-jwt", user: { id: 1, email: "x@example.com" }, expiresAt: Date.now() + 3.6e6 }),
     ),
   );
-  await page.goto("/");
+  await page.goto("/", { waitUntil: "commit" }); // the app leaves for /login before "load" may fire
   await page.waitForURL(/\/login$/);
   await page.getByRole("button", { name: "Log in" }).waitFor();
   assert.equal(await page.evaluate(() => localStorage.getItem("slm.session")), null);
@@ -375,5 +380,6 @@ test("the light theme is kept; the model page shows the card; logout returns to 
   await page.getByRole("link", { name: "Back to the chat" }).click();
   await page.getByRole("button", { name: "Log out" }).click();
   await page.waitForURL(/\/login$/);
+  assert.deepEqual(offOrigin, [], "the app fetched nothing from another origin");
   await page.context().close();
 });
