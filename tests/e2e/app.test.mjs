@@ -337,7 +337,7 @@ test("at 375 px the sidebar collapses into a drawer", async () => {
 });
 
 test("a second user sees none of the first user's conversations; their list pages on scroll", async () => {
-  const page = await newPage();
+  const page = await newPage(1280, 600); // low enough that one page of 20 overflows the sidebar
   await register(page, users.second);
   await page.getByText("No conversations yet.").waitFor();
   assert.equal(await page.getByTestId("conversation-item").count(), 0);
