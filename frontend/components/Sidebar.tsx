@@ -37,6 +37,8 @@ export default function Sidebar(props: Props) {
   const sentinel = useRef<HTMLDivElement>(null);
   const { onQuery, onLoadMore } = props;
 
+  const narrow = useNarrow();
+
   useEffect(() => {
     const timer = setTimeout(() => onQuery(search), 250);
     return () => clearTimeout(timer);
@@ -59,6 +61,8 @@ export default function Sidebar(props: Props) {
       {open && <div className="fixed inset-0 z-20 bg-black/50 md:hidden" onClick={props.onClose} aria-hidden="true" />}
       <aside
         aria-label="Conversations"
+        inert={narrow && !open} // a closed drawer takes no focus
+        onKeyDown={(e) => e.key === "Escape" && narrow && props.onClose()}
         className={`fixed inset-y-0 left-0 z-30 flex w-72 flex-col border-r border-zinc-200 bg-zinc-100 transition-transform dark:border-zinc-800 dark:bg-zinc-950 md:static md:translate-x-0 ${
           open ? "translate-x-0" : "-translate-x-full"
         }`}
@@ -164,6 +168,19 @@ export default function Sidebar(props: Props) {
       )}
     </>
   );
+}
+
+/** Below Tailwind's md breakpoint the sidebar is a drawer. */
+function useNarrow(): boolean {
+  const [narrow, setNarrow] = useState(false);
+  useEffect(() => {
+    const query = window.matchMedia("(max-width: 767.98px)");
+    const update = () => setNarrow(query.matches);
+    update();
+    query.addEventListener("change", update);
+    return () => query.removeEventListener("change", update);
+  }, []);
+  return narrow;
 }
 
 function RenameInput({ title, onDone }: { title: string; onDone: (title: string | null) => void }) {

@@ -127,6 +127,11 @@ async function waitForAnswerEnd(page) {
   );
 }
 
+/** The sidebar loads on its own: wait until it lists `count` conversations. */
+async function waitForItems(page, count) {
+  await page.waitForFunction((n) => document.querySelectorAll('[data-testid="conversation-item"]').length === n, count);
+}
+
 async function setSetting(page, label, value) {
   await page.getByLabel(label, { exact: true }).fill(String(value));
 }
@@ -208,6 +213,7 @@ test("after a reload the conversation and its messages are still there", async (
   await page.reload();
   await page.getByTestId("message-user").filter({ hasText: state.question }).waitFor();
   assert.equal((await lastAnswer(page).getByTestId("message-text").textContent()).trim(), state.answer);
+  await page.getByTestId("conversation-item").filter({ hasText: state.question }).waitFor(); // the list loads on its own
   assert.equal(await page.getByTestId("conversation-item").count(), 1);
   assert.equal(await page.getByTestId("chat-title").textContent(), state.question);
 });
@@ -260,7 +266,7 @@ test("Stop mid-stream keeps the partial answer", async () => {
   assert.match(stats, /stopped/);
   assert.ok(Number(stats.match(/(\d+) tokens/)[1]) < 383, `stopped before max tokens: ${stats}`);
   assert.ok((await lastAnswer(page).getByTestId("message-text").textContent()).trim().length > 0);
-  assert.equal(await page.getByTestId("conversation-item").count(), 2);
+  await waitForItems(page, 2);
 });
 
 test("rename inline, search by title, delete with confirmation", async () => {
@@ -272,12 +278,12 @@ test("rename inline, search by title, delete with confirmation", async () => {
   await page.getByTestId("conversation-item").filter({ hasText: "Sea questions" }).waitFor();
 
   await page.getByRole("searchbox", { name: "Search conversations" }).fill("SEA quest");
-  await page.waitForFunction(() => document.querySelectorAll('[data-testid="conversation-item"]').length === 1);
+  await waitForItems(page, 1);
   assert.equal((await page.getByTestId("conversation-item").textContent()).trim(), "Sea questions");
   await page.getByRole("searchbox", { name: "Search conversations" }).fill("no such title");
   await page.getByText("No conversation matches.").waitFor();
   await page.getByRole("searchbox", { name: "Search conversations" }).fill("");
-  await page.waitForFunction(() => document.querySelectorAll('[data-testid="conversation-item"]').length === 2);
+  await waitForItems(page, 2);
 
   await page.reload(); // the new title was saved
   await page.getByTestId("conversation-item").filter({ hasText: "Sea questions" }).waitFor();
@@ -287,7 +293,7 @@ test("rename inline, search by title, delete with confirmation", async () => {
   assert.equal(await page.getByTestId("conversation-item").count(), 2, "Cancel deletes nothing");
   await page.getByRole("button", { name: "Delete Sea questions" }).click();
   await dialog.getByRole("button", { name: "Delete" }).click();
-  await page.waitForFunction(() => document.querySelectorAll('[data-testid="conversation-item"]').length === 1);
+  await waitForItems(page, 1);
   await page.reload();
   await page.getByTestId("conversation-item").first().waitFor();
   assert.equal(await page.getByTestId("conversation-item").filter({ hasText: "Sea questions" }).count(), 0);
