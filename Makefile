@@ -61,8 +61,8 @@ test-e2e: venv frontend  ## the browser tests: Chromium + playwright-core agains
 chat: venv  ## chat with the default model in the terminal
 	$(BIN)/python -m model.chat
 
-clean:  ## remove the virtual environment and caches (keeps slm_chat.db)
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+clean:  ## remove the virtual environment, node_modules, builds and caches (keeps slm_chat.db)
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache frontend/node_modules frontend/.next frontend/out
 
 .PHONY: test-infra
 test-infra: venv  ## the deployment checks: template.yaml, compose, Dockerfiles, nginx (needs nginx), EC2 script
