@@ -146,11 +146,13 @@ export default function ChatApp() {
     const controller = new AbortController();
     stream.current = controller;
     const startedIn = current.current;
+    let answeredIn = startedIn; // the conversation this answer belongs to, once known
     try {
       await streamChat({ conversation_id: startedIn, message: text, ...settings }, controller.signal, (event) => {
         switch (event.type) {
           case "meta": {
             const id = event.data.conversation_id;
+            answeredIn = id;
             if (current.current === null && startedIn === null) {
               current.current = id;
               setConversationId(id);
@@ -199,7 +201,7 @@ export default function ChatApp() {
       }
     } finally {
       if (stream.current === controller) stream.current = null;
-      list.refresh(); // the conversation moved to the top
+      if (answeredIn !== null) list.bump(answeredIn); // it moved to the top
     }
   }
 

@@ -56,6 +56,12 @@ export function useConversations(query: string) {
     error,
     loadMore,
     refresh: useCallback(() => load(0), [load]),
+    /** A conversation just got a message: first in the list, without reloading the pages already seen. */
+    bump: (id: number) =>
+      setItems((old) => {
+        const found = old.find((c) => c.id === id);
+        return found ? [{ ...found, updated_at: new Date().toISOString() }, ...old.filter((c) => c.id !== id)] : old;
+      }),
     replace: (conversation: Conversation) =>
       setItems((old) => old.map((c) => (c.id === conversation.id ? conversation : c))),
     remove: (id: number) => {
