@@ -28,7 +28,8 @@ const ARTIFACTS = path.join(ROOT, "artifacts/e2e");
 const ANSWER_TIMEOUT = 180_000; // a whole answer on a busy CPU
 const PASSWORD = "correct horse battery";
 
-let server, browser, base, workdir;
+let browser, base, workdir, serverEnv;
+const servers = new Set(); // every server process this file started, stopped in after()
 const users = { first: `first-${Date.now()}@example.com`, second: `second-${Date.now()}@example.com` };
 const offOrigin = []; // requests to anywhere but the app's own server (fonts, CDNs, telemetry): none allowed
 const state = {}; // what one test leaves for the next: the first user's page, conversation ids, texts
@@ -47,7 +48,7 @@ async function waitForHealth(url, child, seconds) {
   const deadline = Date.now() + seconds * 1000;
   let last = "no answer";
   while (Date.now() < deadline) {
-    if (child.exitCode !== null) throw new Error(`the server exited with ${child.exitCode}: see ${ARTIFACTS}/server.log`);
+    if (child.exitCode !== null || child.signalCode !== null) throw new Error(`the server exited with ${child.exitCode}: see ${ARTIFACTS}/server.log`);
     try {
       const response = await fetch(`${url}/api/health`);
       last = await response.text();
@@ -60,27 +61,43 @@ async function waitForHealth(url, child, seconds) {
   throw new Error(`the server was not healthy after ${seconds} s: ${last}`);
 }
 
+/** `make run`'s server (uvicorn infra.router.app:app) on this port, its output appended to a log. */
+async function startServer(port, logName) {
+  const log = openSync(path.join(ARTIFACTS, logName), "a");
+  const child = spawn(PYTHON, ["-m", "uvicorn", "infra.router.app:app", "--host", "127.0.0.1", "--port", String(port)], {
+    cwd: ROOT,
+    env: serverEnv,
+    stdio: ["ignore", log, log],
+  });
+  servers.add(child);
+  child.once("exit", () => servers.delete(child));
+  await waitForHealth(`http://127.0.0.1:${port}`, child, 300);
+  return child;
+}
+
+async function stopServer(child, signal = "SIGTERM") {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise((resolve) => child.once("exit", resolve));
+  child.kill(signal);
+  await exited;
+}
+
 before(async () => {
   assert.ok(existsSync(path.join(ROOT, "frontend/out/index.html")), "build the web app first: make frontend");
   assert.ok(existsSync(CHROMIUM), `${CHROMIUM} is missing: apt-get install chromium (see DEVELOPERS.md)`);
   mkdirSync(ARTIFACTS, { recursive: true });
+  rmSync(path.join(ARTIFACTS, "server.log"), { force: true });
   workdir = mkdtempSync(path.join(tmpdir(), "slm-e2e-"));
-  const env = {
+  serverEnv = {
     ...process.env,
     PYTHONPATH: ROOT,
     SLM_DATABASE_URL: `sqlite+aiosqlite:///${path.join(workdir, "e2e.db")}`,
   };
-  const migrate = spawnSync(PYTHON, ["-m", "shared.migrate", "upgrade"], { cwd: ROOT, env, encoding: "utf8" });
+  const migrate = spawnSync(PYTHON, ["-m", "shared.migrate", "upgrade"], { cwd: ROOT, env: serverEnv, encoding: "utf8" });
   assert.equal(migrate.status, 0, `migrations failed:\n${migrate.stderr}`);
   const port = await freePort();
   base = `http://127.0.0.1:${port}`;
-  const log = openSync(path.join(ARTIFACTS, "server.log"), "w");
-  server = spawn(PYTHON, ["-m", "uvicorn", "infra.router.app:app", "--host", "127.0.0.1", "--port", String(port)], {
-    cwd: ROOT,
-    env,
-    stdio: ["ignore", log, log],
-  });
-  await waitForHealth(base, server, 300);
+  await startServer(port, "server.log");
   browser = await chromium.launch({
     executablePath: CHROMIUM,
     args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
@@ -89,21 +106,17 @@ before(async () => {
 
 after(async () => {
   await browser?.close();
-  if (server && server.exitCode === null) {
-    const exited = new Promise((resolve) => server.once("exit", resolve));
-    server.kill("SIGTERM");
-    await exited;
-  }
+  await Promise.all([...servers].map((child) => stopServer(child)));
   if (workdir) rmSync(workdir, { recursive: true, force: true });
 });
 
-async function newPage(width = 1280, height = 800) {
-  const context = await browser.newContext({ viewport: { width, height }, baseURL: base });
+async function newPage(width = 1280, height = 800, origin = base) {
+  const context = await browser.newContext({ viewport: { width, height }, baseURL: origin });
   const page = await context.newPage();
   page.setDefaultTimeout(30_000);
   page.on("request", (request) => {
     const url = request.url();
-    if (!url.startsWith(`${base}/`) && !/^(data|blob):/.test(url)) offOrigin.push(url);
+    if (!url.startsWith(`${origin}/`) && !/^(data|blob):/.test(url)) offOrigin.push(url);
   });
   return page;
 }
@@ -370,6 +383,37 @@ test("a second user sees none of the first user's conversations; their list page
   await page.getByRole("alert").filter({ hasText: "does not exist" }).waitFor();
   assert.equal(await page.getByTestId("message-user").count(), 0);
   await page.context().close();
+});
+
+test("when the connection breaks mid-answer, the partial answer stays, with a Retry that asks again", async () => {
+  const port = await freePort(); // a server of its own, to kill
+  let server = await startServer(port, "server-killed.log");
+  const page = await newPage(1280, 800, `http://127.0.0.1:${port}`);
+  try {
+    await register(page, `retry-${Date.now()}@example.com`);
+    await page.getByRole("button", { name: "Settings" }).click();
+    await setSetting(page, "Max tokens", 383);
+    await setSetting(page, "Temperature", 2);
+    await page.getByRole("button", { name: "Close settings" }).click();
+    await page.getByRole("textbox", { name: "Message" }).fill("Tell me everything about the sea.");
+    await page.getByRole("button", { name: "Send" }).click();
+    await lastAnswer(page).getByTestId("message-text").waitFor({ timeout: ANSWER_TIMEOUT });
+    await stopServer(server, "SIGKILL"); // the connection breaks mid-answer
+    await lastAnswer(page).getByRole("alert").filter({ hasText: "connection broke" }).waitFor();
+    const partial = (await lastAnswer(page).getByTestId("message-text").textContent()).trim();
+    assert.ok(partial.length > 0, "the partial answer stays visible");
+    await page.screenshot({ path: path.join(ARTIFACTS, "connection-broken-1280.png") });
+
+    server = await startServer(port, "server-killed.log");
+    await lastAnswer(page).getByRole("button", { name: "Retry" }).click();
+    await page.getByTestId("message-assistant").nth(1).waitFor();
+    await waitForAnswerEnd(page);
+    assert.equal((await page.getByTestId("message-assistant").first().getByTestId("message-text").textContent()).trim(), partial);
+    assert.ok((await lastAnswer(page).getByTestId("message-text").textContent()).trim().length > 0, "the retry answered");
+  } finally {
+    await page.context().close();
+    await stopServer(server);
+  }
 });
 
 test("the light theme is kept; the model page shows the card; logout returns to login", async () => {
