@@ -72,9 +72,9 @@ export default function ChatApp() {
     setDropped(0);
     setBanner(null);
     setSidebarOpen(false);
+    setMessages([]);
     if (id === null) {
       setTitle("New chat");
-      setMessages([]);
       return;
     }
     setLoadingMessages(true);
@@ -226,15 +226,13 @@ export default function ChatApp() {
     if (last) send(last.content);
   }
 
-  async function rename(id: number, newTitle: string): Promise<boolean> {
+  async function rename(id: number, newTitle: string) {
     try {
       const renamed: Conversation = await renameConversation(id, newTitle);
       list.replace(renamed);
       if (current.current === id) setTitle(renamed.title);
-      return true;
     } catch (error) {
       setBanner(`Could not rename: ${describe(error)}`);
-      return false;
     }
   }
 

@@ -18,7 +18,7 @@ interface Props {
   activeId: number | null;
   onSelect: (id: number) => void;
   onNew: () => void;
-  onRename: (id: number, title: string) => Promise<boolean>;
+  onRename: (id: number, title: string) => Promise<void>;
   onDelete: (id: number) => Promise<void>;
   open: boolean;
   onClose: () => void;
@@ -97,7 +97,8 @@ export default function Sidebar(props: Props) {
                   <RenameInput
                     title={c.title}
                     onDone={async (title) => {
-                      if (title === null || title === c.title || (await props.onRename(c.id, title))) setEditing(null);
+                      if (title !== null && title !== c.title) await props.onRename(c.id, title); // failures: a banner
+                      setEditing(null);
                     }}
                   />
                 ) : (
@@ -185,11 +186,17 @@ function useNarrow(): boolean {
 
 function RenameInput({ title, onDone }: { title: string; onDone: (title: string | null) => void }) {
   const [value, setValue] = useState(title);
+  const finished = useRef(false); // Enter, Escape and the blur that follows end the edit once
+  const finish = (result: string | null) => {
+    if (finished.current) return;
+    finished.current = true;
+    onDone(result);
+  };
   return (
     <form
       onSubmit={(e) => {
         e.preventDefault();
-        onDone(value.trim() || null);
+        finish(value.trim() || null);
       }}
     >
       <input
@@ -199,8 +206,8 @@ function RenameInput({ title, onDone }: { title: string; onDone: (title: string 
         aria-label="Conversation title"
         onChange={(e) => setValue(e.target.value)}
         onFocus={(e) => e.target.select()}
-        onBlur={() => onDone(value.trim() || null)}
-        onKeyDown={(e) => e.key === "Escape" && onDone(null)}
+        onBlur={() => finish(value.trim() || null)}
+        onKeyDown={(e) => e.key === "Escape" && finish(null)}
         className="w-full rounded-lg border border-sky-500 bg-white px-3 py-1.5 text-sm outline-none dark:bg-zinc-900"
       />
     </form>
