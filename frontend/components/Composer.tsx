@@ -1,0 +1,75 @@
+"use client";
+
+import { useRef, useState } from "react";
+
+import { SendIcon, StopIcon } from "./icons";
+
+const MAX_CHARS = 4000; // the API's limit (functions/chat/schemas.py)
+
+export default function Composer({ streaming, onSend, onStop }: { streaming: boolean; onSend: (text: string) => void; onStop: () => void }) {
+  const [text, setText] = useState("");
+  const area = useRef<HTMLTextAreaElement>(null);
+
+  function grow() {
+    const el = area.current;
+    if (!el) return;
+    el.style.height = "auto";
+    el.style.height = `${Math.min(el.scrollHeight, 200)}px`;
+  }
+
+  function submit() {
+    const message = text.trim();
+    if (!message || streaming) return;
+    onSend(message);
+    setText("");
+    requestAnimationFrame(grow);
+  }
+
+  return (
+    <form
+      onSubmit={(e) => {
+        e.preventDefault();
+        submit();
+      }}
+      className="mx-auto w-full max-w-3xl px-3 pb-3 sm:px-6 sm:pb-5"
+    >
+      <div className="flex items-end gap-2 rounded-2xl border border-zinc-300 bg-white p-2 shadow-sm focus-within:border-sky-500 dark:border-zinc-700 dark:bg-zinc-800">
+        <textarea
+          ref={area}
+          rows={1}
+          value={text}
+          maxLength={MAX_CHARS}
+          placeholder="Message SLM"
+          aria-label="Message"
+          onChange={(e) => {
+            setText(e.target.value);
+            grow();
+          }}
+          onKeyDown={(e) => {
+            if (e.key === "Enter" && !e.shiftKey && !e.nativeEvent.isComposing) {
+              e.preventDefault();
+              submit();
+            }
+          }}
+          className="max-h-[200px] flex-1 resize-none bg-transparent px-2 py-1.5 outline-none"
+        />
+        {streaming ? (
+          <button type="button" onClick={onStop} aria-label="Stop" title="Stop" className="rounded-full bg-zinc-900 p-2 text-white dark:bg-zinc-100 dark:text-zinc-900">
+            <StopIcon />
+          </button>
+        ) : (
+          <button
+            type="submit"
+            disabled={!text.trim()}
+            aria-label="Send"
+            title="Send (Enter)"
+            className="rounded-full bg-sky-600 p-2 text-white disabled:opacity-40"
+          >
+            <SendIcon />
+          </button>
+        )}
+      </div>
+      <p className="mt-1.5 text-center text-xs text-zinc-500">A 36M-parameter model trained from scratch: it makes things up.</p>
+    </form>
+  );
+}

@@ -1,0 +1,73 @@
+// POST /api/chat and its event stream (the events of DESIGN.md: meta, warning, token, done, error).
+
+import { apiFetch, apiJson, ApiError } from "./api";
+import type { Sampling } from "./settings";
+import { readSSE } from "./sse";
+
+export interface Meta {
+  conversation_id: number;
+  user_message_id: number;
+  context: { tokens: number; limit: number; dropped_messages: number };
+  queue_position: number;
+  cold_start: boolean;
+}
+export interface Warning {
+  code: string;
+  message: string;
+  dropped_messages: number;
+}
+export interface Done {
+  assistant_message_id: number;
+  finish_reason: string;
+  tokens: number;
+  tokens_per_second: number;
+}
+export interface StreamError {
+  code: string;
+  message: string;
+}
+
+export type ChatEvent =
+  | { type: "meta"; data: Meta }
+  | { type: "warning"; data: Warning }
+  | { type: "token"; data: { text: string } }
+  | { type: "done"; data: Done }
+  | { type: "error"; data: StreamError };
+
+const TYPES = new Set(["meta", "warning", "token", "done", "error"]);
+
+/** The connection ended before `done` or `error`: the answer so far is all the client has. */
+export class StreamBroken extends Error {
+  name = "StreamBroken";
+}
+
+export async function streamChat(
+  request: { conversation_id: number | null; message: string } & Sampling,
+  signal: AbortSignal,
+  onEvent: (event: ChatEvent) => void,
+): Promise<void> {
+  const response = await apiFetch("chat", "/api/chat", { method: "POST", json: request, signal });
+  if (!response.body) throw new StreamBroken("The server sent no stream");
+  let finished = false;
+  try {
+    await readSSE(response.body, ({ event, data }) => {
+      if (!TYPES.has(event)) return; // an event this client does not know yet
+      let parsed: unknown;
+      try {
+        parsed = JSON.parse(data);
+      } catch {
+        throw new ApiError(0, "bad_event", `The server sent an unreadable ${event} event`);
+      }
+      if (event === "done" || event === "error") finished = true;
+      onEvent({ type: event, data: parsed } as ChatEvent);
+    });
+  } catch (error) {
+    if ((error as Error).name === "AbortError" || error instanceof ApiError) throw error;
+    throw new StreamBroken(`The connection broke mid-answer: ${(error as Error).message}`);
+  }
+  if (!finished) throw new StreamBroken("The connection closed before the answer finished");
+}
+
+export function requestStop(conversationId: number): Promise<unknown> {
+  return apiJson("chat", `/api/chat/${conversationId}/stop`, { method: "POST" });
+}

@@ -1,0 +1,441 @@
+// End-to-end: Debian's Chromium, driven by playwright-core, against the real server started the way
+// `make run` starts it (migrate, then uvicorn infra.router.app:app) on a free port with a fresh SQLite
+// database and the default model (or SLM_MODEL_DIR when set).
+//
+//   node --test tests/e2e/app.test.mjs                       (after `make frontend`)
+//   node --test --test-name-pattern="bad login" tests/e2e/app.test.mjs
+//
+// The tests run in order and share the first user's page: one that needs a conversation needs the test
+// that registers and chats too, e.g. --test-name-pattern="register|Stop".
+//
+// Screenshots (1280 px and 375 px wide) land in artifacts/e2e/, with the server's log.
+
+import assert from "node:assert/strict";
+import { spawn, spawnSync } from "node:child_process";
+import { existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync } from "node:fs";
+import { createRequire } from "node:module";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { after, before, test } from "node:test";
+import { fileURLToPath } from "node:url";
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
+const { chromium } = createRequire(path.join(ROOT, "frontend/package.json"))("playwright-core");
+const PYTHON = process.env.PYTHON ?? path.join(ROOT, ".venv/bin/python");
+const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
+const ARTIFACTS = path.join(ROOT, "artifacts/e2e");
+const ANSWER_TIMEOUT = 180_000; // a whole answer on a busy CPU
+const PASSWORD = "correct horse battery";
+
+let browser, base, workdir, serverEnv;
+const servers = new Set(); // every server process this file started, stopped in after()
+const users = { first: `first-${Date.now()}@example.com`, second: `second-${Date.now()}@example.com` };
+const offOrigin = []; // requests to anywhere but the app's own server (fonts, CDNs, telemetry): none allowed
+const state = {}; // what one test leaves for the next: the first user's page, conversation ids, texts
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const probe = createServer().listen(0, "127.0.0.1", () => {
+      const { port } = probe.address();
+      probe.close(() => resolve(port));
+    });
+    probe.on("error", reject);
+  });
+}
+
+async function waitForHealth(url, child, seconds) {
+  const deadline = Date.now() + seconds * 1000;
+  let last = "no answer";
+  while (Date.now() < deadline) {
+    if (child.exitCode !== null || child.signalCode !== null) throw new Error(`the server exited with ${child.exitCode}: see ${ARTIFACTS}/server.log`);
+    try {
+      const response = await fetch(`${url}/api/health`);
+      last = await response.text();
+      if (response.ok) return;
+      const model = JSON.parse(last).checks?.model;
+      if (model && model !== "loading") throw new Error(`the model did not load: ${model}`); // no use waiting
+    } catch (error) {
+      if (error.message.startsWith("the model did not load")) throw error;
+      last = error.message;
+    }
+    await new Promise((r) => setTimeout(r, 500));
+  }
+  throw new Error(`the server was not healthy after ${seconds} s: ${last}`);
+}
+
+/** `make run`'s server (uvicorn infra.router.app:app) on this port, its output appended to a log. */
+async function startServer(port, logName) {
+  const log = openSync(path.join(ARTIFACTS, logName), "a");
+  const child = spawn(PYTHON, ["-m", "uvicorn", "infra.router.app:app", "--host", "127.0.0.1", "--port", String(port)], {
+    cwd: ROOT,
+    env: serverEnv,
+    stdio: ["ignore", log, log],
+  });
+  servers.add(child);
+  child.once("exit", () => servers.delete(child));
+  await waitForHealth(`http://127.0.0.1:${port}`, child, 300);
+  return child;
+}
+
+async function stopServer(child, signal = "SIGTERM") {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise((resolve) => child.once("exit", resolve));
+  child.kill(signal);
+  await exited;
+}
+
+before(async () => {
+  assert.ok(existsSync(path.join(ROOT, "frontend/out/index.html")), "build the web app first: make frontend");
+  assert.ok(existsSync(CHROMIUM), `${CHROMIUM} is missing: apt-get install chromium (see DEVELOPERS.md)`);
+  mkdirSync(ARTIFACTS, { recursive: true });
+  rmSync(path.join(ARTIFACTS, "server.log"), { force: true });
+  workdir = mkdtempSync(path.join(tmpdir(), "slm-e2e-"));
+  serverEnv = {
+    ...process.env,
+    PYTHONPATH: ROOT,
+    SLM_DATABASE_URL: `sqlite+aiosqlite:///${path.join(workdir, "e2e.db")}`,
+  };
+  const migrate = spawnSync(PYTHON, ["-m", "shared.migrate", "upgrade"], { cwd: ROOT, env: serverEnv, encoding: "utf8" });
+  assert.equal(migrate.status, 0, `migrations failed:\n${migrate.stderr}`);
+  const port = await freePort();
+  base = `http://127.0.0.1:${port}`;
+  await startServer(port, "server.log");
+  browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+  });
+});
+
+after(async () => {
+  await browser?.close();
+  await Promise.all([...servers].map((child) => stopServer(child)));
+  if (workdir) rmSync(workdir, { recursive: true, force: true });
+});
+
+async function newPage(width = 1280, height = 800, origin = base) {
+  const context = await browser.newContext({ viewport: { width, height }, baseURL: origin });
+  const page = await context.newPage();
+  page.setDefaultTimeout(30_000);
+  page.on("request", (request) => {
+    const url = request.url();
+    if (!url.startsWith(`${origin}/`) && !/^(data|blob):/.test(url)) offOrigin.push(url);
+  });
+  return page;
+}
+
+async function register(page, email) {
+  await page.goto("/register");
+  await page.getByLabel("Email").fill(email);
+  await page.getByLabel("Password").fill(PASSWORD);
+  await page.getByRole("button", { name: "Register" }).click();
+  await page.getByRole("textbox", { name: "Message" }).waitFor();
+}
+
+const lastAnswer = (page) => page.getByTestId("message-assistant").last();
+
+/** Wait until the newest answer (already on the page) has finished streaming. */
+async function waitForAnswerEnd(page) {
+  await page.waitForFunction(
+    () => [...document.querySelectorAll('[data-testid="message-assistant"]')].at(-1)?.dataset.streaming === "false",
+    null,
+    { timeout: ANSWER_TIMEOUT },
+  );
+}
+
+/** The sidebar loads on its own: wait until it lists `count` conversations. */
+async function waitForItems(page, count) {
+  await page.waitForFunction((n) => document.querySelectorAll('[data-testid="conversation-item"]').length === n, count);
+}
+
+async function setSetting(page, label, value) {
+  await page.getByLabel(label, { exact: true }).fill(String(value));
+}
+
+test("a bad login shows an error, and registration shows field errors", async () => {
+  const page = await newPage();
+  await page.goto("/login");
+  await page.getByLabel("Email").fill("nobody@example.com");
+  await page.getByLabel("Password").fill("not the password");
+  await page.getByRole("button", { name: "Log in" }).click();
+  await page.getByRole("alert").filter({ hasText: "Wrong email or password" }).waitFor();
+  assert.match(page.url(), /\/login$/);
+
+  await page.goto("/register");
+  await page.getByLabel("Email").fill("not-an-email");
+  await page.getByLabel("Password").fill("short");
+  await page.getByRole("button", { name: "Register" }).click();
+  await page.locator("#email-error").filter({ hasText: "valid email" }).waitFor();
+  await page.locator("#password-error").filter({ hasText: "at least 8" }).waitFor();
+  await page.setViewportSize({ width: 375, height: 740 });
+  await page.screenshot({ path: path.join(ARTIFACTS, "register-errors-375.png") });
+  await page.context().close();
+});
+
+test("a page needing a session sends a stale token back to the login page", async () => {
+  const page = await newPage();
+  await page.goto("/login");
+  await page.evaluate(() =>
+    localStorage.setItem(
+      "slm.session",
+      JSON.stringify({ token: "not-a-jwt", user: { id: 1, email: "x@example.com" }, expiresAt: Date.now() + 3.6e6 }),
+    ),
+  );
+  // the app leaves for /login at once, which may abort this navigation before it reports back
+  await page.goto("/", { waitUntil: "commit" }).catch((error) => {
+    if (!error.message.includes("ERR_ABORTED")) throw error;
+  });
+  await page.waitForURL(/\/login$/);
+  await page.getByRole("button", { name: "Log in" }).waitFor();
+  assert.equal(await page.evaluate(() => localStorage.getItem("slm.session")), null);
+  await page.context().close();
+});
+
+test("register, new chat, send: the answer streams in token by token until done", async () => {
+  const page = await newPage();
+  state.page = page;
+  await register(page, users.first);
+  // Every text the answer shows while it streams, recorded in the page itself so no update is missed.
+  await page.evaluate(() => {
+    window.seenTexts = [];
+    window.seenWaiting = [];
+    new MutationObserver(() => {
+      const answer = [...document.querySelectorAll('[data-testid="message-assistant"]')].at(-1);
+      const waiting = answer?.querySelector('[role="status"]')?.textContent;
+      if (waiting && !window.seenTexts.length) window.seenWaiting.push(waiting);
+      const text = answer?.querySelector('[data-testid="message-text"]')?.textContent ?? "";
+      if (answer?.dataset.streaming === "true" && text && window.seenTexts.at(-1) !== text) window.seenTexts.push(text);
+    }).observe(document.body, { subtree: true, childList: true, characterData: true, attributes: true });
+  });
+  state.question = "Hello! Can you tell me about the sea?";
+  await page.getByRole("textbox", { name: "Message" }).fill(state.question);
+  await page.getByRole("button", { name: "Send" }).click();
+  await page.getByTestId("message-user").filter({ hasText: state.question }).waitFor();
+  await page.getByRole("button", { name: "Stop" }).waitFor(); // streaming
+  await waitForAnswerEnd(page);
+
+  const seen = await page.evaluate(() => window.seenTexts);
+  const waiting = await page.evaluate(() => window.seenWaiting);
+  assert.match(waiting[0] ?? "", /Thinking|Warming up|Waiting in line/, "a waiting state shows before the first token");
+  assert.ok(seen.length >= 2, `the answer should appear in several steps, saw ${seen.length}: ${JSON.stringify(seen)}`);
+  state.answer = (await lastAnswer(page).getByTestId("message-text").textContent()).trim();
+  assert.ok(state.answer.length > 0, "the answer has text");
+  assert.match(await lastAnswer(page).getByTestId("message-stats").textContent(), /\d+ tokens · [\d.]+ tokens\/s/);
+  assert.match(page.url(), /\?c=\d+$/);
+  state.conversationId = Number(new URL(page.url()).searchParams.get("c"));
+  await page.getByTestId("conversation-item").filter({ hasText: state.question }).waitFor();
+  await page.screenshot({ path: path.join(ARTIFACTS, "chat-1280.png") });
+});
+
+test("after a reload the conversation and its messages are still there", async () => {
+  const page = state.page;
+  await page.reload();
+  await page.getByTestId("message-user").filter({ hasText: state.question }).waitFor();
+  assert.equal((await lastAnswer(page).getByTestId("message-text").textContent()).trim(), state.answer);
+  await page.getByTestId("conversation-item").filter({ hasText: state.question }).waitFor(); // the list loads on its own
+  assert.equal(await page.getByTestId("conversation-item").count(), 1);
+  assert.equal(await page.getByTestId("chat-title").textContent(), state.question);
+});
+
+test("the conversation exports as JSONL; a message copies (as Markdown) to the clipboard", async () => {
+  const page = state.page;
+  const [download] = await Promise.all([
+    page.waitForEvent("download"),
+    page.getByRole("button", { name: "Export conversation (JSONL)" }).click(),
+  ]);
+  assert.equal(download.suggestedFilename(), `conversation-${state.conversationId}.jsonl`);
+  const lines = readFileSync(await download.path(), "utf8").trim().split("\n");
+  assert.equal(lines.length, 1);
+  const { messages } = JSON.parse(lines[0]);
+  assert.deepEqual(
+    messages.map((m) => m.role),
+    ["user", "assistant"],
+  );
+  assert.equal(messages[0].content, state.question);
+
+  await page.context().grantPermissions(["clipboard-read", "clipboard-write"], { origin: base });
+  await lastAnswer(page).getByRole("button", { name: "Copy message" }).click();
+  await lastAnswer(page).getByText("Copied").waitFor();
+  assert.equal(await page.evaluate(() => navigator.clipboard.readText()), messages[1].content);
+});
+
+test("Stop mid-stream keeps the partial answer", async () => {
+  const page = state.page;
+  await page.getByRole("button", { name: "New chat" }).click();
+  await page.getByRole("button", { name: "Settings" }).click();
+  await setSetting(page, "Max tokens", 383); // long answers, whatever the model: no early end of text
+  await setSetting(page, "Temperature", 2);
+  await setSetting(page, "Top-k", 0);
+  await setSetting(page, "Top-p", 1);
+  await page.getByRole("button", { name: "Close settings" }).click();
+
+  await page.getByRole("textbox", { name: "Message" }).fill("Tell me a very long story about a dragon.");
+  await page.getByRole("button", { name: "Send" }).click();
+  await lastAnswer(page).getByTestId("message-text").waitFor({ timeout: ANSWER_TIMEOUT }); // the first tokens
+  await page.getByRole("button", { name: "Stop" }).click();
+  await waitForAnswerEnd(page);
+  const partial = (await lastAnswer(page).getByTestId("message-text").textContent()).trim();
+  assert.ok(partial.length > 0, "the partial answer stays visible");
+  assert.match(await lastAnswer(page).getByTestId("message-stats").textContent(), /stopped/);
+  await page.screenshot({ path: path.join(ARTIFACTS, "stopped-1280.png") });
+
+  await page.reload(); // the server saved the partial answer as stopped, short of the 383 tokens asked for
+  await lastAnswer(page).getByTestId("message-text").waitFor();
+  const stats = await lastAnswer(page).getByTestId("message-stats").textContent();
+  assert.match(stats, /stopped/);
+  assert.ok(Number(stats.match(/(\d+) tokens/)[1]) < 383, `stopped before max tokens: ${stats}`);
+  assert.ok((await lastAnswer(page).getByTestId("message-text").textContent()).trim().length > 0);
+  await waitForItems(page, 2);
+});
+
+test("rename inline, search by title, delete with confirmation", async () => {
+  const page = state.page;
+  const first = page.getByTestId("conversation-item").filter({ hasText: state.question });
+  await first.getByRole("button", { name: `Rename ${state.question}` }).click();
+  await page.getByRole("textbox", { name: "Conversation title" }).fill("Sea questions");
+  await page.keyboard.press("Enter");
+  await page.getByTestId("conversation-item").filter({ hasText: "Sea questions" }).waitFor();
+
+  await page.getByRole("searchbox", { name: "Search conversations" }).fill("SEA quest");
+  await waitForItems(page, 1);
+  assert.equal((await page.getByTestId("conversation-item").textContent()).trim(), "Sea questions");
+  await page.getByRole("searchbox", { name: "Search conversations" }).fill("no such title");
+  await page.getByText("No conversation matches.").waitFor();
+  await page.getByRole("searchbox", { name: "Search conversations" }).fill("");
+  await waitForItems(page, 2);
+
+  await page.reload(); // the new title was saved
+  await page.getByTestId("conversation-item").filter({ hasText: "Sea questions" }).waitFor();
+  await page.getByRole("button", { name: "Delete Sea questions" }).click();
+  const dialog = page.getByRole("dialog", { name: "Delete this conversation?" });
+  await dialog.getByRole("button", { name: "Cancel" }).click();
+  assert.equal(await page.getByTestId("conversation-item").count(), 2, "Cancel deletes nothing");
+  await page.getByRole("button", { name: "Delete Sea questions" }).click();
+  await dialog.getByRole("button", { name: "Delete" }).click();
+  await waitForItems(page, 1);
+  await page.reload();
+  await page.getByTestId("conversation-item").first().waitFor();
+  assert.equal(await page.getByTestId("conversation-item").filter({ hasText: "Sea questions" }).count(), 0);
+  state.remainingId = await page.evaluate(() => new URLSearchParams(location.search).get("c"));
+});
+
+test("when older turns fall outside the model's memory, a divider says how many", async () => {
+  const page = state.page;
+  await page.getByRole("button", { name: "New chat" }).click();
+  await page.getByRole("button", { name: "Settings" }).click();
+  await setSetting(page, "Max tokens", 16); // short answers; each long message fits alone, two do not
+  await page.getByRole("button", { name: "Close settings" }).click();
+  for (const n of [1, 2]) {
+    const message = Array.from({ length: 40 }, (_, i) => `item ${i} of list ${n};`).join(" ");
+    await page.getByRole("textbox", { name: "Message" }).fill(message);
+    await page.getByRole("button", { name: "Send" }).click();
+    await page.getByTestId("message-user").nth(n - 1).waitFor();
+    await waitForAnswerEnd(page);
+  }
+  const divider = page.getByTestId("context-divider");
+  await divider.waitFor();
+  assert.match(await divider.textContent(), /no longer sees the 2 messages above/);
+  assert.equal(await page.getByTestId("message-user").count(), 2, "nothing the user typed is hidden");
+  await divider.scrollIntoViewIfNeeded();
+  await page.screenshot({ path: path.join(ARTIFACTS, "context-divider-1280.png") });
+});
+
+test("at 375 px the sidebar collapses into a drawer", async () => {
+  const page = state.page;
+  await page.getByTestId("conversation-item").first().click();
+  await lastAnswer(page).getByTestId("message-text").waitFor();
+  await page.setViewportSize({ width: 375, height: 740 });
+  try {
+    const sidebar = page.getByRole("complementary", { name: "Conversations" });
+    await page.waitForFunction(() => document.querySelector('aside[aria-label="Conversations"]').getBoundingClientRect().right <= 0);
+    assert.ok((await sidebar.boundingBox()).x < 0, "the sidebar is off-screen");
+    await page.screenshot({ path: path.join(ARTIFACTS, "chat-375.png") });
+    await page.getByRole("button", { name: "Open sidebar" }).click();
+    await page.waitForFunction(() => document.querySelector('aside[aria-label="Conversations"]').getBoundingClientRect().x >= 0);
+    await page.screenshot({ path: path.join(ARTIFACTS, "sidebar-375.png") });
+    await page.getByRole("button", { name: "Close sidebar" }).click();
+    const scrollWidth = await page.evaluate(() => document.documentElement.scrollWidth);
+    assert.ok(scrollWidth <= 375, `no horizontal scrolling at 375 px (${scrollWidth})`);
+  } finally {
+    await page.setViewportSize({ width: 1280, height: 800 });
+  }
+});
+
+test("a second user sees none of the first user's conversations; their list pages on scroll", async () => {
+  const page = await newPage(1280, 600); // low enough that one page of 20 overflows the sidebar
+  await register(page, users.second);
+  await page.getByText("No conversations yet.").waitFor();
+  assert.equal(await page.getByTestId("conversation-item").count(), 0);
+  // paging on scroll: 25 conversations, 20 to a page
+  await page.evaluate(async () => {
+    const { token } = JSON.parse(localStorage.getItem("slm.session"));
+    for (let i = 1; i <= 25; i++) {
+      const response = await fetch("/api/conversations", {
+        method: "POST",
+        headers: { Authorization: `Bearer ${token}`, "Content-Type": "application/json" },
+        body: JSON.stringify({ title: `Paged ${i}` }),
+      });
+      if (response.status !== 201) throw new Error(`create answered ${response.status}`);
+    }
+  });
+  await page.reload();
+  await page.getByTestId("conversation-item").filter({ hasText: "Paged 25" }).waitFor();
+  assert.equal(await page.getByTestId("conversation-item").count(), 20);
+  await page.getByTestId("conversation-item").last().scrollIntoViewIfNeeded();
+  await page.getByTestId("conversation-item").filter({ hasText: /^Paged 1$/ }).waitFor();
+  assert.equal(await page.getByTestId("conversation-item").count(), 25);
+  assert.ok(state.remainingId, "the first user still has a conversation");
+  await page.goto(`/?c=${state.remainingId}`); // the first user's: for this user it does not exist
+  await page.getByRole("alert").filter({ hasText: "does not exist" }).waitFor();
+  assert.equal(await page.getByTestId("message-user").count(), 0);
+  await page.context().close();
+});
+
+test("when the connection breaks mid-answer, the partial answer stays, with a Retry that asks again", async () => {
+  const port = await freePort(); // a server of its own, to kill
+  let server = await startServer(port, "server-killed.log");
+  const page = await newPage(1280, 800, `http://127.0.0.1:${port}`);
+  try {
+    await register(page, `retry-${Date.now()}@example.com`);
+    await page.getByRole("button", { name: "Settings" }).click();
+    await setSetting(page, "Max tokens", 383);
+    await setSetting(page, "Temperature", 2);
+    await page.getByRole("button", { name: "Close settings" }).click();
+    await page.getByRole("textbox", { name: "Message" }).fill("Tell me everything about the sea.");
+    await page.getByRole("button", { name: "Send" }).click();
+    await lastAnswer(page).getByTestId("message-text").waitFor({ timeout: ANSWER_TIMEOUT });
+    await stopServer(server, "SIGKILL"); // the connection breaks mid-answer
+    await lastAnswer(page).getByRole("alert").filter({ hasText: "connection broke" }).waitFor();
+    const partial = (await lastAnswer(page).getByTestId("message-text").textContent()).trim();
+    assert.ok(partial.length > 0, "the partial answer stays visible");
+    await page.screenshot({ path: path.join(ARTIFACTS, "connection-broken-1280.png") });
+
+    server = await startServer(port, "server-killed.log");
+    await lastAnswer(page).getByRole("button", { name: "Retry" }).click();
+    await page.getByTestId("message-assistant").nth(1).waitFor();
+    await waitForAnswerEnd(page);
+    assert.equal((await page.getByTestId("message-assistant").first().getByTestId("message-text").textContent()).trim(), partial);
+    assert.ok((await lastAnswer(page).getByTestId("message-text").textContent()).trim().length > 0, "the retry answered");
+  } finally {
+    await page.context().close();
+    await stopServer(server);
+  }
+});
+
+test("the light theme is kept; the model page shows the card; logout returns to login", async () => {
+  const page = state.page;
+  await page.getByRole("button", { name: "Light theme" }).click();
+  await page.reload(); // the choice is kept
+  await lastAnswer(page).getByTestId("message-text").waitFor();
+  assert.equal(await page.evaluate(() => document.documentElement.classList.contains("dark")), false);
+  await page.screenshot({ path: path.join(ARTIFACTS, "chat-light-1280.png") });
+  await page.getByRole("link", { name: "Model" }).click();
+  await page.getByRole("heading", { name: /^Model: / }).waitFor();
+  await page.getByRole("heading", { name: "Architecture" }).waitFor();
+  await page.screenshot({ path: path.join(ARTIFACTS, "model-1280.png"), fullPage: true });
+  await page.getByRole("link", { name: "Back to the chat" }).click();
+  await page.getByRole("button", { name: "Log out" }).click();
+  await page.waitForURL(/\/login$/);
+  assert.deepEqual(offOrigin, [], "the app fetched nothing from another origin");
+  await page.context().close();
+});
