@@ -89,7 +89,7 @@ def send(client: TestClient, case: Any, headers: dict[str, str]) -> Any:
         kwargs.pop("url"),
         params=kwargs.get("params"),
         headers=kwargs.get("headers"),
-        cookies=kwargs.get("cookies"),
+        cookies=kwargs.get("cookies") or None,
         json=kwargs.get("json"),
         content=data.encode() if isinstance(data, str) else data,
     )
