@@ -42,17 +42,13 @@ def test_kill_9_mid_stream_loses_nothing_and_the_next_chat_works(database_url: s
     try:
         headers = register_http(server.url)
         body = {"conversation_id": None, "message": "Tell me about the sea.", **LONG, "seed": 3}
-        tokens = 0
         with httpx.stream(
             "POST", f"{server.url}/api/chat", json=body, headers=headers, timeout=120
         ) as response:
             stream = events(response)
             meta = next(stream)[1]
-            for name, _ in stream:
-                tokens += name == "token"
-                if tokens == 3:
-                    server.process.kill()  # SIGKILL: no shutdown, no cleanup, the answer is never saved
-                    break
+            assert next(stream)[0] == "token"
+            server.process.kill()  # SIGKILL mid-stream: no shutdown, no cleanup, the answer is never saved
         server.process.wait(timeout=30)
         assert server.process.returncode == -9
     finally:
@@ -144,7 +140,9 @@ def test_database_going_away_is_a_clear_503_and_the_app_recovers(cluster: Cluste
             assert next(stream)[0] == "meta"  # the user message is committed before generation starts
             cluster.stop()  # the database goes away while the answer is being generated
             rest = list(stream)
-        assert rest[-1][0] == "error" and rest[-1][1]["code"] == "save_failed"  # said, not hung or silent
+        # an answer that ended before the database went away is saved; one that ended after says it was not
+        last, data = rest[-1]
+        assert (last, data.get("code")) in (("done", None), ("error", "save_failed")), rest[-1]
 
         down = {
             "health": httpx.get(f"{url}/api/health"),
@@ -175,10 +173,10 @@ def test_database_going_away_is_a_clear_503_and_the_app_recovers(cluster: Cluste
         assert after[-1][0] == "done"
         saved = conversation(url, headers, conversation_id)
         assert_consistent(saved, ["Before the outage", "During the outage", "After the outage"])
-        record(
-            "faults-database",
-            {"down": {k: r.status_code for k, r in down.items()}, "recovered_s": recovered_after},
-        )
+        if last == "done":
+            assert data["assistant_message_id"] in [m["id"] for m in saved["messages"]]
+        figures = {"in_flight": last, "down": {k: r.status_code for k, r in down.items()}}
+        record("faults-database", {**figures, "recovered_s": recovered_after})
     finally:
         stop_server(server)
 
