@@ -35,7 +35,8 @@ class ChatModel:
         model, self.tokenizer, self.config = load_checkpoint(directory)
         model.eval()
         self.block_size: int = model.config.block_size
-        self.parameters: int = model.num_params()
+        # an int8 model's matrices are buffers, not parameters: the count saved with the weights is the truth
+        self.parameters: int = int(self.config.get("parameters") or model.num_params())
         self.scheduler = Scheduler(Engine(model, max_batch=MAX_BATCH), self.tokenizer.eos_id, MAX_BATCH)
         self.load_seconds = time.perf_counter() - started
         self._served_first = False
