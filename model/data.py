@@ -216,7 +216,7 @@ def stream_batch(
     starts = torch.randint(0, len(ids) - block_size, (batch_size,), generator=gen).tolist()
     rows = torch.stack([ids[s : s + block_size + 1] for s in starts]).long()
     masks = torch.stack([mask[s + 1 : s + block_size + 1] for s in starts])
-    return rows[:, :-1], rows[:, 1:], masks
+    return rows[:, :-1].contiguous(), rows[:, 1:].contiguous(), masks
 
 
 def sft_rows(
@@ -251,4 +251,4 @@ def row_batch(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The SFT rows at index: x, y (B, T) int64 and the loss mask of y (B, T)."""
     rows = ids[index].long()
-    return rows[:, :-1], rows[:, 1:], mask[index][:, 1:]
+    return rows[:, :-1].contiguous(), rows[:, 1:].contiguous(), mask[index][:, 1:].contiguous()
