@@ -130,8 +130,8 @@ def build_model(args: argparse.Namespace, tok: Tokenizer) -> tuple[GPT, dict[str
     return GPT(GPTConfig(**{**overrides, "vocab_size": tok.vocab_size})), {}
 
 
-def main() -> None:
-    args = parse_args()
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
     ddp = "RANK" in os.environ
     if ddp:
         dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
@@ -180,6 +180,7 @@ def main() -> None:
     dtype = autocast_dtype(device, args.dtype)
     autocast = torch.autocast(device.type, dtype=dtype) if dtype else nullcontext()
     optimizer = model.configure_optimizer(args.weight_decay, args.lr, (0.9, 0.95), device.type)
+    order = torch.randperm(len(train_ids), generator=gen)  # SFT: rows in a shuffled order per epoch
     step, tokens, elapsed = 0, 0, 0.0
     if state is not None:
         optimizer.load_state_dict(state["optimizer"])
@@ -189,7 +190,6 @@ def main() -> None:
     if ddp:
         net = DDP(net, device_ids=[device.index] if device.type == "cuda" else None)
 
-    order = torch.randperm(len(train_ids), generator=gen)  # SFT: rows in a shuffled order per epoch
 
     def next_batch(i: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         nonlocal order
