@@ -190,7 +190,6 @@ def main(argv: list[str] | None = None) -> None:
     if ddp:
         net = DDP(net, device_ids=[device.index] if device.type == "cuda" else None)
 
-
     def next_batch(i: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         nonlocal order
         if args.stage == "pretrain":
