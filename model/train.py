@@ -31,8 +31,8 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm import tqdm
 
 from model.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from model.corpus.sources import holdout
 from model.data import (
-    Messages,
     load_corpus,
     pack_stream,
     read_conversations,
@@ -81,15 +81,6 @@ def lr_at(step: int, progress: float, args: argparse.Namespace) -> float:
     return args.min_lr + 0.5 * (args.lr - args.min_lr) * (1 + math.cos(math.pi * min(progress, 1.0)))
 
 
-def split_files(convs: list[Messages], seed: int, val_fraction: float = 0.05) -> tuple[list, list]:
-    """Held-out split of user-given conversations by conversation, fixed by seed."""
-    order = list(range(len(convs)))
-    random.Random(seed).shuffle(order)
-    n_val = max(1, round(len(convs) * val_fraction)) if len(convs) > 1 else 0
-    val = set(order[:n_val])
-    return [c for i, c in enumerate(convs) if i not in val], [c for i, c in enumerate(convs) if i in val]
-
-
 def load_data(args: argparse.Namespace) -> tuple[dict[str, list], dict[str, list], dict[str, Any]]:
     """(train, val) {source: items} for this stage, and the data description for config.json."""
     train: dict[str, list] = {}
@@ -101,7 +92,7 @@ def load_data(args: argparse.Namespace) -> tuple[dict[str, list], dict[str, list
         info["corpus"] = json.loads(manifest.read_text()) if manifest.is_file() else str(args.data)
     for path in args.conversations:
         name = Path(path).name
-        train[name], val[name] = split_files(read_conversations(path), args.seed)
+        train[name], val[name] = holdout(read_conversations(path), f"{args.seed}:{name}")
         info.setdefault("files", {})[name] = {"conversations": len(train[name]) + len(val[name])}
     if args.stage == "sft":  # only conversations; prose stays in pretraining
         train = {k: v for k, v in train.items() if v and not isinstance(v[0], str)}

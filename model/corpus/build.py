@@ -24,9 +24,11 @@ import yaml
 from model.corpus import skills
 from model.corpus.sources import (
     QUESTIONS,
+    VAL_FRACTION,
     chatterbot_conversations,
     chitchat_conversations,
     detokenize_brown,
+    holdout,
     moby_dick_chapters,
     parse_wordnet_data,
     parse_wordnet_index,
@@ -55,7 +57,6 @@ SOURCES = {  # source -> (package, kind)
     "brown": ("brown", "prose"),
 }
 DOC_SEPARATOR = "\n\n\n"  # prose files: documents separated by two blank lines (none inside one)
-VAL_FRACTION = 0.05
 WORDNET_QA = 20000
 SKILLS_N = 24000
 
@@ -141,20 +142,11 @@ def build_wordnet(files: dict[str, bytes], seed: int, n: int) -> tuple[list[dict
     return dialogues, words
 
 
-def split(items: Sequence[Any], seed: int, name: str) -> tuple[list[Any], list[Any]]:
-    """(train, val): a seeded shuffle of whole conversations/documents, VAL_FRACTION held out."""
-    order = list(range(len(items)))
-    random.Random(f"{seed}:{name}").shuffle(order)
-    n_val = max(1, round(len(items) * VAL_FRACTION))
-    val = set(order[:n_val])
-    return [x for i, x in enumerate(items) if i not in val], [x for i, x in enumerate(items) if i in val]
-
-
 def write_source(out: Path, name: str, items: Sequence[Any], seed: int) -> list[dict]:
     """data/<split>/<name>.jsonl or .txt; returns the manifest entry of each file."""
     kind = SOURCES[name][1]
     entries = []
-    for split_name, part in zip(("train", "val"), split(items, seed, name), strict=True):
+    for split_name, part in zip(("train", "val"), holdout(items, f"{seed}:{name}"), strict=True):
         path = out / split_name / (f"{name}.jsonl" if kind == "dialogue" else f"{name}.txt")
         path.parent.mkdir(parents=True, exist_ok=True)
         if kind == "dialogue":

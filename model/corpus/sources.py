@@ -2,11 +2,24 @@
 
 from __future__ import annotations
 
+import random
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 Messages = list[dict[str, str]]
+VAL_FRACTION = 0.05
+
+
+def holdout(items: Sequence[Any], key: str, fraction: float = VAL_FRACTION) -> tuple[list[Any], list[Any]]:
+    """(train, val): whole conversations/documents, a seeded shuffle picks `fraction` for val (at
+    least one when there are two or more). The same key always gives the same split."""
+    order = list(range(len(items)))
+    random.Random(key).shuffle(order)
+    n_val = max(1, round(len(items) * fraction)) if len(items) > 1 else 0
+    val = set(order[:n_val])
+    return [x for i, x in enumerate(items) if i not in val], [x for i, x in enumerate(items) if i in val]
+
 
 # ---------------------------------------------------------------- dialogue
 

@@ -6,12 +6,12 @@ import re
 
 import pytest
 
-from model.corpus.build import split
 from model.corpus.skills import generate
 from model.corpus.sources import (
     chatterbot_conversations,
     chitchat_conversations,
     detokenize_brown,
+    holdout,
     moby_dick_chapters,
     parse_wordnet_data,
     parse_wordnet_index,
@@ -130,7 +130,8 @@ def test_moby_dick_chapters_are_unwrapped_documents():
 
 def test_split_is_by_item_disjoint_and_fixed_by_seed():
     items = [f"conversation {i}" for i in range(100)]
-    train, val = split(items, 1234, "chitchat")
+    train, val = holdout(items, "1234:chitchat")
     assert len(val) == 5 and sorted(train + val) == sorted(items)
-    assert split(items, 1234, "chitchat") == (train, val)
-    assert split(items, 99, "chitchat")[1] != val
+    assert holdout(items, "1234:chitchat") == (train, val)
+    assert holdout(items, "99:chitchat")[1] != val
+    assert holdout(["only one"], "1234:x") == (["only one"], [])
