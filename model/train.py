@@ -106,6 +106,30 @@ def load_data(args: argparse.Namespace) -> tuple[dict[str, list], dict[str, list
     return train, val, info
 
 
+def describe(model: GPT, data: dict[str, Any]) -> str:
+    stages = [f"{stage} on {', '.join(info['sources'])}" for stage, info in data.items()]
+    return (
+        f"A {model.num_params() / 1e6:.0f}M-parameter GPT trained from scratch: "
+        + "; then ".join(stages)
+        + "."
+    )
+
+
+def licence_notes(data: dict[str, Any]) -> dict[str, str]:
+    """Each training source's licence (from the corpus manifest; user files: the user's own terms)."""
+    notes = {
+        "weights": "trained from scratch by model/train.py; the data licences below apply to what it learned"
+    }
+    for info in data.values():
+        for name, source in (
+            info.get("corpus", {}).get("sources", {}).items() if isinstance(info.get("corpus"), dict) else []
+        ):
+            notes[name] = f"{source['licence']} ({source.get('registry', 'generated')}: {source['package']})"
+        for name in info.get("files", {}):
+            notes[name] = "user-supplied file: its own licence applies"
+    return notes
+
+
 def build_model(args: argparse.Namespace, tok: Tokenizer) -> tuple[GPT, dict[str, Any]]:
     """A fresh GPT, or the one in --init-from; and the config.json it carries (training history)."""
     if args.init_from:
@@ -231,9 +255,13 @@ def main(argv: list[str] | None = None) -> None:
             "val_loss": round(last_val, 4) if last_val else None,
             "finished": final,
         }
+        data = {**history.get("data", {}), args.stage: data_info}
         meta = {
+            "name": args.name,
+            "description": describe(model, data),
+            "license": licence_notes(data),
             "training": {**history.get("training", {}), args.stage: record},
-            "data": {**history.get("data", {}), args.stage: data_info},
+            "data": data,
         }
         save_checkpoint(out, model, tok, meta)
         torch.save(
@@ -363,6 +391,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     a("--compile", action="store_true", help="torch.compile the model")
     a("--device", choices=["auto", "cuda", "cpu"], default="auto", help="where to train")
     a("--threads", type=int, default=0, help="CPU threads (0: torch's default)")
+    a("--name", default="slm", help="model name shown on the model card")
     a("--seed", type=int, default=1234, help="seed of the init, batches and user-file split")
     args = p.parse_args(argv)
     if not args.max_steps and not args.max_minutes:
