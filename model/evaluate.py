@@ -23,7 +23,8 @@ from typing import Any
 import torch
 
 from model.checkpoint import CONFIG, load_checkpoint
-from model.data import Messages, load_corpus, pack_stream, row_batch, sft_rows
+from model.corpus.sources import holdout
+from model.data import Messages, load_corpus, pack_stream, read_conversations, row_batch, sft_rows
 from model.engine import Engine, SamplingParams
 from model.gpt import GPT
 from model.tokenizer import Tokenizer, render_prompt
@@ -81,15 +82,31 @@ def skill_accuracy(engine: Engine, tok: Tokenizer, path: Path, limit: int) -> di
     return {"exact_match": round(total, 4), "questions": len(rows), "per_skill": per_skill}
 
 
-def evaluate(ckpt: Path, data: Path, max_rows: int, skill_questions: int, batch: int = 8) -> dict[str, Any]:
+def held_out(data: Path | None, conversations: list[Path], seed: int) -> dict[str, list]:
+    """The val split: the default corpus's, plus the held-out part of each user file (the same
+    split model.train made with this seed)."""
+    val: dict[str, list] = dict(load_corpus(data, "val")) if data else {}
+    for path in conversations:
+        val[path.name] = holdout(read_conversations(path), f"{seed}:{path.name}")[1]
+    return val
+
+
+def evaluate(
+    ckpt: Path, val: dict[str, list], skills: Path | None, max_rows: int, skill_questions: int, batch: int = 8
+) -> dict[str, Any]:
     model, tok, _ = load_checkpoint(ckpt)
-    val = load_corpus(data, "val")
-    loss = {name: round(source_loss(model, tok, items, max_rows, batch), 4) for name, items in val.items()}
+    loss = {
+        name: round(source_loss(model, tok, items, max_rows, batch), 4)
+        for name, items in val.items()
+        if items
+    }
     engine = Engine(model, max_batch=1)
     return {
         "val_loss": loss,
         "val_perplexity": {k: round(math.exp(v), 2) for k, v in loss.items()},
-        "skills": skill_accuracy(engine, tok, data / "val" / "skills.jsonl", skill_questions),
+        "skills": skill_accuracy(engine, tok, skills, skill_questions)
+        if skills and skills.is_file()
+        else None,
         "samples": {p: greedy(engine, tok, [{"role": "user", "content": p}]) for p in PROMPTS},
         "eval_settings": {"max_rows_per_source": max_rows, "block_size": model.config.block_size},
     }
@@ -103,9 +120,9 @@ def _skill_getter(name: str):
     """Exact-match accuracy of one skill ("all": overall) from a scores dict, None if absent."""
 
     def get(scores: dict[str, Any]) -> float | None:
-        if not scores:
+        skills = scores.get("skills") if scores else None
+        if not skills:
             return None
-        skills = scores["skills"]
         return skills["exact_match"] if name == "all" else skills["per_skill"].get(name)
 
     return get
@@ -170,14 +187,15 @@ def report_card(config: dict[str, Any]) -> str:
                 f"| {name} | {_fmt(a, 4)} | {_fmt(b, 4)} | {change} | {_fmt(fp32.get('val_perplexity', {}).get(name), 1)} | "
                 f"{_fmt(int8.get('val_perplexity', {}).get(name), 1)} |"
             )
-        lines += ["", "| skill (exact match) | fp32 | int8 |", "|---|---:|---:|"]
-        skills = (fp32 or int8)["skills"]
-        for name in ["all", *skills["per_skill"]]:
-            get = _skill_getter(name)
-            lines.append(f"| {name} | {_fmt(get(fp32))} | {_fmt(get(int8))} |")
-        lines.append(
-            f"\n{skills['questions']} held-out generated questions; a reply counts only if it equals the reference exactly."
-        )
+        skills = (fp32 or int8).get("skills")
+        if skills:
+            lines += ["", "| skill (exact match) | fp32 | int8 |", "|---|---:|---:|"]
+            for name in ["all", *skills["per_skill"]]:
+                get = _skill_getter(name)
+                lines.append(f"| {name} | {_fmt(get(fp32))} | {_fmt(get(int8))} |")
+            lines.append(
+                f"\n{skills['questions']} held-out generated questions; a reply counts only if it equals the reference exactly."
+            )
         if q and q.get("max_abs_logit_diff"):
             lines.append(f"Largest |logit fp32 − int8| on the export prompts: {q['max_abs_logit_diff']}.")
         lines += ["", "## Greedy answers", ""]
@@ -192,6 +210,12 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", type=Path, required=True, help="checkpoint folder (fp32 or int8)")
     p.add_argument("--data", type=Path, default=Path("data"), help="corpus folder with the val split")
+    p.add_argument(
+        "--no-corpus", action="store_true", help="skip the default corpus (e.g. a TinyChat-only model)"
+    )
+    p.add_argument(
+        "--conversations", type=Path, action="append", default=[], help="user files trained on (repeatable)"
+    )
     p.add_argument("--max-rows", type=int, default=64, help="rows of block_size tokens per source, at most")
     p.add_argument("--skill-questions", type=int, default=200, help="held-out skill questions to answer")
     p.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch's default)")
@@ -201,7 +225,10 @@ def main() -> None:
     path = args.checkpoint / CONFIG
     config = json.loads(path.read_text())
     precision = "int8" if config.get("quantization") else "fp32"
-    scores = evaluate(args.checkpoint, args.data, args.max_rows, args.skill_questions)
+    seed = int(next(iter(config.get("training", {}).values()), {}).get("args", {}).get("seed", 1234))
+    val = held_out(None if args.no_corpus else args.data, args.conversations, seed)
+    skills = None if args.no_corpus else args.data / "val" / "skills.jsonl"
+    scores = evaluate(args.checkpoint, val, skills, args.max_rows, args.skill_questions)
     config.setdefault("scores", {})[precision] = scores
     path.write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n")
     (args.checkpoint / "README.md").write_text(report_card(config))
