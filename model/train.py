@@ -282,7 +282,7 @@ def main(argv: list[str] | None = None) -> None:
     while True:
         elapsed = elapsed_at_t0 + time.time() - t0
         progress = max(step / args.max_steps if args.max_steps else 0.0, elapsed / max_seconds)
-        stop = torch.tensor(float(progress >= 1.0))
+        stop = torch.tensor(float(progress >= 1.0), device=device)
         if ddp:
             dist.all_reduce(stop, op=dist.ReduceOp.MAX)  # every rank stops at the same step
         if stop.item():
@@ -367,8 +367,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             )
     a("--batch-size", type=int, default=8, help="sequences per micro-batch per process")
     a("--grad-accum", type=int, default=1, help="micro-batches per optimizer step")
-    a("--lr", type=float, default=1e-3, help="peak learning rate")
-    a("--min-lr", type=float, default=1e-4, help="learning rate at the end of the cosine")
+    a("--lr", type=float, default=6e-4, help="peak learning rate")
+    a("--min-lr", type=float, default=6e-5, help="learning rate at the end of the cosine")
     a("--warmup-steps", type=int, default=100, help="linear warmup steps")
     a("--weight-decay", type=float, default=0.1, help="AdamW weight decay on matrices")
     a("--grad-clip", type=float, default=1.0, help="clip the gradient norm to this")
