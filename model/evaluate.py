@@ -1,0 +1,241 @@
+"""Evaluate a checkpoint on the held-out split and write its report card.
+
+    python -m model.evaluate --checkpoint runs/sft
+    python -m model.export --src runs/sft --dst model/checkpoints/default
+    python -m model.evaluate --checkpoint model/checkpoints/default
+
+Measures the validation loss and perplexity per data source (dialogues: assistant tokens only, as
+in SFT; prose: every token), exact-match accuracy on held-out generated skill questions, and the
+greedy answers to a fixed list of prompts. Stores them in config.json under scores.fp32 or
+scores.int8 (an int8 folder made by model.export keeps the fp32 scores it was exported from) and
+writes the folder's README.md, a Markdown report card showing both and the fp32 -> int8 change.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from model.checkpoint import CONFIG, load_checkpoint
+from model.corpus.sources import holdout
+from model.data import Messages, load_corpus, pack_stream, read_conversations, row_batch, sft_rows
+from model.engine import Engine, SamplingParams
+from model.gpt import GPT
+from model.tokenizer import Tokenizer, render_prompt
+
+PROMPTS = [
+    "Hello!",
+    "How are you today?",
+    "What did you do this weekend?",
+    "What is your favorite food?",
+    "What does ocean mean?",
+    "What is 7 + 5?",
+    'How do you spell "house"?',
+    "Which is bigger, 12 or 30?",
+]
+
+
+@torch.inference_mode()
+def source_loss(
+    model: GPT, tok: Tokenizer, items: list[Messages] | list[str], max_rows: int, batch: int
+) -> float:
+    """Mean next-token loss over up to max_rows rows of the source: conversations packed as in SFT
+    (loss on assistant tokens), prose as consecutive windows (loss on every token)."""
+    T = model.config.block_size
+    if items and isinstance(items[0], str):
+        ids, _ = pack_stream(tok, items)
+        n = min(max_rows, (len(ids) - 1) // T)
+        rows = torch.stack([ids[i * T : i * T + T + 1] for i in range(n)])
+        masks = torch.ones_like(rows, dtype=torch.uint8)
+    else:
+        rows, masks = sft_rows(tok, items, T)  # type: ignore[arg-type]
+        rows, masks = rows[:max_rows], masks[:max_rows]
+    total, count = 0.0, 0.0
+    for start in range(0, len(rows), batch):
+        x, y, m = row_batch(rows, masks, torch.arange(start, min(start + batch, len(rows))))
+        _, loss = model(x, y, m)
+        total += loss.item() * m.sum().item()
+        count += m.sum().item()
+    return total / max(count, 1.0)
+
+
+def greedy(engine: Engine, tok: Tokenizer, messages: Messages, max_new_tokens: int = 64) -> str:
+    params = SamplingParams(temperature=0, max_new_tokens=max_new_tokens)
+    return tok.decode(list(engine.generate(render_prompt(tok, messages), params))).strip()
+
+
+def skill_accuracy(engine: Engine, tok: Tokenizer, path: Path, limit: int) -> dict[str, Any]:
+    """Exact match (whole reply, stripped) on the first `limit` held-out skill questions."""
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()][:limit]
+    right: dict[str, list[int]] = defaultdict(list)
+    for row in rows:
+        reply = greedy(engine, tok, row["messages"][:1], max_new_tokens=48)
+        right[row["skill"]].append(int(reply == row["answer"].strip()))
+    per_skill = {k: round(sum(v) / len(v), 4) for k, v in sorted(right.items())}
+    total = sum(sum(v) for v in right.values()) / max(len(rows), 1)
+    return {"exact_match": round(total, 4), "questions": len(rows), "per_skill": per_skill}
+
+
+def held_out(data: Path | None, conversations: list[Path], seed: int) -> dict[str, list]:
+    """The val split: the default corpus's, plus the held-out part of each user file (the same
+    split model.train made with this seed)."""
+    val: dict[str, list] = dict(load_corpus(data, "val")) if data else {}
+    for path in conversations:
+        val[path.name] = holdout(read_conversations(path), f"{seed}:{path.name}")[1]
+    return val
+
+
+def evaluate(
+    ckpt: Path, val: dict[str, list], skills: Path | None, max_rows: int, skill_questions: int, batch: int = 8
+) -> dict[str, Any]:
+    model, tok, _ = load_checkpoint(ckpt)
+    loss = {
+        name: round(source_loss(model, tok, items, max_rows, batch), 4)
+        for name, items in val.items()
+        if items
+    }
+    engine = Engine(model, max_batch=1)
+    return {
+        "val_loss": loss,
+        "val_perplexity": {k: round(math.exp(v), 2) for k, v in loss.items()},
+        "skills": skill_accuracy(engine, tok, skills, skill_questions)
+        if skills and skills.is_file()
+        else None,
+        "samples": {p: greedy(engine, tok, [{"role": "user", "content": p}]) for p in PROMPTS},
+        "eval_settings": {"max_rows_per_source": max_rows, "block_size": model.config.block_size},
+    }
+
+
+def _fmt(x: float | None, digits: int = 3) -> str:
+    return "–" if x is None else f"{x:.{digits}f}"
+
+
+def _skill_getter(name: str):
+    """Exact-match accuracy of one skill ("all": overall) from a scores dict, None if absent."""
+
+    def get(scores: dict[str, Any]) -> float | None:
+        skills = scores.get("skills") if scores else None
+        if not skills:
+            return None
+        return skills["exact_match"] if name == "all" else skills["per_skill"].get(name)
+
+    return get
+
+
+def report_card(config: dict[str, Any]) -> str:
+    """The checkpoint's README.md: what it is, how it was trained, on what, and how well it does."""
+    scores = config.get("scores", {})
+    fp32, int8 = scores.get("fp32", {}), scores.get("int8", {})
+    q = config.get("quantization")
+    lines = [
+        "# SLM checkpoint",
+        "",
+        f"A {config['parameters'] / 1e6:.1f}M-parameter GPT ({config['model']['n_layer']} layers, "
+        f"{config['model']['n_head']} heads, d={config['model']['n_embd']}, context {config['model']['block_size']}, "
+        f"vocabulary {config['model']['vocab_size']:,}), "
+        + (f"stored as {q['scheme']}." if q else "stored in fp32.")
+        + " Generated by `python -m model.evaluate`; the numbers come from config.json.",
+        "",
+        "## Training",
+        "",
+        "| stage | steps | tokens | minutes | device | processes × threads | autocast | final val loss |",
+        "|---|---:|---:|---:|---|---|---|---:|",
+    ]
+    for stage, t in config.get("training", {}).items():
+        lines.append(
+            f"| {stage} | {t['steps']:,} | {t['tokens']:,} | {t['minutes']} | {t['device']} | "
+            f"{t['processes']} × {t['threads']} | {t['autocast']} | {_fmt(t.get('val_loss'))} |"
+        )
+    corpus = next(
+        (d["corpus"] for d in config.get("data", {}).values() if isinstance(d.get("corpus"), dict)), None
+    )
+    if corpus:
+        lines += [
+            "",
+            "## Data",
+            "",
+            "| source | kind | package | licence | train tokens | val tokens |",
+            "|---|---|---|---|---:|---:|",
+        ]
+        for name, s in corpus["sources"].items():
+            tokens = {f["split"]: f.get("tokens") for f in s["files"]}
+            lines.append(
+                f"| {name} | {s['kind']} | {s.get('registry', '')} `{s['package']}` | {s['licence']} | "
+                f"{tokens.get('train') or 0:,} | {tokens.get('val') or 0:,} |"
+            )
+        lines.append(
+            f"\nHeld-out split: {corpus['val_fraction']:.0%} of each source by conversation/document, seed {corpus['seed']}."
+        )
+    if fp32 or int8:
+        lines += [
+            "",
+            "## Scores (held-out split)",
+            "",
+            "| source | val loss fp32 | val loss int8 | change | perplexity fp32 | perplexity int8 |",
+            "|---|---:|---:|---:|---:|---:|",
+        ]
+        for name in (fp32 or int8)["val_loss"]:
+            a, b = fp32.get("val_loss", {}).get(name), int8.get("val_loss", {}).get(name)
+            change = f"{b - a:+.4f}" if a is not None and b is not None else "–"
+            lines.append(
+                f"| {name} | {_fmt(a, 4)} | {_fmt(b, 4)} | {change} | {_fmt(fp32.get('val_perplexity', {}).get(name), 1)} | "
+                f"{_fmt(int8.get('val_perplexity', {}).get(name), 1)} |"
+            )
+        skills = (fp32 or int8).get("skills")
+        if skills:
+            lines += ["", "| skill (exact match) | fp32 | int8 |", "|---|---:|---:|"]
+            for name in ["all", *skills["per_skill"]]:
+                get = _skill_getter(name)
+                lines.append(f"| {name} | {_fmt(get(fp32))} | {_fmt(get(int8))} |")
+            lines.append(
+                f"\n{skills['questions']} held-out generated questions; a reply counts only if it equals the reference exactly."
+            )
+        if q and q.get("max_abs_logit_diff"):
+            lines.append(f"Largest |logit fp32 − int8| on the export prompts: {q['max_abs_logit_diff']}.")
+        lines += ["", "## Greedy answers", ""]
+        best = int8 or fp32
+        for prompt, answer in best["samples"].items():
+            lines.append(f"- **{prompt}** → {answer or '(empty)'}")
+        lines += ["", f"({'int8' if int8 else 'fp32'} weights, temperature 0.)"]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--checkpoint", type=Path, required=True, help="checkpoint folder (fp32 or int8)")
+    p.add_argument("--data", type=Path, default=Path("data"), help="corpus folder with the val split")
+    p.add_argument(
+        "--no-corpus", action="store_true", help="skip the default corpus (e.g. a TinyChat-only model)"
+    )
+    p.add_argument(
+        "--conversations", type=Path, action="append", default=[], help="user files trained on (repeatable)"
+    )
+    p.add_argument("--max-rows", type=int, default=64, help="rows of block_size tokens per source, at most")
+    p.add_argument("--skill-questions", type=int, default=200, help="held-out skill questions to answer")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch's default)")
+    args = p.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    path = args.checkpoint / CONFIG
+    config = json.loads(path.read_text())
+    precision = "int8" if config.get("quantization") else "fp32"
+    seed = int(next(iter(config.get("training", {}).values()), {}).get("args", {}).get("seed", 1234))
+    val = held_out(None if args.no_corpus else args.data, args.conversations, seed)
+    skills = None if args.no_corpus else args.data / "val" / "skills.jsonl"
+    scores = evaluate(args.checkpoint, val, skills, args.max_rows, args.skill_questions)
+    config.setdefault("scores", {})[precision] = scores
+    path.write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n")
+    (args.checkpoint / "README.md").write_text(report_card(config))
+    print(json.dumps({k: scores[k] for k in ("val_loss", "skills")}, indent=2))
+    for prompt, answer in scores["samples"].items():
+        print(f"{prompt!r} -> {answer!r}")
+
+
+if __name__ == "__main__":
+    main()

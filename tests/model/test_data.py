@@ -1,0 +1,145 @@
+"""The data loaders on small fixtures written in each format, and the batching."""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+from pathlib import Path
+
+import pytest
+import torch
+
+from model.data import (
+    load_corpus,
+    pack_stream,
+    parse_llama2,
+    read_conversations,
+    read_jsonl,
+    read_tinychat_tar,
+    read_tinychat_txt,
+    row_batch,
+    sft_rows,
+    split_long,
+    stream_batch,
+)
+from model.tokenizer import Tokenizer, render_conversation
+
+TINYCHAT = (
+    "<s>[INST] Hi there! [/INST] Hello! How can I help? </s>"
+    "<s>[INST] What is a cat? [/INST] A small furry animal.\nIt purrs. </s>\n"
+    "<s>[INST] <<SYS>>\nBe brief.\n<</SYS>>\n\nName a colour. [/INST] Blue. </s>\n"
+    "<s>[INST] An unanswered question [/INST]</s>\n"
+)
+
+
+def test_parse_tinychat_txt_splits_conversations_and_turns(tmp_path: Path):
+    path = tmp_path / "tinychat.txt"
+    path.write_text(TINYCHAT)
+    convs = read_tinychat_txt(path)
+    assert convs == [
+        [
+            {"role": "user", "content": "Hi there!"},
+            {"role": "assistant", "content": "Hello! How can I help?"},
+            {"role": "user", "content": "What is a cat?"},
+            {"role": "assistant", "content": "A small furry animal.\nIt purrs."},
+        ],
+        [
+            {"role": "system", "content": "Be brief."},
+            {"role": "user", "content": "Name a colour."},
+            {"role": "assistant", "content": "Blue."},
+        ],
+    ]  # the conversation without an answer is dropped
+
+
+def test_read_tinychat_tar_reads_json_and_jsonl_shards(tmp_path: Path):
+    path = tmp_path / "TinyChat_all_data.tar.gz"
+    shards = {
+        "TinyChat/shard_00.json": json.dumps([{"text": "<s>[INST] Hi [/INST] Hello there. </s>"}]),
+        "TinyChat/shard_01.json": json.dumps(
+            ["<s>[INST] 2+2? [/INST] 4. </s><s>[INST] And 3+3? [/INST] 6. </s>"]
+        ),
+        "TinyChat/shard_02.jsonl": json.dumps({"text": "<s>[INST] Bye [/INST] Goodbye! </s>"}) + "\n",
+        "TinyChat/README.md": "not a shard",
+    }
+    with tarfile.open(path, "w:gz") as tar:
+        for name, text in shards.items():
+            data = text.encode()
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    convs = read_tinychat_tar(path)
+    assert [len(c) for c in convs] == [2, 4, 2]
+    assert convs[1][3] == {"role": "assistant", "content": "6."}
+    assert convs[2][1]["content"] == "Goodbye!"
+    assert read_conversations(path) == convs
+
+
+def test_parse_llama2_keeps_one_line_conversation_together():
+    convs = parse_llama2("<s>[INST] a [/INST] b </s><s>[INST] c [/INST] d </s>")
+    assert [m["content"] for m in convs[0]] == ["a", "b", "c", "d"]
+
+
+def test_read_jsonl_validates_messages(tmp_path: Path):
+    good = {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}
+    path = tmp_path / "chats.jsonl"
+    path.write_text(json.dumps(good) + "\n\n" + json.dumps(good) + "\n")
+    assert read_jsonl(path) == [good["messages"], good["messages"]]
+    path.write_text(json.dumps({"messages": [{"role": "bot", "content": "x"}]}) + "\n")
+    with pytest.raises(ValueError, match="chats.jsonl:1"):
+        read_jsonl(path)
+
+
+def test_load_corpus_reads_dialogues_and_prose(tmp_path: Path):
+    (tmp_path / "val").mkdir()
+    conv = {"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]}
+    (tmp_path / "val" / "chat.jsonl").write_text(json.dumps(conv) + "\n")
+    (tmp_path / "val" / "book.txt").write_text("First doc.\n\nIts second paragraph.\n\n\nSecond doc.\n")
+    corpus = load_corpus(tmp_path, "val")
+    assert corpus == {
+        "book": ["First doc.\n\nIts second paragraph.", "Second doc."],
+        "chat": [conv["messages"]],
+    }
+    with pytest.raises(FileNotFoundError, match="make corpus"):
+        load_corpus(tmp_path, "train")
+
+
+def _conv(n: int) -> list[dict[str, str]]:
+    return [
+        {"role": "user" if i % 2 == 0 else "assistant", "content": f"the cat sat on the mat {i}"}
+        for i in range(2 * n)
+    ]
+
+
+def test_sft_rows_mask_only_assistant_tokens(tokenizer: Tokenizer):
+    convs = [_conv(1) for _ in range(6)]
+    ids, mask = sft_rows(tokenizer, convs, block_size=47)
+    assert ids.shape == mask.shape and ids.shape[0] > 1 and ids.shape[1] == 48
+    x, y, m = row_batch(ids, mask, torch.arange(len(ids)))
+    assert torch.equal(x[:, 1:], y[:, :-1])
+    # the loss covers exactly the assistant tokens and their <|eos|>: never user text or padding
+    rendered = [render_conversation(tokenizer, c) for c in convs]
+    assert int(m.sum()) == sum(sum(r_mask) for _, r_mask in rendered)
+    targets = y[m.bool()]
+    assert int((targets == tokenizer.eos_id).sum()) == len(convs)
+    assert not torch.isin(
+        targets, torch.tensor([tokenizer.pad_id, tokenizer.user_id, tokenizer.assistant_id])
+    ).any()
+
+
+def test_split_long_cuts_at_user_turns(tokenizer: Tokenizer):
+    conv = _conv(8)
+    pieces = split_long(tokenizer, conv, 40)
+    assert len(pieces) > 1
+    assert [m for p in pieces for m in p] == conv
+    assert all(p[0]["role"] == "user" and p[-1]["role"] == "assistant" for p in pieces)
+
+
+def test_stream_batch_windows_are_shifted_by_one(tokenizer: Tokenizer, texts: list[str]):
+    ids, mask = pack_stream(tokenizer, texts[:50] + [_conv(1)])
+    assert ids.dtype == torch.int32 and len(ids) == len(mask)
+    x, y, m = stream_batch(ids, mask, 4, 16, torch.Generator().manual_seed(0))
+    assert x.shape == y.shape == m.shape == (4, 16)
+    assert torch.equal(x[:, 1:], y[:, :-1])
+    with pytest.raises(ValueError, match="shorter than one window"):
+        stream_batch(ids[:10], mask[:10], 1, 16, torch.Generator())

@@ -1,0 +1,46 @@
+"""Evaluation on a tiny checkpoint: scores for fp32 and int8, and the report card built from them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from model.checkpoint import export_int8, save_checkpoint
+from model.evaluate import PROMPTS, evaluate, report_card
+from model.gpt import GPT
+from model.tokenizer import Tokenizer
+
+
+def test_evaluate_scores_fp32_and_int8_and_the_card_shows_the_change(
+    tmp_path: Path, trained_model: GPT, tokenizer: Tokenizer, texts: list[str]
+):
+    save_checkpoint(tmp_path / "fp32", trained_model, tokenizer, {"training": {}})
+    export_int8(tmp_path / "fp32", tmp_path / "int8")
+    skills = tmp_path / "skills.jsonl"
+    rows = [
+        {"messages": [{"role": "user", "content": "hi"}], "skill": "echo", "answer": "the cat sat"},
+        {"messages": [{"role": "user", "content": "yes"}], "skill": "echo", "answer": "no"},
+    ]
+    skills.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    chats = [
+        [{"role": "user", "content": a}, {"role": "assistant", "content": b}]
+        for a, b in zip(texts[:40:2], texts[1:40:2], strict=True)
+    ]
+    val = {"prose": texts[100:200], "chat": chats}
+
+    config = json.loads((tmp_path / "int8" / "config.json").read_text())
+    config["scores"] = {name: evaluate(tmp_path / name, val, skills, 4, 10) for name in ("fp32", "int8")}
+    fp32, int8 = config["scores"]["fp32"], config["scores"]["int8"]
+    assert set(fp32["val_loss"]) == {"prose", "chat"}
+    assert 0 < fp32["val_loss"]["prose"] < 6  # trained on this kind of text: far below ln(320) = 5.77
+    assert abs(int8["val_loss"]["prose"] - fp32["val_loss"]["prose"]) < 0.1
+    assert fp32["skills"]["questions"] == 2 and 0 <= fp32["skills"]["exact_match"] <= 1
+    assert list(fp32["samples"]) == PROMPTS
+
+    card = report_card(config)
+    change = int8["val_loss"]["prose"] - fp32["val_loss"]["prose"]
+    assert (
+        f"| prose | {fp32['val_loss']['prose']:.4f} | {int8['val_loss']['prose']:.4f} | {change:+.4f} |"
+        in card
+    )
+    assert "- **Hello!** → " in card
