@@ -1,0 +1,21 @@
+"""The committed default checkpoint: what the app, the chat image and a fresh clone load."""
+
+from __future__ import annotations
+
+from model.checkpoint import DEFAULT_CHECKPOINT, WEIGHTS, load_checkpoint
+from model.engine import Engine, SamplingParams
+from model.tokenizer import render_prompt
+
+
+def test_default_checkpoint_is_int8_and_small():
+    assert (DEFAULT_CHECKPOINT / WEIGHTS).stat().st_size <= 40 * 2**20
+    assert (DEFAULT_CHECKPOINT / "README.md").is_file()
+
+
+def test_default_checkpoint_answers_a_greeting():
+    model, tok, meta = load_checkpoint(DEFAULT_CHECKPOINT)
+    assert meta["quantization"]["scheme"] == "int8 per-row fp16 scale"
+    assert meta["scores"]["int8"]["samples"]["Hello!"]  # the report card was written for these weights
+    prompt = render_prompt(tok, [{"role": "user", "content": "Hello!"}])
+    ids = list(Engine(model, max_batch=1).generate(prompt, SamplingParams(temperature=0, max_new_tokens=24)))
+    assert tok.decode(ids).strip()
