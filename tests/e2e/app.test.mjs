@@ -269,11 +269,21 @@ test("Stop mid-stream keeps the partial answer", async () => {
   await setSetting(page, "Top-p", 1);
   await page.getByRole("button", { name: "Close settings" }).click();
 
-  await page.getByRole("textbox", { name: "Message" }).fill("Tell me a very long story about a dragon.");
-  await page.getByRole("button", { name: "Send" }).click();
-  await lastAnswer(page).getByTestId("message-text").waitFor({ timeout: ANSWER_TIMEOUT }); // the first tokens
-  await page.getByRole("button", { name: "Stop" }).click();
-  await waitForAnswerEnd(page);
+  // Even at temperature 2 a trained model sometimes ends with <|eos|> after a few tokens, before a click
+  // can land: then ask again in the same conversation (each answer is a fresh random draw).
+  let stopped = false;
+  for (let attempt = 0; attempt < 10 && !stopped; attempt++) {
+    await page.getByRole("textbox", { name: "Message" }).fill("Tell me a very long story about a dragon.");
+    await page.getByRole("button", { name: "Send" }).click();
+    await lastAnswer(page).getByTestId("message-text").waitFor({ timeout: ANSWER_TIMEOUT }); // the first tokens
+    stopped = await page
+      .getByRole("button", { name: "Stop" })
+      .click({ timeout: 1_000 })
+      .then(() => true, () => false);
+    await waitForAnswerEnd(page);
+    stopped &&= /stopped/.test(await lastAnswer(page).getByTestId("message-stats").textContent());
+  }
+  assert.ok(stopped, "one of 10 answers was still streaming when Stop was clicked");
   const partial = (await lastAnswer(page).getByTestId("message-text").textContent()).trim();
   assert.ok(partial.length > 0, "the partial answer stays visible");
   assert.match(await lastAnswer(page).getByTestId("message-stats").textContent(), /stopped/);
