@@ -35,36 +35,43 @@ class SamplingParams:
     seed: int | None = None
 
 
-def _sample_row(logits: torch.Tensor, p: SamplingParams, generator: torch.Generator | None) -> int:
-    if p.temperature <= 0 or p.top_k == 1:
-        return int(logits.argmax())
-    # shifted to <= 0 and the temperature floored: a tiny temperature is near-greedy, never inf/nan
-    logits = (logits.float() - logits.max()) / max(p.temperature, 1e-6)
-    if 0 < p.top_k < logits.numel():
-        logits, idx = torch.topk(logits, p.top_k)  # sorted, largest first
-    else:
-        logits, idx = torch.sort(logits, descending=True)
-    probs = F.softmax(logits, dim=-1)
-    if p.top_p < 1.0:  # keep the smallest prefix whose mass reaches top_p (at least one token)
-        keep = (probs.cumsum(0) - probs) < p.top_p
-        keep[0] = True  # even when top_p is below float32's smallest number
-        probs = probs * keep
-    choice = torch.multinomial(probs, 1, generator=generator)
-    return int(idx[choice])
-
-
 def sample_next_token(
     logits: torch.Tensor,
     params: SamplingParams | Sequence[SamplingParams],
     generator: torch.Generator | Sequence[torch.Generator | None] | None = None,
 ) -> torch.Tensor:
-    """logits (B, V) -> next token ids (B,). params and generator: one for all rows, or one per row."""
-    B = logits.size(0)
+    """logits (B, V) -> next token ids (B,). params and generator: one for all rows, or one per row.
+
+    One set of batched tensor ops serves every row (the server samples all its streams each step);
+    each sampled row draws one uniform number from its own generator, so a seeded stream gets the
+    same tokens whether it is decoded alone or in a batch."""
+    B, V = logits.shape
     rows = [params] * B if isinstance(params, SamplingParams) else list(params)
     gens = list(generator) if isinstance(generator, Sequence) else [generator] * B
     if len(rows) != B or len(gens) != B:
         raise ValueError(f"{B} rows of logits need {B} sampling params and generators")
-    return torch.tensor([_sample_row(logits[i], rows[i], gens[i]) for i in range(B)], dtype=torch.long)
+    out = logits.argmax(-1)
+    sampled = [i for i, p in enumerate(rows) if p.temperature > 0 and p.top_k != 1]
+    if not sampled:
+        return out
+    x = logits[sampled].float()
+    # shifted to <= 0 and the temperature floored: a tiny temperature is near-greedy, never inf/nan
+    temperature = torch.tensor([max(rows[i].temperature, 1e-6) for i in sampled]).unsqueeze(1)
+    x = (x - x.max(-1, keepdim=True).values) / temperature
+    ks = torch.tensor([rows[i].top_k if 0 < rows[i].top_k < V else V for i in sampled])
+    k = int(ks.max())
+    x, idx = torch.topk(x, k, dim=-1) if k < V else torch.sort(x, dim=-1, descending=True)
+    x = x.masked_fill(torch.arange(k) >= ks.unsqueeze(1), float("-inf"))  # each row's own top-k
+    probs = F.softmax(x, dim=-1)
+    # keep the smallest prefix whose mass reaches top_p (at least one token, even when top_p is tiny)
+    top_p = torch.tensor([rows[i].top_p if rows[i].top_p < 1.0 else math.inf for i in sampled])
+    keep = (probs.cumsum(-1) - probs) < top_p.unsqueeze(1)
+    keep[:, 0] = True
+    cdf = (probs * keep).cumsum(-1)
+    u = torch.stack([torch.rand((), generator=gens[i]) for i in sampled]) * cdf[:, -1]
+    choice = torch.searchsorted(cdf, u.unsqueeze(1)).clamp_(max=k - 1)
+    out[sampled] = idx.gather(1, choice).squeeze(1)
+    return out
 
 
 class _SlotKV:

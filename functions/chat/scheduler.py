@@ -117,8 +117,9 @@ class Scheduler:
         if not jobs:
             return
         logits = self.engine.decode([j.slot for j in jobs], [j.last_token for j in jobs])
-        for row, job in enumerate(jobs):
-            self._accept(job, int(sample_next_token(logits[row : row + 1], job.params, job.generator)[0]))
+        tokens = sample_next_token(logits, [j.params for j in jobs], [j.generator for j in jobs])
+        for job, token in zip(jobs, tokens.tolist(), strict=True):
+            self._accept(job, token)
 
     def _accept(self, job: Job, token: int) -> None:
         if job.cancelled.is_set():
