@@ -18,7 +18,7 @@ from shared.database import get_sessionmaker
 from shared.models import Conversation, Message, utcnow
 
 log = logging.getLogger("slm.chat")
-STOP_POLL_TOKENS = 4  # the database stop flag is read every few tokens (works across processes and Lambda)
+STOP_POLL_TOKENS = 8  # the database stop flag is read every few tokens (works across processes and Lambda)
 _running: set[asyncio.Task[None]] = set()
 
 
