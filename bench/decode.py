@@ -128,9 +128,8 @@ def prepare(checkpoint: Path, root: Path) -> tuple[Path, Path, str]:
     """fp32 and int8 checkpoint folders of the model to measure, and a line saying what it is."""
     import torch
 
-    from model.checkpoint import export_int8, load_checkpoint, read_config, save_checkpoint
+    from model.checkpoint import dequantized, export_int8, load_checkpoint, read_config, save_checkpoint
     from model.gpt import GPT, GPTConfig
-    from model.quant import Int8Embedding, Int8Linear, dequantize_rows
     from model.tokenizer import Tokenizer
 
     fp32_dir, int8_dir = root / "fp32", root / "int8"
@@ -140,13 +139,7 @@ def prepare(checkpoint: Path, root: Path) -> tuple[Path, Path, str]:
             export_int8(checkpoint, int8_dir)
             return checkpoint, int8_dir, f"checkpoint {checkpoint} (fp32; int8 exported for this run)"
         model, tok, _ = load_checkpoint(checkpoint, fast_int8=False)  # fp32 twin with the int8 values
-        fp32 = GPT(model.config)
-        weights = {}
-        for name, m in model.named_modules():
-            if isinstance(m, Int8Linear | Int8Embedding):
-                weights[f"{name}.weight"] = dequantize_rows(m.weight, m.weight_scale)
-        fp32.load_state_dict({**model.state_dict(), **weights}, strict=False)
-        save_checkpoint(fp32_dir, fp32, tok, {})
+        save_checkpoint(fp32_dir, dequantized(model), tok, {})
         return fp32_dir, checkpoint, f"checkpoint {checkpoint} (int8; fp32 = its dequantized weights)"
     import random
 

@@ -4,11 +4,13 @@
     python -m bench.train --batch-size 32 --compile --steps 30
     python -m bench.train --dtype fp32 --threads 2
 
-Times full optimizer steps (forward, backward, AdamW) of a randomly initialised model on random
-tokens (speed does not depend on the data) after --warmup steps. MFU = achieved FLOP/s, from
-GPT.flops_per_token, over the device's peak: a table of GPU bf16 dense peaks, or for a CPU an
-estimate of threads x clock x FLOPs/cycle (see cpu_peak_tflops); pass
---peak-tflops to use the real figure of your hardware. This is a benchmark, not a test.
+Times full optimizer steps (forward, backward, Muon + AdamW as model.train runs them) of a
+randomly initialised model on random tokens (speed does not depend on the data) after --warmup
+steps. MFU = achieved FLOP/s, from GPT.flops_per_token, over the device's peak: a table of GPU
+bf16 dense peaks, or for a CPU an estimate of threads x clock x FLOPs/cycle (see
+cpu_peak_tflops); pass --peak-tflops to use the real figure of your hardware. On a CPU it also
+prints the share of a matmul of the model's own sizes timed in the same run (the practical
+ceiling). This is a benchmark, not a test.
 """
 
 from __future__ import annotations
@@ -21,8 +23,8 @@ from pathlib import Path
 
 import torch
 
+from model.device import autocast_dtype, cpu_has_bf16, device_name
 from model.gpt import GPT, GPTConfig
-from model.train import autocast_dtype, cpu_has_bf16, device_name
 
 GPU_PEAK_TFLOPS = {
     "H200": 989.0,
@@ -52,6 +54,18 @@ def cpu_peak_tflops(threads: int, dtype: torch.dtype | None) -> tuple[float, str
     return threads * ghz * 1e9 * flops_per_cycle / 1e12, note
 
 
+def matmul_tflops(tokens: int, d: int, dtype: torch.dtype | None, repeat: int = 5) -> float:
+    """TFLOP/s of (tokens, d) @ (d, 4d), the MLP's shape, in the training dtype, timed here and now."""
+    x, w = torch.randn(tokens, d), torch.randn(4 * d, d)
+    if dtype is not None:
+        x, w = x.to(dtype), w.to(dtype)
+    torch.nn.functional.linear(x, w)
+    t0 = time.perf_counter()
+    for _ in range(repeat):
+        torch.nn.functional.linear(x, w)
+    return 2 * tokens * d * 4 * d * repeat / (time.perf_counter() - t0) / 1e12
+
+
 def peak_tflops(device: torch.device, threads: int, dtype: torch.dtype | None) -> tuple[float, str]:
     if device.type == "cuda":
         name = torch.cuda.get_device_name(device)
@@ -64,7 +78,10 @@ def peak_tflops(device: torch.device, threads: int, dtype: torch.dtype | None) -
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--batch-size", type=int, default=8, help="sequences per step")
+    p.add_argument("--batch-size", type=int, default=16, help="sequences per step")
+    p.add_argument(
+        "--optimizer", choices=["muon", "adamw"], default="muon", help="as model.train's --optimizer"
+    )
     p.add_argument("--block-size", type=int, default=384, help="tokens per sequence")
     p.add_argument("--steps", type=int, default=10, help="timed optimizer steps")
     p.add_argument("--warmup", type=int, default=3, help="untimed steps first (compilation, allocator)")
@@ -86,7 +103,8 @@ def main() -> None:
 
     torch.manual_seed(0)
     model = GPT(GPTConfig(block_size=args.block_size)).to(device).train()
-    optimizer = model.configure_optimizer(0.1, 1e-4, (0.9, 0.95), device.type)
+    muon_lr = 1e-3 if args.optimizer == "muon" else None
+    optimizer = model.configure_optimizer(0.1, 1e-4, (0.9, 0.95), device.type, muon_lr=muon_lr)
     net = torch.compile(model) if args.compile else model
     autocast = torch.autocast(device.type, dtype=dtype) if dtype else nullcontext()
     x = torch.randint(0, model.config.vocab_size, (args.batch_size, args.block_size), device=device)
@@ -122,7 +140,12 @@ def main() -> None:
     )
     print(f"batch {args.batch_size} x {args.block_size}, {args.steps} steps in {seconds:.1f} s")
     print(f"training throughput: {tokens_per_s:,.0f} tokens/s, {flops / 1e12:.3f} TFLOP/s")
-    print(f"MFU: {flops / 1e12 / peak:.1%} of {peak:.1f} TFLOP/s ({peak_note})")
+    print(f"MFU: {flops / 1e12 / peak:.1%} of {peak:.2f} TFLOP/s ({peak_note})")
+    if device.type == "cpu":
+        rate = matmul_tflops(args.batch_size * args.block_size, model.config.n_embd, dtype)
+        print(
+            f"    {flops / 1e12 / rate:.1%} of a {dtype or 'fp32'} matmul of the MLP's shape timed now, {rate:.3f} TFLOP/s"
+        )
     print(f"load average: {os.getloadavg()[0]:.2f} (other work on the machine lowers these numbers)")
 
 

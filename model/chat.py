@@ -12,19 +12,14 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import torch
 
 from model.checkpoint import DEFAULT_CHECKPOINT, CheckpointError, load_checkpoint
 from model.engine import Engine, SamplingParams, TextStreamer, cpu_budget
-from model.tokenizer import Tokenizer, fit_to_window, render_prompt
-
-
-def answer_room(engine: Engine, params: SamplingParams) -> int:
-    """Tokens kept free for the answer: max_new_tokens, but at most half the window."""
-    return min(params.max_new_tokens, engine.block_size // 2)
+from model.tokenizer import Tokenizer, fit_to_window, prompt_limit, render_prompt
 
 
 def chat_loop(
@@ -35,7 +30,7 @@ def chat_loop(
     write: Callable[[str], None] = lambda s: print(s, end="", flush=True),
 ) -> None:
     """Read messages until /quit or end of input; stream each answer through `write`."""
-    history: list[dict[str, str]] = []
+    history: list[Mapping[str, str]] = []
     while True:
         try:
             line = read("\nyou> ").strip()
@@ -50,9 +45,11 @@ def chat_loop(
             continue
         if not line:
             continue
-        messages = [*history, {"role": "user", "content": line}]
+        messages: list[Mapping[str, str]] = [*history, {"role": "user", "content": line}]
         try:
-            messages, dropped = fit_to_window(tok, messages, engine.block_size - answer_room(engine, params))
+            messages, dropped = fit_to_window(
+                tok, messages, prompt_limit(engine.block_size, params.max_new_tokens)
+            )
         except ValueError as e:
             write(f"(message too long: {e}; not sent)\n")
             continue

@@ -74,11 +74,22 @@ def read_config(dir: str | Path) -> dict[str, Any]:
             raise CheckpointError(f"checkpoint {dir} is incomplete: {name} is missing")
     try:
         meta = json.loads((dir / CONFIG).read_text())
-        known = {f.name for f in fields(GPTConfig)}
-        GPTConfig(**{k: v for k, v in meta["model"].items() if k in known})
+        model_config(meta)
     except (ValueError, KeyError, TypeError, AttributeError) as e:
         raise CheckpointError(f"checkpoint {dir}: {CONFIG} is corrupt ({e})") from e
     return meta
+
+
+# what a config.json written before the architecture switches existed describes: GPT-2's blocks
+LEGACY_ARCHITECTURE = {"norm": "layer", "pos": "learned", "mlp": "gelu", "qk_norm": False, "zero_init": False}
+
+
+def model_config(meta: dict[str, Any]) -> GPTConfig:
+    """The GPTConfig recorded in a checkpoint's config.json (unknown keys ignored; one written
+    before GPTConfig had `norm` describes the GPT-2 architecture)."""
+    known = {f.name for f in fields(GPTConfig)}
+    recorded = {k: v for k, v in meta["model"].items() if k in known}
+    return GPTConfig(**{**({} if "norm" in recorded else LEGACY_ARCHITECTURE), **recorded})
 
 
 def load_checkpoint(
@@ -92,8 +103,7 @@ def load_checkpoint(
     """
     dir = Path(dir)
     meta = read_config(dir)
-    known = {f.name for f in fields(GPTConfig)}
-    config = GPTConfig(**{k: v for k, v in meta["model"].items() if k in known})
+    config = model_config(meta)
     try:
         tokenizer = Tokenizer.from_file(dir / TOKENIZER)
     except Exception as e:
@@ -129,6 +139,45 @@ def load_checkpoint(
     return model, tokenizer, meta
 
 
+def dequantized(model: GPT) -> GPT:
+    """A full-precision GPT with the int8 model's weights (q * scale), for a warm start."""
+    from model.quant import Int8Embedding, Int8Linear, dequantize_rows
+
+    fp32 = GPT(model.config)
+    state = {}
+    for name, m in model.named_modules():
+        if isinstance(m, Int8Linear | Int8Embedding):
+            state[f"{name}.weight"] = dequantize_rows(m.weight, m.weight_scale)
+    for key, t in model.state_dict().items():
+        if key not in state and not key.endswith("weight_scale"):
+            state[key] = t.float()
+    fp32.load_state_dict(state, strict=True)
+    return fp32
+
+
+def describe(model: GPT, data: dict[str, Any]) -> str:
+    stages = [f"{stage} on {', '.join(info['sources'])}" for stage, info in data.items()]
+    return (
+        f"A {model.num_params() / 1e6:.0f}M-parameter GPT trained from scratch: "
+        + "; then ".join(stages)
+        + "."
+    )
+
+
+def licence_notes(data: dict[str, Any]) -> dict[str, str]:
+    """Each training source's licence (from the corpus manifest; user files: the user's own terms)."""
+    notes = {
+        "weights": "trained from scratch by model/train.py; the data licences below apply to what it learned"
+    }
+    for info in data.values():
+        corpus = info.get("corpus")
+        for name, source in corpus.get("sources", {}).items() if isinstance(corpus, dict) else []:
+            notes[name] = f"{source['licence']} ({source.get('registry', 'generated')}: {source['package']})"
+        for name in info.get("files", {}):
+            notes[name] = "user-supplied file: its own licence applies"
+    return notes
+
+
 def export_int8(src_dir: str | Path, dst_dir: str | Path) -> dict[str, Any]:
     """Write the shipped form of an fp32 checkpoint (int8 matrices, fp16 row scales); returns its config."""
     model, tokenizer, meta = load_checkpoint(src_dir)
@@ -143,7 +192,7 @@ def export_int8(src_dir: str | Path, dst_dir: str | Path) -> dict[str, Any]:
             "int8_parameters": int8_count,
             "fp32_parameters": sum(t.numel() for t in weights.values() if t.dtype == torch.float32),
             "note": "every Linear and Embedding matrix is int8 with one fp16 scale per output row; "
-            "LayerNorm weights stay fp32",
+            "norm gains stay fp32",
         },
     }
     _write(Path(dst_dir), weights, tokenizer, config)

@@ -14,6 +14,9 @@ SFT packs whole rendered conversations into rows, loss on assistant tokens only.
 from __future__ import annotations
 
 import json
+import logging
+import math
+import random
 import re
 import tarfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -22,11 +25,24 @@ from typing import Any
 
 import torch
 
-from model.tokenizer import Tokenizer, render_conversation
+from model.tokenizer import Tokenizer, message_token_count, render_conversation
 
+log = logging.getLogger(__name__)
 Messages = list[dict[str, str]]
 DOC_SEPARATOR = "\n\n\n"  # the corpus builder's separator between prose documents
 ROLES = ("system", "user", "assistant")
+VAL_FRACTION = 0.05
+
+
+def holdout(items: Sequence[Any], key: str, fraction: float = VAL_FRACTION) -> tuple[list[Any], list[Any]]:
+    """(train, val): whole conversations/documents, a seeded shuffle picks `fraction` for val (at
+    least one when there are two or more). The same key always gives the same split."""
+    order = list(range(len(items)))
+    random.Random(key).shuffle(order)
+    n_val = max(1, round(len(items) * fraction)) if len(items) > 1 else 0
+    val = set(order[:n_val])
+    return [x for i, x in enumerate(items) if i not in val], [x for i, x in enumerate(items) if i in val]
+
 
 # ---------------------------------------------------------------- loaders
 
@@ -44,43 +60,51 @@ def check_messages(messages: Any, where: str) -> Messages:
 
 
 def read_jsonl(path: str | Path) -> list[Messages]:
-    """One `{"messages": [{"role", "content"}, ...]}` object per line; blank lines are skipped."""
+    """One `{"messages": [{"role", "content"}, ...]}` object per line; blank lines and empty
+    conversations (`"messages": []`, what the app exports for a conversation never used) are
+    skipped, the latter with a warning that counts them."""
     out = []
+    empty = 0
     with Path(path).open(encoding="utf-8") as f:
         for n, line in enumerate(f, 1):
             if line.strip():
-                out.append(check_messages(json.loads(line).get("messages"), f"{path}:{n}"))
+                messages = json.loads(line).get("messages")
+                if messages == []:
+                    empty += 1
+                    continue
+                out.append(check_messages(messages, f"{path}:{n}"))
+    if empty:
+        log.warning("%s: skipped %d empty conversation%s", path, empty, "" if empty == 1 else "s")
     return out
 
 
-_EXCHANGE = re.compile(r"<s>\s*\[INST\](.*?)\[/INST\](.*?)(?:</s>|(?=<s>)|\Z)", re.DOTALL)
+_TURN = re.compile(r"\[INST\](.*?)\[/INST\](.*?)(?=\[INST\]|\Z)", re.DOTALL)
 _SYSTEM = re.compile(r"^\s*<<SYS>>(.*?)<</SYS>>", re.DOTALL)
+_CONVERSATION_BREAK = re.compile(r"\n\s*(?=<s>|\[INST\])")  # a new line that opens a new exchange
 
 
 def parse_llama2(text: str) -> list[Messages]:
-    """Llama-2 chat text -> conversations. Each `<s>[INST] u [/INST] a </s>` is one exchange;
-    exchanges follow each other within a conversation, and a line break between two of them
-    starts a new conversation. A `<<SYS>> ... <</SYS>>` block becomes a system message."""
+    """Llama-2 chat text -> conversations. TinyChat writes one conversation per line as
+    `[INST] user [/INST] assistant [INST] user [/INST] assistant ...`; the `<s>[INST] u [/INST] a
+    </s>` variant is read too. A line break followed by `[INST]` or `<s>` starts a new
+    conversation (one inside an answer does not). A `<<SYS>> ... <</SYS>>` block becomes a
+    system message. Conversations without an answer are dropped."""
     conversations: list[Messages] = []
-    current: Messages = []
-    end = 0
-    for m in _EXCHANGE.finditer(text):
-        if current and "\n" in text[end : m.start()]:
+    for chunk in _CONVERSATION_BREAK.split(text):
+        current: Messages = []
+        for m in _TURN.finditer(chunk.replace("<s>", "").replace("</s>", "")):
+            user, assistant = m.group(1), m.group(2).strip()
+            system = _SYSTEM.match(user)
+            if system:
+                if not current:
+                    current.append({"role": "system", "content": system.group(1).strip()})
+                user = user[system.end() :]
+            current.append({"role": "user", "content": user.strip()})
+            if assistant:
+                current.append({"role": "assistant", "content": assistant})
+        if any(m["role"] == "assistant" for m in current):
             conversations.append(current)
-            current = []
-        end = m.end()
-        user, assistant = m.group(1), m.group(2).strip()
-        system = _SYSTEM.match(user)
-        if system:
-            if not current:
-                current.append({"role": "system", "content": system.group(1).strip()})
-            user = user[system.end() :]
-        current.append({"role": "user", "content": user.strip()})
-        if assistant:
-            current.append({"role": "assistant", "content": assistant})
-    if current:
-        conversations.append(current)
-    return [c for c in conversations if any(m["role"] == "assistant" for m in c)]
+    return conversations
 
 
 def read_tinychat_txt(path: str | Path) -> list[Messages]:
@@ -118,16 +142,28 @@ def read_tinychat_tar(path: str | Path) -> list[Messages]:
     return out
 
 
+EXPECTED = {
+    "jsonl": 'one {"messages": [{"role": "user"|"assistant"|"system", "content": "..."}]} object per line',
+    "txt": "TinyChat's Llama-2 turns, one conversation per line: [INST] user [/INST] assistant [INST] ...",
+    "tar": 'JSON shards (*.json, *.jsonl) of [{"chat": "[INST] user [/INST] assistant ..."}], as TinyChat ships them',
+}
+
+
 def read_conversations(path: str | Path) -> list[Messages]:
-    """Any supported conversation file, by its name: .jsonl, .txt (TinyChat) or .tar.gz (TinyChat)."""
+    """Any supported conversation file, by its name: .jsonl, .txt (TinyChat) or .tar.gz (TinyChat).
+    A file that yields no conversation is an error that says what was expected."""
     name = Path(path).name
     if name.endswith(".jsonl"):
-        return read_jsonl(path)
-    if name.endswith((".tar.gz", ".tgz", ".tar")):
-        return read_tinychat_tar(path)
-    if name.endswith(".txt"):
-        return read_tinychat_txt(path)
-    raise ValueError(f"{path}: unknown format (expected .jsonl, TinyChat .txt or .tar.gz)")
+        kind, convs = "jsonl", read_jsonl(path)
+    elif name.endswith((".tar.gz", ".tgz", ".tar")):
+        kind, convs = "tar", read_tinychat_tar(path)
+    elif name.endswith(".txt"):
+        kind, convs = "txt", read_tinychat_txt(path)
+    else:
+        raise ValueError(f"{path}: unknown format (expected .jsonl, TinyChat .txt or .tar.gz)")
+    if not convs:
+        raise ValueError(f"{path}: no conversation with an answer found; expected {EXPECTED[kind]}")
+    return convs
 
 
 def read_prose(path: str | Path) -> list[str]:
@@ -179,11 +215,7 @@ def split_long(tok: Tokenizer, messages: Messages, max_len: int) -> list[Message
     current: Messages = []
     length = 0
     for m in messages:
-        n = (
-            len(render_conversation(tok, [m])[0])
-            if m["role"] != "system"
-            else len(tok.encode(m["content"])) + 3
-        )
+        n = message_token_count(tok, m)
         if m["role"] == "user" and current and length + n > max_len and current[-1]["role"] == "assistant":
             pieces.append(current)
             current, length = [], 0
@@ -252,3 +284,67 @@ def row_batch(
     """The SFT rows at index: x, y (B, T) int64 and the loss mask of y (B, T)."""
     rows = ids[index].long()
     return rows[:, :-1].contiguous(), rows[:, 1:].contiguous(), mask[index][:, 1:].contiguous()
+
+
+def cap_prose(
+    tok: Tokenizer, sources: Mapping[str, Sequence[Messages] | Sequence[str]], share: float, seed: int
+) -> dict[str, list]:
+    """The sources with prose documents (a seeded sample of them, the same share of each prose
+    source) cut to at most `share` of the text, measured in characters; dialogue stays whole."""
+
+    def chars(items: Sequence[Any]) -> int:
+        return sum(len(x) if isinstance(x, str) else sum(len(m["content"]) for m in x) for x in items)
+
+    prose = {k: list(v) for k, v in sources.items() if v and isinstance(v[0], str)}
+    dialogue = {k: list(v) for k, v in sources.items() if k not in prose}
+    prose_chars = sum(chars(v) for v in prose.values())
+    budget = share / (1 - share) * sum(chars(v) for v in dialogue.values()) if share < 1 else math.inf
+    if prose_chars <= budget:
+        return {**dialogue, **prose}
+    keep = budget / prose_chars
+    out: dict[str, list] = dict(dialogue)
+    for name, docs in prose.items():
+        rng = random.Random(f"{seed}:{name}")
+        order = rng.sample(docs, len(docs))
+        limit, taken, total = keep * chars(docs), [], 0
+        for d in order:
+            if total + len(d) > limit:
+                continue
+            taken.append(d)
+            total += len(d)
+        if taken:
+            out[name] = taken
+    return out
+
+
+def sft_batch_index(n_rows: int, batch_size: int, j: int, seed: int) -> torch.Tensor:
+    """Row indices of global micro-batch j: the rows in one seeded permutation per epoch, each
+    batch_size-sized slice in turn. Rank r of a world of W takes batches j = i * W + r, so ranks
+    read disjoint rows, and batch j is the same whether or not the run was resumed on the way."""
+    per_epoch = max(n_rows // batch_size, 1)
+    epoch, slot = divmod(j, per_epoch)
+    order = torch.randperm(n_rows, generator=torch.Generator().manual_seed(seed * 7919 + epoch))
+    idx = order[slot * batch_size : (slot + 1) * batch_size]
+    return idx if len(idx) == batch_size else order[torch.arange(batch_size) % n_rows]
+
+
+def micro_batch(
+    stage: str,
+    ids: torch.Tensor,
+    mask: torch.Tensor,
+    shape: tuple[int, int],
+    i: int,
+    rank: int,
+    world: int,
+    seed: int,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Micro-batch i of rank `rank` (x, y, loss mask or None): a pure function of its arguments,
+    so every rank draws its own data and a resumed run draws what the uninterrupted one would.
+    shape: (batch size, block size). Pretraining: random windows of the stream (ids 1-D); SFT:
+    rows (ids 2-D), disjoint per rank."""
+    if stage == "pretrain":
+        gen = torch.Generator().manual_seed(seed * 1_000_003 + i * world + rank)
+        x, y, _ = stream_batch(ids, mask, shape[0], shape[1], gen)
+        return x, y, None
+    idx = sft_batch_index(len(ids), shape[0], i * world + rank, seed)
+    return row_batch(ids, mask, idx)

@@ -224,8 +224,8 @@ def _cgroup_cpus(root: Path) -> float | None:
     for d in (root / "cpu", root / "cpu,cpuacct", root):
         q, p = d / "cpu.cfs_quota_us", d / "cpu.cfs_period_us"
         if q.is_file() and p.is_file():
-            quota = int(q.read_text())
-            return None if quota < 0 else quota / int(p.read_text())
+            us = int(q.read_text())
+            return None if us < 0 else us / int(p.read_text())
     return None
 
 

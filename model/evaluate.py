@@ -23,10 +23,19 @@ from typing import Any
 import torch
 
 from model.checkpoint import CONFIG, load_checkpoint
-from model.corpus.sources import holdout
-from model.data import Messages, load_corpus, pack_stream, read_conversations, row_batch, sft_rows
+from model.data import (
+    Messages,
+    encode_item,
+    holdout,
+    load_corpus,
+    pack_stream,
+    read_conversations,
+    row_batch,
+    sft_rows,
+)
 from model.engine import Engine, SamplingParams
 from model.gpt import GPT
+from model.ngram import KneserNey
 from model.tokenizer import Tokenizer, render_prompt
 
 PROMPTS = [
@@ -41,28 +50,56 @@ PROMPTS = [
 ]
 
 
-@torch.inference_mode()
-def source_loss(
-    model: GPT, tok: Tokenizer, items: list[Messages] | list[str], max_rows: int, batch: int
-) -> float:
-    """Mean next-token loss over up to max_rows rows of the source: conversations packed as in SFT
+def eval_rows(tok: Tokenizer, items: list[Messages] | list[str], T: int, max_rows: int):
+    """The rows a source is scored on, (N, T+1) ids and masks: conversations packed as in SFT
     (loss on assistant tokens), prose as consecutive windows (loss on every token)."""
-    T = model.config.block_size
     if items and isinstance(items[0], str):
         ids, _ = pack_stream(tok, items)
         n = min(max_rows, (len(ids) - 1) // T)
         rows = torch.stack([ids[i * T : i * T + T + 1] for i in range(n)])
-        masks = torch.ones_like(rows, dtype=torch.uint8)
-    else:
-        rows, masks = sft_rows(tok, items, T)  # type: ignore[arg-type]
-        rows, masks = rows[:max_rows], masks[:max_rows]
-    total, count = 0.0, 0.0
+        return rows, torch.ones_like(rows, dtype=torch.uint8)
+    rows, masks = sft_rows(tok, items, T)  # type: ignore[arg-type]
+    return rows[:max_rows], masks[:max_rows]
+
+
+@torch.inference_mode()
+def gpt_nats(model: GPT, rows: torch.Tensor, masks: torch.Tensor, batch: int) -> tuple[float, int]:
+    """(sum of the next-token losses in nats, positions scored) over the rows' masked targets."""
+    total, count = 0.0, 0
     for start in range(0, len(rows), batch):
         x, y, m = row_batch(rows, masks, torch.arange(start, min(start + batch, len(rows))))
         _, loss = model(x, y, m)
         total += loss.item() * m.sum().item()
-        count += m.sum().item()
-    return total / max(count, 1.0)
+        count += int(m.sum().item())
+    return total, count
+
+
+def source_scores(
+    model: GPT, tok: Tokenizer, items: list, train_items: list | None, max_rows: int, batch: int = 8
+) -> dict[str, Any]:
+    """The GPT's loss, perplexity and bits per byte on one source's held-out rows, beside
+    Kneser-Ney bigram and trigram models fitted on the source's train split (same tokenizer,
+    same scored tokens)."""
+    rows, masks = eval_rows(tok, items, model.config.block_size, max_rows)
+    nbytes = sum(torch.tensor(tok.token_bytes())[rows[:, 1:]][masks[:, 1:].bool()].tolist())
+    nats, count = gpt_nats(model, rows, masks, batch)
+    out: dict[str, Any] = {"tokens": count, "bytes": nbytes}
+    models: list[tuple[str, float]] = [("gpt", nats)]
+    if train_items:
+        sequences = [encode_item(tok, x)[0] for x in train_items]
+        for name, order in (("bigram", 2), ("trigram", 3)):
+            models.append((name, KneserNey(order, tok.vocab_size).fit(sequences).score(rows, masks)[0]))
+    for name, total in models:
+        loss = total / max(count, 1)
+        out[name] = {
+            "loss": round(loss, 4),
+            "perplexity": round(math.exp(loss), 2),
+            "bits_per_byte": round(total / math.log(2) / max(nbytes, 1), 4),
+        }
+    if "trigram" in out:
+        out["ratio_to_trigram"] = round(out["gpt"]["perplexity"] / out["trigram"]["perplexity"], 3)
+        out["ratio_to_bigram"] = round(out["gpt"]["perplexity"] / out["bigram"]["perplexity"], 3)
+    return out
 
 
 def greedy(engine: Engine, tok: Tokenizer, messages: Messages, max_new_tokens: int = 64) -> str:
@@ -71,39 +108,53 @@ def greedy(engine: Engine, tok: Tokenizer, messages: Messages, max_new_tokens: i
 
 
 def skill_accuracy(engine: Engine, tok: Tokenizer, path: Path, limit: int) -> dict[str, Any]:
-    """Exact match (whole reply, stripped) on the first `limit` held-out skill questions."""
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()][:limit]
+    """Exact match (whole reply, stripped) on the first `limit` held-out questions of each skill."""
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     right: dict[str, list[int]] = defaultdict(list)
     for row in rows:
+        if len(right[row["skill"]]) >= limit:
+            continue
         reply = greedy(engine, tok, row["messages"][:1], max_new_tokens=48)
         right[row["skill"]].append(int(reply == row["answer"].strip()))
+    rows = [r for v in right.values() for r in v]
     per_skill = {k: round(sum(v) / len(v), 4) for k, v in sorted(right.items())}
     total = sum(sum(v) for v in right.values()) / max(len(rows), 1)
     return {"exact_match": round(total, 4), "questions": len(rows), "per_skill": per_skill}
 
 
-def held_out(data: Path | None, conversations: list[Path], seed: int) -> dict[str, list]:
-    """The val split: the default corpus's, plus the held-out part of each user file (the same
-    split model.train made with this seed)."""
+def splits(
+    data: Path | None, conversations: list[Path], seed: int
+) -> tuple[dict[str, list], dict[str, list]]:
+    """(train, val): the default corpus's splits, plus each user file's (the same split model.train
+    made with this seed). The baselines are fitted on train, everything is scored on val."""
+    train: dict[str, list] = dict(load_corpus(data, "train")) if data else {}
     val: dict[str, list] = dict(load_corpus(data, "val")) if data else {}
     for path in conversations:
-        val[path.name] = holdout(read_conversations(path), f"{seed}:{path.name}")[1]
-    return val
+        train[path.name], val[path.name] = holdout(read_conversations(path), f"{seed}:{path.name}")
+    return train, val
 
 
 def evaluate(
-    ckpt: Path, val: dict[str, list], skills: Path | None, max_rows: int, skill_questions: int, batch: int = 8
+    ckpt: Path,
+    val: dict[str, list],
+    skills: Path | None,
+    max_rows: int,
+    skill_questions: int,
+    batch: int = 8,
+    train: dict[str, list] | None = None,
 ) -> dict[str, Any]:
     model, tok, _ = load_checkpoint(ckpt)
-    loss = {
-        name: round(source_loss(model, tok, items, max_rows, batch), 4)
+    train = train or {}
+    sources = {
+        name: source_scores(model, tok, items, train.get(name), max_rows, batch)
         for name, items in val.items()
         if items
     }
     engine = Engine(model, max_batch=1)
     return {
-        "val_loss": loss,
-        "val_perplexity": {k: round(math.exp(v), 2) for k, v in loss.items()},
+        "val_loss": {k: v["gpt"]["loss"] for k, v in sources.items()},
+        "val_perplexity": {k: v["gpt"]["perplexity"] for k, v in sources.items()},
+        "sources": sources,
         "skills": skill_accuracy(engine, tok, skills, skill_questions)
         if skills and skills.is_file()
         else None,
@@ -128,6 +179,28 @@ def _skill_getter(name: str):
     return get
 
 
+def baseline_table(scores: dict[str, Any], precision: str) -> list[str]:
+    """Markdown rows: per source, the GPT against the Kneser-Ney bigram and trigram baselines."""
+    sources = {k: v for k, v in scores.get("sources", {}).items() if "trigram" in v}
+    if not sources:
+        return []
+    lines = [
+        "",
+        f"Against word counting: Kneser-Ney bigram and trigram models fitted on each source's train split "
+        f"with the same tokenizer, scored on the same held-out tokens ({precision} GPT):",
+        "",
+        "| source | tokens | GPT perplexity | bigram | trigram | GPT / trigram | GPT bits/byte | trigram bits/byte |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, v in sources.items():
+        lines.append(
+            f"| {name} | {v['tokens']:,} | {v['gpt']['perplexity']:.1f} | {v['bigram']['perplexity']:.1f} | "
+            f"{v['trigram']['perplexity']:.1f} | {v['ratio_to_trigram']:.2f}× | {v['gpt']['bits_per_byte']:.3f} | "
+            f"{v['trigram']['bits_per_byte']:.3f} |"
+        )
+    return lines
+
+
 def report_card(config: dict[str, Any]) -> str:
     """The checkpoint's README.md: what it is, how it was trained, on what, and how well it does."""
     scores = config.get("scores", {})
@@ -144,13 +217,14 @@ def report_card(config: dict[str, Any]) -> str:
         "",
         "## Training",
         "",
-        "| stage | steps | tokens | minutes | device | processes × threads | autocast | final val loss |",
-        "|---|---:|---:|---:|---|---|---|---:|",
+        "| stage | steps | tokens | minutes | device | processes × threads | autocast | recipe | final val loss |",
+        "|---|---:|---:|---:|---|---|---|---|---:|",
     ]
     for stage, t in config.get("training", {}).items():
         lines.append(
             f"| {stage} | {t['steps']:,} | {t['tokens']:,} | {t['minutes']} | {t['device']} | "
-            f"{t['processes']} × {t['threads']} | {t['autocast']} | {_fmt(t.get('val_loss'))} |"
+            f"{t['processes']} × {t['threads']} | {t['autocast']} | {t.get('recipe', 'adamw + cosine')}"
+            f"{' (warm start)' if t.get('warm_start') else ''} | {_fmt(t.get('val_loss'))} |"
         )
     corpus = next(
         (d["corpus"] for d in config.get("data", {}).values() if isinstance(d.get("corpus"), dict)), None
@@ -187,6 +261,7 @@ def report_card(config: dict[str, Any]) -> str:
                 f"| {name} | {_fmt(a, 4)} | {_fmt(b, 4)} | {change} | {_fmt(fp32.get('val_perplexity', {}).get(name), 1)} | "
                 f"{_fmt(int8.get('val_perplexity', {}).get(name), 1)} |"
             )
+        lines += baseline_table(int8 or fp32, "int8" if int8 else "fp32")
         skills = (fp32 or int8).get("skills")
         if skills:
             lines += ["", "| skill (exact match) | fp32 | int8 |", "|---|---:|---:|"]
@@ -217,7 +292,7 @@ def main() -> None:
         "--conversations", type=Path, action="append", default=[], help="user files trained on (repeatable)"
     )
     p.add_argument("--max-rows", type=int, default=64, help="rows of block_size tokens per source, at most")
-    p.add_argument("--skill-questions", type=int, default=200, help="held-out skill questions to answer")
+    p.add_argument("--skill-questions", type=int, default=200, help="held-out questions per skill to answer")
     p.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch's default)")
     args = p.parse_args()
     if args.threads:
@@ -225,10 +300,11 @@ def main() -> None:
     path = args.checkpoint / CONFIG
     config = json.loads(path.read_text())
     precision = "int8" if config.get("quantization") else "fp32"
-    seed = int(next(iter(config.get("training", {}).values()), {}).get("args", {}).get("seed", 1234))
-    val = held_out(None if args.no_corpus else args.data, args.conversations, seed)
+    stages: list[dict[str, Any]] = list(config.get("training", {}).values())
+    seed = int(stages[0].get("args", {}).get("seed", 1234)) if stages else 1234
+    train, val = splits(None if args.no_corpus else args.data, args.conversations, seed)
     skills = None if args.no_corpus else args.data / "val" / "skills.jsonl"
-    scores = evaluate(args.checkpoint, val, skills, args.max_rows, args.skill_questions)
+    scores = evaluate(args.checkpoint, val, skills, args.max_rows, args.skill_questions, train=train)
     config.setdefault("scores", {})[precision] = scores
     path.write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n")
     (args.checkpoint / "README.md").write_text(report_card(config))

@@ -35,6 +35,9 @@ def dequantize_rows(q: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
 class Int8Linear(nn.Module):
     """y = x @ (q * scale).T + bias, with q int8 (out, in) and scale (out,)."""
 
+    weight: torch.Tensor
+    weight_scale: torch.Tensor
+
     def __init__(
         self, in_features: int, out_features: int, bias: bool, device: torch.device | str | None = None
     ):
@@ -67,6 +70,9 @@ class Int8Linear(nn.Module):
 
 class Int8Embedding(nn.Module):
     """An embedding table kept int8 with one scale per row, dequantized per lookup."""
+
+    weight: torch.Tensor
+    weight_scale: torch.Tensor
 
     def __init__(self, num_embeddings: int, embedding_dim: int, device: torch.device | str | None = None):
         super().__init__()

@@ -23,6 +23,7 @@ SPECIAL_TOKENS = ["<|user|>", "<|assistant|>", "<|eos|>", "<|pad|>"]
 USER_ID, ASSISTANT_ID, EOS_ID, PAD_ID = range(len(SPECIAL_TOKENS))
 VOCAB_SIZE = 16387  # 4 specials + 256 byte symbols + 16,127 merges
 SYSTEM_SEPARATOR = "\n\n"
+ANSWER_RESERVE = 128  # tokens a prompt leaves free for the answer (less when the answer may be shorter)
 
 
 class Tokenizer:
@@ -61,7 +62,9 @@ class Tokenizer:
         """Learn merges until the vocabulary (specials and the 256 byte symbols included) has
         exactly `vocab_size` tokens; raises ValueError when the text is too small to get there."""
         hf = HFTokenizer(models.BPE())
-        hf.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        hf.pre_tokenizer = pre_tokenizers.Sequence(  # every digit its own token: arithmetic sees places
+            [pre_tokenizers.Digits(individual_digits=True), pre_tokenizers.ByteLevel(add_prefix_space=False)]
+        )
         hf.decoder = decoders.ByteLevel()
         trainer = trainers.BpeTrainer(
             vocab_size=vocab_size,
@@ -86,6 +89,14 @@ class Tokenizer:
 
     def id_to_token(self, i: int) -> str | None:
         return self._hf.id_to_token(i)
+
+    def token_bytes(self) -> list[int]:
+        """UTF-8 bytes of text each id stands for (byte-level BPE: one symbol per byte); 0 for the
+        specials, which are no text. What bits per byte divides by."""
+        return [
+            0 if i < len(SPECIAL_TOKENS) else len(self._hf.id_to_token(i) or "")
+            for i in range(self.vocab_size)
+        ]
 
 
 def _segments(tok: Tokenizer, messages: Sequence[Mapping[str, str]]) -> list[tuple[list[int], list[int]]]:
@@ -139,6 +150,12 @@ def message_token_count(tok: Tokenizer, message: Mapping[str, str]) -> int:
     if message.get("role") == "system":
         return 1 + len(tok.encode(str(message.get("content", "")) + SYSTEM_SEPARATOR))
     return len(_segments(tok, [message])[0][0])
+
+
+def prompt_limit(block_size: int, max_new_tokens: int) -> int:
+    """Tokens the prompt may take in a block_size window: the rest is kept for the answer,
+    max_new_tokens of it but at most ANSWER_RESERVE. The terminal chat and the server both use it."""
+    return block_size - min(max_new_tokens, ANSWER_RESERVE)
 
 
 def fit_to_window(

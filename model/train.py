@@ -1,14 +1,20 @@
 """Train the GPT: pretraining on a packed token stream, then SFT on conversations.
 
-    python -m model.train --stage pretrain --out runs/pretrain --max-minutes 20
-    python -m model.train --stage sft --init-from runs/pretrain --out runs/sft --max-minutes 35
-    torchrun --standalone --nproc_per_node 8 -m model.train --stage pretrain --out runs/pretrain
+    python -m model.train --stage pretrain --out runs/pretrain --max-tokens 20000000
+    python -m model.train --stage sft --init-from runs/pretrain --out runs/sft --max-tokens 4000000
+    python -m model.train --stage pretrain --init-from model/checkpoints/default --out runs/more ...
+    torchrun --standalone --nproc_per_node 8 -m model.train --stage pretrain --out runs/pretrain ...
 
-AdamW with linear warmup and a cosine decay to --min-lr; the schedule runs on whichever budget
-ends first, --max-steps or --max-minutes, so a timed run still ends at the low learning rate.
-bf16 autocast on CUDA and on CPUs with bf16 instructions. Writes an fp32 checkpoint folder
-(model.safetensors, config.json, tokenizer.json) plus train_state.pt (optimizer, step, clock)
-for --resume; `python -m model.export` makes the shipped int8 form.
+Muon on the hidden matrices and AdamW on the rest (--optimizer adamw for AdamW everywhere), with
+a warmup-stable-decay schedule (--schedule cosine for GPT-2's): the peak rate holds until the last
+--decay-frac of the run, then falls linearly to --min-lr-frac of it. The run ends on whichever
+budget ends first (--max-steps, --max-tokens, --max-minutes), and the schedule follows it, so a
+timed run still ends decayed. Pretraining reads random windows of dialogue (every speaker carries
+loss) and at most --prose-share of prose; SFT packs conversations, loss on the assistant's turns.
+bf16 autocast on CUDA and on CPUs with bf16 instructions. --init-from takes an fp32 or the shipped
+int8 checkpoint (dequantized), so a run can warm-start from the committed default. Writes an fp32
+checkpoint folder plus train_state.pt (optimizer, step, clock) for --resume; `python -m
+model.export` makes the shipped int8 form.
 """
 
 from __future__ import annotations
@@ -17,11 +23,11 @@ import argparse
 import json
 import math
 import os
-import platform
 import random
 import time
+from collections.abc import Callable
 from contextlib import nullcontext
-from dataclasses import fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -30,58 +36,36 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm import tqdm
 
-from model.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from model.corpus.sources import holdout
+from model.checkpoint import (
+    CheckpointError,
+    dequantized,
+    describe,
+    licence_notes,
+    load_checkpoint,
+    save_checkpoint,
+)
 from model.data import (
+    cap_prose,
+    holdout,
     load_corpus,
+    micro_batch,
     pack_stream,
     read_conversations,
     row_batch,
     sft_rows,
     stream_batch,
 )
+from model.device import autocast_dtype, device_name
 from model.gpt import GPT, GPTConfig
+from model.optim import Optimizers, lr_factor
 from model.tokenizer import Tokenizer
 
 STATE = "train_state.pt"
 
 
-def cpu_has_bf16() -> bool:
-    """Whether this CPU has native bf16 instructions (AVX512-BF16 or AMX), where autocast pays."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return platform.machine() == "arm64"  # Apple silicon
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
-def device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").is_file() else []:
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
-
-
-def autocast_dtype(device: torch.device, choice: str) -> torch.dtype | None:
-    if choice == "fp32":
-        return None
-    if choice == "bf16":
-        return torch.bfloat16
-    if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
-    return torch.bfloat16 if device.type == "cpu" and cpu_has_bf16() else None
-
-
-def lr_at(step: int, progress: float, args: argparse.Namespace) -> float:
-    """Linear warmup over --warmup-steps, then cosine from --lr to --min-lr as progress goes 0 -> 1."""
-    if step < args.warmup_steps:
-        return args.lr * (step + 1) / args.warmup_steps
-    return args.min_lr + 0.5 * (args.lr - args.min_lr) * (1 + math.cos(math.pi * min(progress, 1.0)))
-
-
-def load_data(args: argparse.Namespace) -> tuple[dict[str, list], dict[str, list], dict[str, Any]]:
+def load_data(
+    args: argparse.Namespace, tok: Tokenizer
+) -> tuple[dict[str, list], dict[str, list], dict[str, Any]]:
     """(train, val) {source: items} for this stage, and the data description for config.json."""
     train: dict[str, list] = {}
     val: dict[str, list] = {}
@@ -100,42 +84,20 @@ def load_data(args: argparse.Namespace) -> tuple[dict[str, list], dict[str, list
     for spec in args.upsample:
         name, times = spec.split("=")
         train[name] = train[name] * int(times)
+    if args.stage == "pretrain" and args.prose_share < 1:
+        train = cap_prose(tok, train, args.prose_share, args.seed)
     if not train:
         raise SystemExit("no training data: build the corpus (make corpus) or pass --conversations")
     info["sources"] = {k: len(v) for k, v in train.items()}
     return train, val, info
 
 
-def describe(model: GPT, data: dict[str, Any]) -> str:
-    stages = [f"{stage} on {', '.join(info['sources'])}" for stage, info in data.items()]
-    return (
-        f"A {model.num_params() / 1e6:.0f}M-parameter GPT trained from scratch: "
-        + "; then ".join(stages)
-        + "."
-    )
-
-
-def licence_notes(data: dict[str, Any]) -> dict[str, str]:
-    """Each training source's licence (from the corpus manifest; user files: the user's own terms)."""
-    notes = {
-        "weights": "trained from scratch by model/train.py; the data licences below apply to what it learned"
-    }
-    for info in data.values():
-        for name, source in (
-            info.get("corpus", {}).get("sources", {}).items() if isinstance(info.get("corpus"), dict) else []
-        ):
-            notes[name] = f"{source['licence']} ({source.get('registry', 'generated')}: {source['package']})"
-        for name in info.get("files", {}):
-            notes[name] = "user-supplied file: its own licence applies"
-    return notes
-
-
 def build_model(args: argparse.Namespace, tok: Tokenizer) -> tuple[GPT, dict[str, Any]]:
-    """A fresh GPT, or the one in --init-from; and the config.json it carries (training history)."""
+    """A fresh GPT, or the one in --init-from (fp32, or int8 dequantized); and its config.json."""
     if args.init_from:
-        model, _, meta = load_checkpoint(args.init_from)
+        model, _, meta = load_checkpoint(args.init_from, fast_int8=False)
         if meta.get("quantization") is not None:
-            raise SystemExit(f"--init-from {args.init_from}: needs a full-precision checkpoint, not int8")
+            model = dequantized(model)
         if model.config.vocab_size != tok.vocab_size:
             raise SystemExit("--init-from: the checkpoint's vocabulary differs from --tokenizer's")
         return model.requires_grad_(True), meta
@@ -145,257 +107,284 @@ def build_model(args: argparse.Namespace, tok: Tokenizer) -> tuple[GPT, dict[str
     return GPT(GPTConfig(**{**overrides, "vocab_size": tok.vocab_size})), {}
 
 
-def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
+@dataclass
+class Progress:
+    """What a run has done so far: saved in train_state.pt and config.json, restored by --resume."""
+
+    step: int = 0
+    tokens: int = 0
+    elapsed: float = 0.0
+    train_loss: float = 0.0
+    val_loss: float = 0.0
+    history: dict[str, Any] = field(default_factory=dict)  # config.json of the checkpoint started from
+
+
+def record(
+    args: argparse.Namespace, run: Progress, device: torch.device, world: int, dtype, final: bool
+) -> dict:
+    """This stage's entry in config.json's training history."""
+    return {
+        "stage": args.stage,
+        "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+        "steps": run.step,
+        "tokens": run.tokens,
+        "minutes": round(run.elapsed / 60, 2),
+        "device": device_name(device),
+        "processes": world,
+        "threads": torch.get_num_threads(),
+        "autocast": str(dtype) if dtype else "fp32",
+        "recipe": f"{args.optimizer} + {args.schedule}",
+        "warm_start": str(args.init_from) if args.init_from else None,
+        "train_loss": round(run.train_loss, 4) if run.train_loss else None,
+        "val_loss": round(run.val_loss, 4) if run.val_loss and not math.isnan(run.val_loss) else None,
+        "finished": final,
+    }
+
+
+def save(
+    out: Path, model: GPT, tok: Tokenizer, opt: Optimizers, run: Progress, meta: dict, stage: dict
+) -> None:
+    training = {**run.history.get("training", {}), stage["stage"]: stage}
+    save_checkpoint(out, model, tok, {**meta, "training": training})
+    state = {"optimizer": opt.state_dict(), "step": run.step, "tokens": run.tokens, "elapsed": run.elapsed}
+    torch.save({**state, "history": run.history}, out / STATE)
+
+
+def setup(args: argparse.Namespace) -> tuple[bool, int, int, torch.device]:
+    """(ddp, rank, world size, device): one process, or one of torchrun's (NCCL on GPUs, gloo on CPUs)."""
     ddp = "RANK" in os.environ
     if ddp:
         dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
     rank, world = (dist.get_rank(), dist.get_world_size()) if ddp else (0, 1)
+    device = torch.device("cpu")
     if torch.cuda.is_available() and args.device in ("auto", "cuda"):
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
         torch.cuda.set_device(device)
-    else:
-        device = torch.device("cpu")
     if args.threads:
         torch.set_num_threads(args.threads)
-    torch.manual_seed(args.seed + rank)
-    out = Path(args.out)
+    torch.manual_seed(args.seed)  # the same initial weights on every rank
+    return ddp, rank, world, device
 
+
+def start(args: argparse.Namespace, out: Path) -> tuple[GPT, Tokenizer, Progress, dict | None]:
+    """The model, tokenizer and progress this run starts from: --resume's, or a fresh/--init-from
+    model; and the saved train state when resuming."""
     tok_path = Path(args.init_from) / "tokenizer.json" if args.init_from else Path(args.tokenizer)
     if args.resume and (out / "tokenizer.json").is_file():
         tok_path = out / "tokenizer.json"
     tok = Tokenizer.from_file(tok_path)
-    if args.resume:
-        try:
-            model, _, meta = load_checkpoint(out)
-        except CheckpointError as e:
-            raise SystemExit(f"--resume: {e}") from None
-        model.requires_grad_(True)
-        history = meta
-        state = torch.load(out / STATE, map_location="cpu", weights_only=False)
-    else:
+    if not args.resume:
         model, history = build_model(args, tok)
-        state = None
+        return model, tok, Progress(history=history), None
+    try:
+        model, _, _ = load_checkpoint(out)
+    except CheckpointError as e:
+        raise SystemExit(f"--resume: {e}") from None
+    saved = torch.load(out / STATE, map_location="cpu", weights_only=False)
+    run = Progress(saved["step"], saved["tokens"], saved["elapsed"], history=saved.get("history", {}))
+    return model.requires_grad_(True), tok, run, saved
+
+
+def tensors(args: argparse.Namespace, tok: Tokenizer, T: int) -> tuple[tuple, tuple, dict[str, Any]]:
+    """((train ids, mask), (val ids, mask), data info): a packed stream for pretraining, rows of
+    whole conversations for SFT."""
+    train, val, info = load_data(args, tok)
+    if args.stage == "pretrain":
+        return (
+            pack_stream(tok, [x for v in train.values() for x in v]),
+            pack_stream(tok, [x for v in val.values() for x in v]),
+            info,
+        )
+    convs = [c for items in train.values() for c in items]
+    random.Random(args.seed).shuffle(convs)
+    return sft_rows(tok, convs, T), sft_rows(tok, [c for v in val.values() for c in v], T), info
+
+
+@torch.no_grad()
+def val_loss(model: GPT, stage: str, data: tuple, batch_size: int, batches: int, device, autocast) -> float:
+    """Mean loss over the same held-out windows (pretraining) or rows (SFT) every time; NaN when
+    nothing is held out (a file of one conversation)."""
+    ids, mask = data
+    if len(ids) == 0 or (stage == "pretrain" and len(ids) <= model.config.block_size):
+        return math.nan
+    model.eval()
+    vgen = torch.Generator().manual_seed(0)
+    losses = []
+    for b in range(batches):
+        if stage == "pretrain":
+            x, y, _ = stream_batch(ids, mask, batch_size, model.config.block_size, vgen)
+            m = None
+        else:
+            x, y, m = row_batch(ids, mask, torch.arange(b * batch_size, (b + 1) * batch_size) % len(ids))
+        with autocast:
+            _, loss = model(x.to(device), y.to(device), None if m is None else m.to(device))
+        losses.append(loss.item())
+    model.train()
+    return sum(losses) / len(losses)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    ddp, rank, world, device = setup(args)
+    out = Path(args.out)
+    model, tok, run, saved = start(args, out)
     model.to(device).train()
     T = model.config.block_size
-
-    train, val, data_info = load_data(args)
-    gen = torch.Generator().manual_seed(args.seed + rank)
-    if args.stage == "pretrain":
-        train_ids, train_mask = pack_stream(tok, [x for items in train.values() for x in items])
-        val_ids, val_mask = pack_stream(tok, [x for items in val.values() for x in items])
-    else:
-        convs = [c for items in train.values() for c in items]
-        random.Random(args.seed).shuffle(convs)
-        train_ids, train_mask = sft_rows(tok, convs, T)
-        val_ids, val_mask = sft_rows(tok, [c for items in val.values() for c in items], T)
+    (train_ids, train_mask), val_data, data_info = tensors(args, tok, T)
     if rank == 0:
         print(f"{args.stage}: {len(train_ids):,} train rows/tokens from {data_info['sources']}")
 
     dtype = autocast_dtype(device, args.dtype)
     autocast = torch.autocast(device.type, dtype=dtype) if dtype else nullcontext()
-    optimizer = model.configure_optimizer(args.weight_decay, args.lr, (0.9, 0.95), device.type)
-    order = torch.randperm(len(train_ids), generator=gen)  # SFT: rows in a shuffled order per epoch
-    step, tokens, elapsed = 0, 0, 0.0
-    if state is not None:
-        optimizer.load_state_dict(state["optimizer"])
-        step, tokens, elapsed = state["step"], state["tokens"], state["elapsed"]
-        gen.set_state(state["generator"])
-    net: torch.nn.Module = torch.compile(model) if args.compile else model
+    muon_lr = args.muon_lr if args.optimizer == "muon" else None
+    opt = model.configure_optimizer(args.weight_decay, args.lr, (0.9, 0.95), device.type, muon_lr=muon_lr)
+    if saved is not None:
+        opt.load_state_dict(saved["optimizer"])
+    net: Any = torch.compile(model) if args.compile else model
     if ddp:
         net = DDP(net, device_ids=[device.index] if device.type == "cuda" else None)
 
     def next_batch(i: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        nonlocal order
-        if args.stage == "pretrain":
-            x, y, _ = stream_batch(train_ids, train_mask, args.batch_size, T, gen)
-            return x.to(device), y.to(device), None
-        start = (i * world + rank) * args.batch_size % len(order)
-        idx = order[start : start + args.batch_size]
-        if len(idx) < args.batch_size:
-            order = torch.randperm(len(train_ids), generator=gen)
-            idx = order[: args.batch_size]
-        x, y, m = row_batch(train_ids, train_mask, idx)
-        return x.to(device), y.to(device), m.to(device)
-
-    @torch.no_grad()
-    def val_loss() -> float:
-        model.eval()
-        vgen = torch.Generator().manual_seed(0)  # the same windows every time
-        losses = []
-        for b in range(args.eval_batches):
-            if args.stage == "pretrain":
-                x, y, m = stream_batch(val_ids, val_mask, args.batch_size, T, vgen)
-                m = None
-            else:
-                idx = torch.arange(b * args.batch_size, (b + 1) * args.batch_size) % len(val_ids)
-                x, y, m = row_batch(val_ids, val_mask, idx)
-            with autocast:
-                _, loss = model(x.to(device), y.to(device), None if m is None else m.to(device))
-            losses.append(loss.item())
-        model.train()
-        return sum(losses) / len(losses)
-
-    def save(final: bool) -> None:
-        if rank != 0:
-            return
-        record = {
-            "stage": args.stage,
-            "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
-            "steps": step,
-            "tokens": tokens,
-            "minutes": round(elapsed / 60, 2),
-            "device": torch.cuda.get_device_name(device)
-            if device.type == "cuda"
-            else platform.processor() or "cpu",
-            "processes": world,
-            "threads": torch.get_num_threads(),
-            "autocast": str(dtype) if dtype else "fp32",
-            "train_loss": round(smooth, 4) if smooth else None,
-            "val_loss": round(last_val, 4) if last_val else None,
-            "finished": final,
-        }
-        data = {**history.get("data", {}), args.stage: data_info}
-        meta = {
-            "name": args.name,
-            "description": describe(model, data),
-            "license": licence_notes(data),
-            "training": {**history.get("training", {}), args.stage: record},
-            "data": data,
-        }
-        save_checkpoint(out, model, tok, meta)
-        torch.save(
-            {
-                "optimizer": optimizer.state_dict(),
-                "step": step,
-                "tokens": tokens,
-                "elapsed": elapsed,
-                "generator": gen.get_state(),
-            },
-            out / STATE,
+        x, y, m = micro_batch(
+            args.stage, train_ids, train_mask, (args.batch_size, T), i, rank, world, args.seed
         )
+        return x.to(device), y.to(device), None if m is None else m.to(device)
+
+    def evaluate() -> float:
+        return val_loss(model, args.stage, val_data, args.batch_size, args.eval_batches, device, autocast)
+
+    data = {**run.history.get("data", {}), args.stage: data_info}
+    meta = {"name": args.name, "description": describe(model, data), "license": licence_notes(data)}
+    meta["data"] = data
+
+    def checkpoint(final: bool) -> None:
+        if rank == 0:
+            save(out, model, tok, opt, run, meta, record(args, run, device, world, dtype, final))
 
     max_seconds = args.max_minutes * 60 if args.max_minutes else math.inf
-    smooth, last_val = 0.0, 0.0
-    bar = tqdm(total=args.max_steps, initial=step, disable=rank != 0, unit="step", dynamic_ncols=True)
-    t0, tokens_at_t0, elapsed_at_t0 = time.time(), tokens, elapsed
+    tokens_per_step = args.batch_size * T * args.grad_accum * world
+    planned = [n for n in (args.max_steps, math.ceil(args.max_tokens / tokens_per_step)) if n]
+    bar = tqdm(
+        total=min(planned, default=None), initial=run.step, disable=rank != 0, unit="step", dynamic_ncols=True
+    )
+    t0, tokens_at_t0, elapsed_at_t0 = time.time(), run.tokens, run.elapsed
     while True:
-        elapsed = elapsed_at_t0 + time.time() - t0
-        progress = max(step / args.max_steps if args.max_steps else 0.0, elapsed / max_seconds)
+        run.elapsed = elapsed_at_t0 + time.time() - t0
+        progress = max(
+            run.step / args.max_steps if args.max_steps else 0.0,
+            run.tokens / args.max_tokens if args.max_tokens else 0.0,
+            run.elapsed / max_seconds,
+        )
         stop = torch.tensor(float(progress >= 1.0), device=device)
         if ddp:
             dist.all_reduce(stop, op=dist.ReduceOp.MAX)  # every rank stops at the same step
         if stop.item():
             break
-        lr = lr_at(step, progress, args)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
+        factor = lr_factor(
+            run.step, progress, args.schedule, args.warmup_steps, args.decay_frac, args.min_lr_frac
+        )
+        opt.set_lr_factor(factor)
         loss_sum = 0.0
         for micro in range(args.grad_accum):
-            x, y, m = next_batch(step * args.grad_accum + micro)
-            sync = nullcontext() if not ddp or micro == args.grad_accum - 1 else net.no_sync()  # type: ignore[operator]
+            x, y, m = next_batch(run.step * args.grad_accum + micro)
+            sync = nullcontext() if not ddp or micro == args.grad_accum - 1 else net.no_sync()
             with sync, autocast:
                 _, loss = net(x, y, m)
                 loss = loss / args.grad_accum
-            loss.backward()  # type: ignore[union-attr]
-            loss_sum += loss.item()  # type: ignore[union-attr]
+            loss.backward()
+            loss_sum += loss.item()
         torch.nn.utils.clip_grad_norm_(model.parameters(), args.grad_clip)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        step += 1
-        tokens += args.batch_size * T * args.grad_accum * world
-        smooth = loss_sum if step == 1 or not smooth else 0.95 * smooth + 0.05 * loss_sum
-        if args.eval_every and step % args.eval_every == 0:
-            last_val = val_loss()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        run.step += 1
+        run.tokens += tokens_per_step
+        run.train_loss = loss_sum if not run.train_loss else 0.95 * run.train_loss + 0.05 * loss_sum
+        if args.eval_every and run.step % args.eval_every == 0:
+            run.val_loss = evaluate()
             if rank == 0:
-                tqdm.write(f"step {step}: train loss {smooth:.4f}, val loss {last_val:.4f}")
-        if args.save_every and step % args.save_every == 0:
-            save(final=False)
-        rate = (tokens - tokens_at_t0) / max(time.time() - t0, 1e-9)
-        bar.set_postfix(loss=f"{smooth:.3f}", tok_s=f"{rate:,.0f}", lr=f"{lr:.2e}", refresh=False)
+                tqdm.write(
+                    f"step {run.step}: {run.tokens:,} tokens, train loss {run.train_loss:.4f}, val loss {run.val_loss:.4f}"
+                )
+        if args.save_every and run.step % args.save_every == 0:
+            checkpoint(final=False)
+        rate = (run.tokens - tokens_at_t0) / max(time.time() - t0, 1e-9)
+        bar.set_postfix(
+            loss=f"{run.train_loss:.3f}", tok_s=f"{rate:,.0f}", lr=f"{factor:.2f}x", refresh=False
+        )
         bar.update(1)
     bar.close()
-    last_val = val_loss()
-    save(final=True)
+    run.val_loss = evaluate()
+    checkpoint(final=True)
     if rank == 0:
         print(
-            f"{args.stage} done: {step} steps, {tokens:,} tokens, {elapsed / 60:.1f} min, val loss {last_val:.4f}"
+            f"{args.stage} done: {run.step} steps, {run.tokens:,} tokens, {run.elapsed / 60:.1f} min, "
+            f"val loss {run.val_loss:.4f}\nwrote {out}"
         )
-        print(f"wrote {out}")
     if ddp:
         dist.destroy_process_group()
+
+
+def _bool(text: str) -> bool:
+    return text.lower() in ("1", "true", "yes")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     a = p.add_argument
-    a(
-        "--stage",
-        choices=["pretrain", "sft"],
-        required=True,
-        help="pretrain: packed stream, loss everywhere; sft: conversations, loss on assistant tokens",
-    )
+    a("--stage", choices=["pretrain", "sft"], required=True,
+      help="pretrain: packed stream, loss everywhere; sft: conversations, loss on assistant tokens")  # fmt: skip
     a("--out", required=True, help="checkpoint folder to write (fp32 + train_state.pt)")
     a("--data", default="data", help="default corpus folder (python -m model.corpus)")
     a("--no-corpus", action="store_true", help="train only on --conversations, not the default corpus")
-    a(
-        "--conversations",
-        action="append",
-        default=[],
-        help="extra conversations: .jsonl, TinyChat .txt or .tar.gz (repeatable)",
-    )
-    a(
-        "--upsample",
-        action="append",
-        default=[],
-        help="SOURCE=N repeats a source N times in the training mix (repeatable)",
-    )
-    a(
-        "--tokenizer",
-        default="data/tokenizer.json",
-        help="tokenizer for a fresh model (python -m model.tok_train)",
-    )
-    a("--init-from", help="start from this fp32 checkpoint (SFT from the pretrained model)")
+    a("--conversations", action="append", default=[],
+      help="extra conversations: .jsonl, TinyChat .txt or .tar.gz (repeatable)")  # fmt: skip
+    a("--upsample", action="append", default=[], help="SOURCE=N: a source N times in the mix (repeatable)")
+    a("--prose-share", type=float, default=0.1, help="pretraining: prose at most this share of the text")
+    a("--tokenizer", default="data/tokenizer.json", help="a fresh model's tokenizer (model.tok_train)")
+    a("--init-from", help="start from this checkpoint, fp32 or int8 (SFT from pretraining; a warm start)")
     a("--resume", action="store_true", help="continue the run in --out (weights, optimizer, step, clock)")
-    for f in fields(GPTConfig):
-        if f.name in ("n_layer", "n_head", "n_embd", "block_size"):
-            a(
-                f"--{f.name.replace('_', '-')}",
-                dest=f.name,
-                type=int,
-                help=f"model {f.name} for a fresh model (default {f.default})",
-            )
-    a("--batch-size", type=int, default=8, help="sequences per micro-batch per process")
+    for f in fields(GPTConfig):  # the architecture of a fresh model (see model/gpt.py)
+        kind: dict[str, Callable[[str], Any]] = {
+            "n_layer": int,
+            "n_head": int,
+            "n_embd": int,
+            "block_size": int,
+        }
+        kind |= {"norm": str, "pos": str}
+        kind |= {"mlp": str, "qk_norm": _bool, "zero_init": _bool}
+        if f.name in kind:
+            a(f"--{f.name.replace('_', '-')}", dest=f.name, type=kind[f.name], help=f"default {f.default}")
+    a("--batch-size", type=int, default=16, help="sequences per micro-batch per process")
     a("--grad-accum", type=int, default=1, help="micro-batches per optimizer step")
-    a("--lr", type=float, default=6e-4, help="peak learning rate")
-    a("--min-lr", type=float, default=6e-5, help="learning rate at the end of the cosine")
+    a(
+        "--optimizer",
+        choices=["muon", "adamw"],
+        default="muon",
+        help="muon: on hidden matrices, AdamW on the rest",
+    )
+    a("--lr", type=float, default=3e-3, help="peak AdamW learning rate (embeddings, head, gains)")
+    a("--muon-lr", type=float, default=0.02, help="peak Muon learning rate (hidden matrices)")
+    a("--schedule", choices=["wsd", "cosine"], default="wsd", help="warmup-stable-decay or cosine")
+    a("--decay-frac", type=float, default=0.3, help="wsd: the last fraction of the run that decays")
+    a("--min-lr-frac", type=float, default=0.1, help="the rate at the end, as a fraction of the peak")
     a("--warmup-steps", type=int, default=100, help="linear warmup steps")
-    a("--weight-decay", type=float, default=0.1, help="AdamW weight decay on matrices")
+    a("--weight-decay", type=float, default=0.1, help="weight decay on matrices")
     a("--grad-clip", type=float, default=1.0, help="clip the gradient norm to this")
     a("--max-steps", type=int, default=0, help="optimizer steps (0: no step limit)")
-    a(
-        "--max-minutes",
-        type=float,
-        default=0,
-        help="wall-clock budget in minutes, then save and stop (0: none)",
-    )
+    a("--max-tokens", type=int, default=0, help="training tokens, all processes together (0: no limit)")
+    a("--max-minutes", type=float, default=0, help="wall-clock budget, then save and stop (0: none)")
     a("--eval-every", type=int, default=200, help="validation loss every N steps (0: only at the end)")
     a("--eval-batches", type=int, default=20, help="batches per validation")
-    a("--save-every", type=int, default=500, help="write the checkpoint every N steps (0: only at the end)")
-    a(
-        "--dtype",
-        choices=["auto", "bf16", "fp32"],
-        default="auto",
-        help="autocast: auto uses bf16 where the device supports it",
-    )
+    a("--save-every", type=int, default=200, help="write the checkpoint every N steps (0: only at the end)")
+    a("--dtype", choices=["auto", "bf16", "fp32"], default="auto", help="autocast: auto = bf16 where it pays")
     a("--compile", action="store_true", help="torch.compile the model")
     a("--device", choices=["auto", "cuda", "cpu"], default="auto", help="where to train")
     a("--threads", type=int, default=0, help="CPU threads (0: torch's default)")
     a("--name", default="slm", help="model name shown on the model card")
     a("--seed", type=int, default=1234, help="seed of the init, batches and user-file split")
     args = p.parse_args(argv)
-    if not args.max_steps and not args.max_minutes:
-        p.error("give --max-steps and/or --max-minutes")
+    if not (args.max_steps or args.max_tokens or args.max_minutes):
+        p.error("give --max-steps, --max-tokens and/or --max-minutes")
     return args
 
 

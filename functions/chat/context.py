@@ -3,9 +3,9 @@
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from model.tokenizer import Tokenizer, fit_to_window, message_token_count, render_prompt
+from model.tokenizer import Tokenizer, fit_to_window, message_token_count, prompt_limit, render_prompt
 
-ANSWER_RESERVE = 128  # tokens kept free for the answer (less when max_new_tokens asks for less)
+__all__ = ["MessageTooLong", "Prompt", "fit_window", "prompt_limit"]  # prompt_limit: model.tokenizer's
 
 
 class MessageTooLong(ValueError):
@@ -21,10 +21,6 @@ class MessageTooLong(ValueError):
 class Prompt:
     ids: list[int]
     dropped: int  # older messages that no longer fit
-
-
-def prompt_limit(block_size: int, max_new_tokens: int) -> int:
-    return block_size - min(max_new_tokens, ANSWER_RESERVE)
 
 
 def fit_window(tokenizer: Tokenizer, messages: Sequence[Mapping[str, str]], limit: int) -> Prompt:

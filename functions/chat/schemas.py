@@ -4,7 +4,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from functions.chat.context import ANSWER_RESERVE
+from model.tokenizer import ANSWER_RESERVE
 from shared.schemas import JSON_NUMBER, JsonFloat, JsonInt, Text
 
 BLOCK_SIZE = 384  # the model's context window (checked against the checkpoint at load)

@@ -24,17 +24,18 @@ import yaml
 from model.corpus import skills
 from model.corpus.sources import (
     QUESTIONS,
-    VAL_FRACTION,
     chatterbot_conversations,
     chitchat_conversations,
     detokenize_brown,
-    holdout,
     moby_dick_chapters,
     parse_wordnet_data,
     parse_wordnet_index,
+    parse_wordnet_pointers,
+    relation_dialogues,
     unwrap,
     wordnet_answer,
 )
+from model.data import DOC_SEPARATOR, VAL_FRACTION, holdout
 
 PACKAGES = {
     "chitchat": ("pypi", "chitchat-dataset==0.9.0", "MIT"),
@@ -51,14 +52,16 @@ SOURCES = {  # source -> (package, kind)
     "chitchat": ("chitchat", "dialogue"),
     "chatterbot": ("chatterbot", "dialogue"),
     "wordnet_qa": ("wordnet", "dialogue"),
+    "wordnet_rel": ("wordnet", "dialogue"),
     "skills": ("generated", "dialogue"),
+    "calendar": ("generated", "dialogue"),
     "sotu": ("stdlib", "prose"),
     "moby_dick": ("stdlib", "prose"),
     "brown": ("brown", "prose"),
 }
-DOC_SEPARATOR = "\n\n\n"  # prose files: documents separated by two blank lines (none inside one)
 WORDNET_QA = 20000
-SKILLS_N = 24000
+WORDNET_REL = 20000
+SKILLS_N = 32000
 
 
 def sha256(path: Path) -> str:
@@ -117,29 +120,48 @@ def tgz_members(tgz: Path, pattern: str) -> dict[str, bytes]:
         }
 
 
-def build_wordnet(files: dict[str, bytes], seed: int, n: int) -> tuple[list[dict], list[str]]:
+POS_CHAR = {"noun": "n", "verb": "v", "adj": "a", "adv": "r"}
+
+
+def build_wordnet(
+    files: dict[str, bytes], seed: int, n: int, n_relations: int
+) -> tuple[list[dict], list[dict], list[str]]:
     """ "What does X mean?" dialogues for common single words (tagged in the sense-tagged corpus,
-    most frequent sense), subsampled to n; also the common words (for the skill questions)."""
-    items = []
-    for pos in ("noun", "verb", "adj", "adv"):
-        index = parse_wordnet_index(files[f"index.{pos}"].decode().splitlines())
-        data = {}
+    most frequent sense), subsampled to n; dialogues about the same words' relations (synonyms,
+    antonyms, "is a kind of"), subsampled to n_relations; and the common words (for the skills)."""
+    data_by_pos: dict[str, dict[str, Any]] = {}
+    lines_by_pos: dict[str, dict[str, str]] = {}
+    for pos, c in POS_CHAR.items():
+        data_by_pos[c], lines_by_pos[c] = {}, {}
         for line in files[f"data.{pos}"].decode().splitlines():
             parsed = parse_wordnet_data(line)
             if parsed:
-                data[parsed[0]] = parsed
+                data_by_pos[c][parsed[0]] = parsed
+                lines_by_pos[c][parsed[0]] = line
+    items = []
+    rng = random.Random(seed)
+    relations = []
+    for pos, c in POS_CHAR.items():
+        index = parse_wordnet_index(files[f"index.{pos}"].decode().splitlines())
+        data = data_by_pos[c]
         for lemma, (tagged, offset) in sorted(index.items()):
             if tagged > 0 and re.fullmatch(r"[a-z]{3,12}", lemma) and data[offset][2]:
                 items.append((lemma, data[offset][2], data[offset][3]))
-    rng = random.Random(seed)
+                pointers = parse_wordnet_pointers(lines_by_pos[c][offset])
+                relations += relation_dialogues(lemma, pos, data[offset], pointers, data_by_pos, rng)
     words = sorted({lemma for lemma, _, _ in items})
     chosen = rng.sample(items, min(n, len(items)))
     dialogues = []
     for lemma, definition, examples in chosen:
         q = rng.choice(QUESTIONS).format(w=lemma)
         a = wordnet_answer(lemma, definition, examples)
-        dialogues.append({"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": a}]})
-    return dialogues, words
+        dialogues.append(_dialogue(q, a))
+    related = [_dialogue(q, a) for q, a in rng.sample(relations, min(n_relations, len(relations)))]
+    return dialogues, related, words
+
+
+def _dialogue(question: str, answer: str) -> dict:
+    return {"messages": [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]}
 
 
 def write_source(out: Path, name: str, items: Sequence[Any], seed: int) -> list[dict]:
@@ -181,8 +203,11 @@ def build(out: Path, seed: int) -> dict:
         ]
 
     wordnet_files = deb_members(archives["wordnet"], "usr/share/wordnet/")
-    sources["wordnet_qa"], words = build_wordnet(wordnet_files, seed, WORDNET_QA)
+    sources["wordnet_qa"], sources["wordnet_rel"], words = build_wordnet(
+        wordnet_files, seed, WORDNET_QA, WORDNET_REL
+    )
     sources["skills"] = skills.generate(SKILLS_N, words, seed)
+    sources["calendar"] = skills.calendar()
 
     sotu = tgz_members(archives["stdlib"], r"package/sotu/data/\d{4}_\w+\.txt")
     sources["sotu"] = [unwrap(b.decode()) for b in sotu.values()]

@@ -1,77 +1,174 @@
-"""Generated skill dialogues whose answers can be checked: arithmetic, counting, spelling,
-comparisons. Every answer is computed here, so the held-out ones measure exact-match accuracy."""
+"""Generated dialogues whose answers can be checked: skills (arithmetic, comparison, counting,
+spelling) and calendar facts. Every answer is computed here, so the held-out ones measure
+exact-match accuracy.
+
+Each skill item carries a `key`, the problem itself ("47+38", "cmp 12 30 bigger"): items are
+distinct by key, and the corpus splits them into train and val by item, so a held-out problem
+is never seen in training under any of its phrasings.
+"""
 
 from __future__ import annotations
 
 import random
 from collections.abc import Callable, Sequence
 
-Example = tuple[str, str]  # (question, answer)
+Example = tuple[str, str, str]  # (key, question, answer)
+
+OPS = {"+": ("+", "plus"), "-": ("-", "minus"), "*": ("*", "x", "×", "times")}
+ANSWER_OP = {"+": "+", "-": "-", "*": "×"}
+ARITHMETIC_Q = ["What is {a} {op} {b}?", "Compute {a} {op} {b}.", "{a} {op} {b} = ?", "What's {a} {op} {b}?"]
 
 
-def arithmetic(rng: random.Random, words: Sequence[str]) -> Example:
-    op = rng.choice("+-*")
-    if op == "*":
-        a, b = rng.randint(0, 12), rng.randint(0, 12)
-    else:
-        a, b = rng.randint(0, 99), rng.randint(0, 99)
-    if op == "-" and b > a:
-        a, b = b, a
+def arithmetic_problems() -> list[tuple[int, str, int]]:
+    """Every problem: a + b and a - b (a >= b) for two-digit numbers, and the 12 × 12 table."""
+    out = [(a, "+", b) for a in range(100) for b in range(100)]
+    out += [(a, "-", b) for a in range(100) for b in range(a + 1)]
+    out += [(a, "*", b) for a in range(13) for b in range(13)]
+    return out
+
+
+def arithmetic(rng: random.Random, problem: tuple[int, str, int]) -> Example:
+    a, op, b = problem
     result = a + b if op == "+" else a - b if op == "-" else a * b
-    q = rng.choice(["What is {a} {op} {b}?", "Compute {a} {op} {b}.", "{a} {op} {b} = ?"])
-    return q.format(a=a, op=op, b=b), f"{a} {op} {b} = {result}."
+    q = rng.choice(ARITHMETIC_Q).format(a=a, op=rng.choice(OPS[op]), b=b)
+    return f"{a}{op}{b}", q, f"{a} {ANSWER_OP[op]} {b} = {result}."
+
+
+def comparison(rng: random.Random, words: Sequence[str]) -> Example:
+    a, b = rng.sample(range(0, 1000), 2)
+    which = rng.choice(["bigger", "larger", "smaller"])
+    pick = min(a, b) if which == "smaller" else max(a, b)
+    q = rng.choice(["Which is {w}, {a} or {b}?", "Which number is {w}: {a} or {b}?"])
+    return f"cmp {a} {b} {which}", q.format(w=which, a=a, b=b), f"{pick} is {which} than {a + b - pick}."
 
 
 def counting(rng: random.Random, words: Sequence[str]) -> Example:
+    kind = rng.random()
+    if kind < 0.3:
+        n = rng.randint(0, 998)
+        return f"after {n}", f"What number comes after {n}?", f"{n + 1} comes after {n}."
+    if kind < 0.6:
+        n = rng.randint(1, 999)
+        return f"before {n}", f"What number comes before {n}?", f"{n - 1} comes before {n}."
+    if kind < 0.8:
+        a = rng.randint(0, 95)
+        b = a + rng.randint(2, 6)
+        return f"count {a} {b}", f"Count from {a} to {b}.", ", ".join(str(i) for i in range(a, b + 1)) + "."
     word = rng.choice(words)
-    if rng.random() < 0.5:
-        return f'How many letters are in the word "{word}"?', f'"{word}" has {len(word)} letters.'
-    letter = rng.choice(word) if rng.random() < 0.7 else rng.choice("abcdefghijklmnopqrstuvwxyz")
-    n = word.count(letter)
     return (
-        f'How many times does the letter "{letter}" appear in "{word}"?',
-        f'The letter "{letter}" appears {n} {"time" if n == 1 else "times"} in "{word}".',
+        f"letters {word}",
+        f'How many letters are in the word "{word}"?',
+        f'"{word}" has {len(word)} letters.',
     )
 
 
 def spelling(rng: random.Random, words: Sequence[str]) -> Example:
     word = rng.choice(words)
     if rng.random() < 0.6:
-        return f'How do you spell "{word}"?', f'"{word}" is spelled {"-".join(word)}.'
-    return f'Spell "{word}" backwards.', f'"{word}" backwards is {word[::-1]}.'
-
-
-def comparison(rng: random.Random, words: Sequence[str]) -> Example:
-    a, b = rng.sample(range(0, 1000), 2)
-    if rng.random() < 0.5:
-        return f"Which is bigger, {a} or {b}?", f"{max(a, b)} is bigger than {min(a, b)}."
-    return f"Which is smaller, {a} or {b}?", f"{min(a, b)} is smaller than {max(a, b)}."
+        return f"spell {word}", f'How do you spell "{word}"?', f'"{word}" is spelled {"-".join(word)}.'
+    return f"backwards {word}", f'Spell "{word}" backwards.', f'"{word}" backwards is {word[::-1]}.'
 
 
 SKILLS: dict[str, Callable[[random.Random, Sequence[str]], Example]] = {
-    "arithmetic": arithmetic,
+    "comparison": comparison,
     "counting": counting,
     "spelling": spelling,
-    "comparison": comparison,
 }
+# items per skill in a corpus of n skill dialogues (arithmetic: at most every problem once)
+SHARES = {"arithmetic": 0.45, "comparison": 0.25, "counting": 0.15, "spelling": 0.15}
+
+
+def _item(name: str, question: str, answer: str) -> dict:
+    messages = [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]
+    return {"messages": messages, "skill": name, "answer": answer}
 
 
 def generate(n: int, words: Sequence[str], seed: int) -> list[dict]:
-    """n distinct skill dialogues, `{"messages": [...], "skill": name, "answer": reply}`."""
+    """n skill dialogues with distinct problems, `{"messages": [...], "skill", "answer"}`, in a
+    seeded order; each skill gets its share of n (SHARES)."""
     rng = random.Random(seed)
-    seen: set[str] = set()
+    counts = {name: round(n * share) for name, share in SHARES.items()}
+    counts["arithmetic"] += n - sum(counts.values())
     out = []
-    names = sorted(SKILLS)
-    for _ in range(100 * n):
-        if len(out) == n:
-            break
-        name = names[len(out) % len(names)]
-        question, answer = SKILLS[name](rng, words)
-        if question in seen:
-            continue
-        seen.add(question)
-        messages = [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]
-        out.append({"messages": messages, "skill": name, "answer": answer})
-    if len(out) < n:
-        raise ValueError(f"only {len(out)} distinct questions from {len(words)} words, {n} were asked for")
+    problems = arithmetic_problems()
+    if counts["arithmetic"] > len(problems):
+        raise ValueError(
+            f"only {len(problems)} distinct arithmetic problems, {counts['arithmetic']} were asked for"
+        )
+    for problem in rng.sample(problems, counts["arithmetic"]):
+        _, q, a = arithmetic(rng, problem)
+        out.append(_item("arithmetic", q, a))
+    for name, make in SKILLS.items():
+        seen: set[str] = set()
+        for _ in range(100 * counts[name]):
+            if len(seen) == counts[name]:
+                break
+            key, q, a = make(rng, words)
+            if key not in seen:
+                seen.add(key)
+                out.append(_item(name, q, a))
+        if len(seen) < counts[name]:
+            raise ValueError(
+                f"only {len(seen)} distinct {name} questions from {len(words)} words, {counts[name]} were asked for"
+            )
+    rng.shuffle(out)
     return out
+
+
+DAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
+MONTHS = [
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+]
+MONTH_DAYS = [31, "28 (29 in a leap year)", 31, 30, 31, 30, 31, 31, 30, 31, 30, 31]
+ORDINALS = ["first", "second", "third", "fourth", "fifth", "sixth", "seventh", "eighth", "ninth", "tenth"]
+ORDINALS += ["eleventh", "twelfth"]
+
+
+def calendar() -> list[dict]:
+    """Every calendar question: days and months in order, their positions and lengths."""
+    qa: list[tuple[str, str]] = []
+    for names, unit, span in ((DAYS, "day", "week"), (MONTHS, "month", "year")):
+        n = len(names)
+        for i, name in enumerate(names):
+            after, before = names[(i + 1) % n], names[(i - 1) % n]
+            qa += [
+                (f"What {unit} comes after {name}?", f"{after} comes after {name}."),
+                (f"What comes after {name}?", f"{after} comes after {name}."),
+                (f"What {unit} comes before {name}?", f"{before} comes before {name}."),
+                (f"What is the {unit} before {name}?", f"The {unit} before {name} is {before}."),
+                (f"What is the {unit} after {name}?", f"The {unit} after {name} is {after}."),
+                (
+                    f"What is the {ORDINALS[i]} {unit} of the {span}?",
+                    f"The {ORDINALS[i]} {unit} of the {span} is {name}.",
+                ),
+                (
+                    f"Which {unit} of the {span} is {name}?",
+                    f"{name} is the {ORDINALS[i]} {unit} of the {span}.",
+                ),
+            ]
+        qa.append((f"How many {unit}s are in a {span}?", f"There are {n} {unit}s in a {span}."))
+        qa.append(
+            (f"What are the {unit}s of the {span}?", f"The {unit}s of the {span} are {', '.join(names)}.")
+        )
+        qa.append((f"Name the {unit}s of the {span} in order.", f"{', '.join(names)}."))
+    for name, days in zip(MONTHS, MONTH_DAYS, strict=True):
+        qa.append((f"How many days are in {name}?", f"{name} has {days} days."))
+    qa += [
+        ("What days are the weekend?", "The weekend is Saturday and Sunday."),
+        ("How many days are in a year?", "A year has 365 days, or 366 in a leap year."),
+        ("How many hours are in a day?", "A day has 24 hours."),
+        ("How many minutes are in an hour?", "An hour has 60 minutes."),
+        ("How many seconds are in a minute?", "A minute has 60 seconds."),
+    ]
+    return [_item("calendar", q, a) for q, a in qa]

@@ -2,24 +2,11 @@
 
 from __future__ import annotations
 
-import random
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
-Messages = list[dict[str, str]]
-VAL_FRACTION = 0.05
-
-
-def holdout(items: Sequence[Any], key: str, fraction: float = VAL_FRACTION) -> tuple[list[Any], list[Any]]:
-    """(train, val): whole conversations/documents, a seeded shuffle picks `fraction` for val (at
-    least one when there are two or more). The same key always gives the same split."""
-    order = list(range(len(items)))
-    random.Random(key).shuffle(order)
-    n_val = max(1, round(len(items) * fraction)) if len(items) > 1 else 0
-    val = set(order[:n_val])
-    return [x for i, x in enumerate(items) if i not in val], [x for i, x in enumerate(items) if i in val]
-
+from model.data import Messages
 
 # ---------------------------------------------------------------- dialogue
 
@@ -80,6 +67,61 @@ def parse_wordnet_data(line: str) -> tuple[str, list[str], str, list[str]] | Non
     definition = "; ".join(p for p in parts if p and not p.startswith('"'))
     examples = [p.strip('"') for p in parts if p.startswith('"') and p.endswith('"') and len(p) > 2]
     return f[0], words, definition, examples
+
+
+def parse_wordnet_pointers(line: str) -> list[tuple[str, str, str, int, int]]:
+    """The pointers of a data.<pos> line: (symbol, target offset, target pos, source word number,
+    target word number); word numbers are 1-based, 0 for a pointer between whole synsets."""
+    f = line.split("|", 1)[0].split()
+    w_cnt = int(f[3], 16)
+    at = 4 + 2 * w_cnt
+    out = []
+    for i in range(int(f[at])):
+        symbol, offset, pos, st = f[at + 1 + 4 * i : at + 5 + 4 * i]
+        out.append((symbol, offset, "a" if pos == "s" else pos, int(st[:2], 16), int(st[2:], 16)))
+    return out
+
+
+def article(noun: str) -> str:
+    return ("an " if noun[0] in "aeiou" else "a ") + noun
+
+
+def relation_dialogues(
+    lemma: str, pos: str, synset: tuple[str, list[str], str, list[str]], pointers, data_by_pos, rng
+) -> list[tuple[str, str]]:
+    """(question, answer) pairs about a common word's most frequent sense: its synonyms, its
+    antonym and (nouns) what it is a kind of."""
+    _, words, _, _ = synset
+    out = []
+    same = [w for w in words if w.lower() != lemma and re.fullmatch(r"[a-z]+", w)]
+    if same:
+        q = rng.choice(
+            ["What is another word for {w}?", "Give me a synonym for {w}.", "What is a synonym of {w}?"]
+        )
+        out.append(
+            (
+                q.format(w=lemma),
+                f'Another word for "{lemma}" is ' + " or ".join(f'"{w}"' for w in same[:2]) + ".",
+            )
+        )
+    index = next((i + 1 for i, w in enumerate(words) if w.lower() == lemma), 0)
+    for symbol, offset, tpos, src, tgt in pointers:
+        target = data_by_pos.get(tpos, {}).get(offset)
+        if target is None:
+            continue
+        if symbol == "!" and src == index and tgt:
+            opposite = target[1][tgt - 1]
+            if re.fullmatch(r"[a-z]+", opposite):
+                q = rng.choice(["What is the opposite of {w}?", "What is an antonym of {w}?"])
+                out.append((q.format(w=lemma), f'The opposite of "{lemma}" is "{opposite}".'))
+        elif symbol == "@" and pos == "noun" and not tgt:
+            kind = target[1][0].lower()
+            if re.fullmatch(r"[a-z ]+", kind) and kind != lemma:
+                q = rng.choice(["What is {a}?", "What kind of thing is {a}?", "What is {a} a kind of?"])
+                out.append(
+                    (q.format(a=article(lemma)), f"{article(lemma).capitalize()} is a kind of {kind}.")
+                )
+    return out
 
 
 QUESTIONS = [

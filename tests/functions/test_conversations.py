@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 from fastapi.testclient import TestClient
 
@@ -103,6 +104,34 @@ def test_export_conversation_as_jsonl(client: TestClient, use_database: str) -> 
             {"role": "assistant", "content": "hi ☕"},
         ]
     }
+
+
+def test_exports_train_the_model_and_empty_ones_are_skipped(
+    client: TestClient, use_database: str, tmp_path: Path
+) -> None:
+    """Export -> model.train round trip: what the app writes is what the trainer reads."""
+    from model.checkpoint import load_checkpoint
+    from model.train import main as train
+    from tests.model.helpers import TINY, make_corpus
+
+    alice = register(client)
+    used, unused = create(client, alice), create(client, alice)
+    add_messages(use_database, used["id"], [("user", "hello there"), ("assistant", "hi, how are you?")] * 3)
+    export = tmp_path / "export.jsonl"
+    export.write_text(
+        "".join(
+            client.get(f"/api/conversations/{c['id']}/export", headers=alice.headers).text
+            for c in (unused, used)
+        )
+    )
+    assert json.loads(export.read_text().splitlines()[0]) == {"messages": []}
+    data = make_corpus(tmp_path)
+    out = tmp_path / "run"
+    train(["--stage", "sft", "--no-corpus", "--conversations", str(export), "--tokenizer",
+           str(data / "tokenizer.json"), "--out", str(out), "--max-steps", "1", "--batch-size", "1",
+           "--threads", "1", "--dtype", "fp32", "--eval-every", "0", "--eval-batches", "1", *TINY])  # fmt: skip
+    _, _, meta = load_checkpoint(out)
+    assert meta["data"]["sft"]["files"] == {"export.jsonl": {"conversations": 1}}
 
 
 def test_every_conversation_route_hides_another_users_conversation(client: TestClient) -> None:

@@ -2,31 +2,12 @@
 
 from __future__ import annotations
 
-import random
-
 import pytest
 import torch
 
 from model.gpt import GPT, GPTConfig
 from model.tokenizer import Tokenizer
-
-TINY_VOCAB = 320
-_WORDS = (
-    "the a cat dog bird sat ran flew on under over mat tree sky happy sad big small red blue green "
-    "hello hi thanks please yes no what why how is are was you I we they it "
-    "café naïve crème brûlée über façade 猫 犬 日本語 中文 你好 🙂 🚀 🎉 👍🏽"
-)
-WORDS = _WORDS.split()
-
-
-def make_texts(n: int = 400, seed: int = 0) -> list[str]:
-    """n short lines of mixed English, accented Latin, CJK and emoji."""
-    rng = random.Random(seed)
-    lines = []
-    for _ in range(n):
-        words = [rng.choice(WORDS) for _ in range(rng.randint(4, 14))]
-        lines.append(" ".join(words) + rng.choice([".", "!", "?", ""]))
-    return lines
+from tests.model.helpers import TINY_VOCAB, make_texts
 
 
 @pytest.fixture(scope="session", autouse=True)

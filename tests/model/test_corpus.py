@@ -2,21 +2,23 @@
 
 from __future__ import annotations
 
+import random
 import re
+from collections import Counter
 
-import pytest
-
-from model.corpus.skills import generate
+from model.corpus.skills import calendar, generate
 from model.corpus.sources import (
     chatterbot_conversations,
     chitchat_conversations,
     detokenize_brown,
-    holdout,
     moby_dick_chapters,
     parse_wordnet_data,
     parse_wordnet_index,
+    parse_wordnet_pointers,
+    relation_dialogues,
     wordnet_answer,
 )
+from model.data import holdout
 
 BROWN = (
     "\n\n\tThe/at jury/nn said/vbd ``/`` no/at evidence/nn ''/'' was/bedz found/vbn ./.\n\n\n"
@@ -64,38 +66,75 @@ WORDS = [
 
 
 def test_skill_answers_are_correct():
-    rows = generate(200, WORDS, seed=7)
-    assert {r["skill"] for r in rows} == {"arithmetic", "counting", "spelling", "comparison"}
-    assert len({r["messages"][0]["content"] for r in rows}) == 200
+    rows = generate(400, WORDS, seed=7)
+    counts = Counter(r["skill"] for r in rows)
+    assert counts == {"arithmetic": 180, "comparison": 100, "counting": 60, "spelling": 60}
+    assert len({r["messages"][0]["content"] for r in rows}) == 400
+    symbol = {"+": "+", "plus": "+", "-": "-", "minus": "-", "*": "×", "x": "×", "×": "×", "times": "×"}
     for r in rows:
         q, a = r["messages"][0]["content"], r["messages"][1]["content"]
         assert a == r["answer"]
-        if m := re.fullmatch(r"(?:What is |Compute )?(\d+) ([-+*]) (\d+)(?:\?|\.| = \?)", q):
-            x, op, y = int(m[1]), m[2], int(m[3])
-            assert a == f"{x} {op} {y} = {eval(f'{x}{op}{y}')}."  # noqa: S307 - two integers and an operator
-            assert op != "-" or x >= y
+        if m := re.fullmatch(
+            r"(?:What is |What's |Compute )?(\d+) (\+|plus|-|minus|\*|x|×|times) (\d+)(?:\?|\.| = \?)", q
+        ):
+            x, op, y = int(m[1]), symbol[m[2]], int(m[3])
+            result = x + y if op == "+" else x - y if op == "-" else x * y
+            assert a == f"{x} {op} {y} = {result}."
+            assert (op != "-" or x >= y) and (op != "×" or max(x, y) <= 12) and max(x, y) <= 99
         elif m := re.fullmatch(r'How many letters are in the word "(\w+)"\?', q):
             assert a == f'"{m[1]}" has {len(m[1])} letters.'
-        elif m := re.fullmatch(r'How many times does the letter "(\w)" appear in "(\w+)"\?', q):
-            n = m[2].count(m[1])
-            assert a.startswith(f'The letter "{m[1]}" appears {n} time')
+        elif m := re.fullmatch(r"What number comes (after|before) (\d+)\?", q):
+            n = int(m[2]) + (1 if m[1] == "after" else -1)
+            assert a == f"{n} comes {m[1]} {m[2]}."
+        elif m := re.fullmatch(r"Count from (\d+) to (\d+)\.", q):
+            assert a == ", ".join(str(i) for i in range(int(m[1]), int(m[2]) + 1)) + "."
         elif m := re.fullmatch(r'How do you spell "(\w+)"\?', q):
             assert a == f'"{m[1]}" is spelled {"-".join(m[1])}.'
         elif m := re.fullmatch(r'Spell "(\w+)" backwards\.', q):
             assert a == f'"{m[1]}" backwards is {m[1][::-1]}.'
-        elif m := re.fullmatch(r"Which is (bigger|smaller), (\d+) or (\d+)\?", q):
+        elif m := re.fullmatch(r"Which (?:number )?is (bigger|larger|smaller)(?:,|:) (\d+) or (\d+)\?", q):
             x, y = int(m[2]), int(m[3])
-            pick = max(x, y) if m[1] == "bigger" else min(x, y)
-            assert a.startswith(f"{pick} is {m[1]} than {x + y - pick}")
+            pick = min(x, y) if m[1] == "smaller" else max(x, y)
+            assert a == f"{pick} is {m[1]} than {x + y - pick}."
         else:
             raise AssertionError(f"unrecognised question {q!r}")
 
 
-def test_generate_is_reproducible_by_seed():
-    assert generate(50, WORDS, seed=1) == generate(50, WORDS, seed=1)
-    assert generate(50, WORDS, seed=1) != generate(50, WORDS, seed=2)
-    with pytest.raises(ValueError, match="distinct questions"):
-        generate(50, ["cat"], seed=1)  # one word cannot give 12 different spelling questions
+def test_held_out_problems_are_never_trained_on_in_any_phrasing():
+    rows = generate(4000, [a + b for a in WORDS for b in WORDS], seed=3)
+    train, val = holdout(rows, "1234:skills")
+    problem = lambda r: re.sub(r"[^0-9+×-]| ", "", r["answer"].split("=")[0])  # noqa: E731 - "47+38"
+    arithmetic = lambda rs: {problem(r) for r in rs if r["skill"] == "arithmetic"}  # noqa: E731
+    assert arithmetic(val) and not arithmetic(val) & arithmetic(train)
+    assert sum(r["skill"] == "arithmetic" for r in val) == len(arithmetic(val))  # each problem once
+
+
+def test_calendar_facts_are_right():
+    rows = {r["messages"][0]["content"]: r["answer"] for r in calendar()}
+    assert rows["What day comes after Sunday?"] == "Monday comes after Sunday."
+    assert rows["What month comes before January?"] == "December comes before January."
+    assert rows["What is the third month of the year?"] == "The third month of the year is March."
+    assert rows["How many days are in February?"] == "February has 28 (29 in a leap year) days."
+    assert len(rows) == len(calendar())  # no question twice
+
+
+def test_wordnet_relations_from_pointers():
+    line = (
+        "01123148 00 a 01 good 0 003 ! 01125429 a 0101 & 01123879 a 0000 @ 05142180 n 0000 | having "
+        "desirable or positive qualities"
+    )
+    assert parse_wordnet_pointers(line)[:2] == [("!", "01125429", "a", 1, 1), ("&", "01123879", "a", 0, 0)]
+    data = {"a": {"01125429": ("01125429", ["bad"], "", [])}, "n": {}}
+    synset = ("01123148", ["good", "goodness"], "having desirable or positive qualities", [])
+    qa = relation_dialogues("good", "adj", synset, parse_wordnet_pointers(line), data, random.Random(0))
+    answers = [a for _, a in qa]
+    assert 'Another word for "good" is "goodness".' in answers
+    assert 'The opposite of "good" is "bad".' in answers
+    hyper = {"n": {"02083346": ("02083346", ["canine", "canid"], "", [])}, "a": {}}
+    dog = ("02084071", ["dog", "domestic_dog"], "", [])
+    dog_line = DATA.replace(" 023 @ ", " 001 @ ")
+    qa = relation_dialogues("dog", "noun", dog, parse_wordnet_pointers(dog_line), hyper, random.Random(0))
+    assert "A dog is a kind of canine." in [a for _, a in qa]
 
 
 def test_chitchat_turns_alternate_and_end_on_the_assistant():

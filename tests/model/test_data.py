@@ -143,3 +143,78 @@ def test_stream_batch_windows_are_shifted_by_one(tokenizer: Tokenizer, texts: li
     assert torch.equal(x[:, 1:], y[:, :-1])
     with pytest.raises(ValueError, match="shorter than one window"):
         stream_batch(ids[:10], mask[:10], 1, 16, torch.Generator())
+
+
+# Written the way TinyChat's own scripts write them: the generator appends each model answer (one
+# paragraph of "[INST] user [/INST] assistant" turns, as its prompt asks) plus "\n" to tinychat.txt,
+# and jsongen.py dumps lines as [{"chat": line.strip()}, ...] with indent=4 into data<i>.json.
+TINYCHAT_REAL = [
+    "[INST] Good morning, the garden looks lovely after the rain, don't you think so? [/INST] "
+    "It really does, the flowers seem brighter and the grass smells fresh today. [INST] I might "
+    "plant some tomatoes later this afternoon. [/INST] That sounds like a wonderful plan for a "
+    "calm and sunny day.",
+    "[INST] Hello, did you see the big red kite flying over the park? [/INST] Yes, it was "
+    "beautiful and the children were running after it happily.",
+]
+
+
+def test_read_tinychat_txt_in_the_generators_format(tmp_path: Path):
+    path = tmp_path / "tinychat.txt"
+    with path.open("a") as f:
+        for text in TINYCHAT_REAL:
+            f.write(text + "\n")
+    convs = read_conversations(path)
+    assert [[m["role"] for m in c] for c in convs] == [["user", "assistant"] * 2, ["user", "assistant"]]
+    assert (
+        convs[0][0]["content"] == "Good morning, the garden looks lovely after the rain, don't you think so?"
+    )
+    assert convs[0][3]["content"] == "That sounds like a wonderful plan for a calm and sunny day."
+    assert convs[1][1]["content"].startswith("Yes, it was beautiful")
+
+
+def test_read_tinychat_tar_in_jsongens_format(tmp_path: Path):
+    path = tmp_path / "TinyChat_all_data.tar.gz"
+    with tarfile.open(path, "w:gz") as tar:
+        for i, lines in enumerate([TINYCHAT_REAL[:1], TINYCHAT_REAL[1:]], 1):
+            data = json.dumps([{"chat": line.strip()} for line in lines], indent=4).encode()
+            info = tarfile.TarInfo(f"data{i}.json")
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    convs = read_conversations(path)
+    assert [len(c) for c in convs] == [4, 2]
+    assert convs == read_tinychat_txt_from_lines(tmp_path, TINYCHAT_REAL)
+
+
+def read_tinychat_txt_from_lines(tmp_path: Path, lines: list[str]) -> list:
+    path = tmp_path / "same.txt"
+    path.write_text("".join(line + "\n" for line in lines))
+    return read_tinychat_txt(path)
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "expected"),
+    [
+        ("tinychat.txt", "just some prose, no turns\n", r"\[INST\] user \[/INST\] assistant"),
+        ("chats.jsonl", "\n", r'"messages"'),
+    ],
+)
+def test_a_file_without_conversations_is_an_error_naming_it(
+    tmp_path: Path, name: str, text: str, expected: str
+):
+    path = tmp_path / name
+    path.write_text(text)
+    with pytest.raises(
+        ValueError, match=rf"{name}: no conversation with an answer found; expected .*{expected}"
+    ):
+        read_conversations(path)
+
+
+def test_empty_exported_conversations_are_skipped_with_a_count(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+):
+    path = tmp_path / "export.jsonl"
+    chat = {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}
+    path.write_text("".join(json.dumps(x) + "\n" for x in ({"messages": []}, chat, {"messages": []})))
+    with caplog.at_level("WARNING"):
+        assert read_conversations(path) == [chat["messages"]]
+    assert "skipped 2 empty conversations" in caplog.text

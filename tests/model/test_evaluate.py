@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 from model.checkpoint import export_int8, save_checkpoint
@@ -27,15 +28,24 @@ def test_evaluate_scores_fp32_and_int8_and_the_card_shows_the_change(
         for a, b in zip(texts[:40:2], texts[1:40:2], strict=True)
     ]
     val = {"prose": texts[100:200], "chat": chats}
+    train = {"prose": texts[200:], "chat": chats[::-1]}
 
     config = json.loads((tmp_path / "int8" / "config.json").read_text())
-    config["scores"] = {name: evaluate(tmp_path / name, val, skills, 4, 10) for name in ("fp32", "int8")}
+    config["scores"] = {
+        name: evaluate(tmp_path / name, val, skills, 4, 10, train=train) for name in ("fp32", "int8")
+    }
     fp32, int8 = config["scores"]["fp32"], config["scores"]["int8"]
     assert set(fp32["val_loss"]) == {"prose", "chat"}
     assert 0 < fp32["val_loss"]["prose"] < 6  # trained on this kind of text: far below ln(320) = 5.77
     assert abs(int8["val_loss"]["prose"] - fp32["val_loss"]["prose"]) < 0.1
     assert fp32["skills"]["questions"] == 2 and 0 <= fp32["skills"]["exact_match"] <= 1
     assert list(fp32["samples"]) == PROMPTS
+    chat = fp32["sources"]["chat"]
+    assert chat["gpt"]["loss"] == fp32["val_loss"]["chat"] and chat["tokens"] > 0 and chat["bytes"] > 0
+    assert chat["trigram"]["perplexity"] > 1 and chat["bigram"]["perplexity"] > 1
+    assert chat["ratio_to_trigram"] == round(chat["gpt"]["perplexity"] / chat["trigram"]["perplexity"], 3)
+    expected_bpb = chat["gpt"]["loss"] * chat["tokens"] / math.log(2) / chat["bytes"]
+    assert abs(chat["gpt"]["bits_per_byte"] - expected_bpb) < 1e-3
 
     card = report_card(config)
     change = int8["val_loss"]["prose"] - fp32["val_loss"]["prose"]
@@ -44,3 +54,4 @@ def test_evaluate_scores_fp32_and_int8_and_the_card_shows_the_change(
         in card
     )
     assert "- **Hello!** → " in card
+    assert "| chat | " in card and "× |" in card  # the baseline table, GPT / trigram

@@ -58,9 +58,19 @@ def test_train_default_size_gives_exact_vocab():
         " ".join("".join(rng.choice(syllables) for _ in range(rng.randint(1, 4))) for _ in range(12))
         for _ in range(4000)
     ]
+    lines += [
+        f"{rng.randint(0, 10**6)} + {rng.randint(0, 999)} = {rng.randint(0, 10**6)}" for _ in range(2000)
+    ]
     tok = Tokenizer.train(lines, show_progress=False)
     assert tok.vocab_size == VOCAB_SIZE == 16387
+    assert [tok.id_to_token(i) for i in range(4)] == ["<|user|>", "<|assistant|>", "<|eos|>", "<|pad|>"]
     assert tok.decode(tok.encode(lines[0])) == lines[0]
+    # numbers are common in the training text, yet every digit stays its own token
+    pieces = [tok.decode([i]) for i in tok.encode("12 x 2026 = 24312")]
+    assert [p for p in pieces if any(c.isdigit() for c in p)] == list("12202624312")
+    vocab = [tok.id_to_token(i) or "" for i in range(tok.vocab_size)]
+    with_digits = {t for t in vocab if any(c in "0123456789" for c in t)}
+    assert with_digits == set("0123456789")
 
 
 def test_train_too_little_text_raises():

@@ -2,38 +2,24 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
-from model.checkpoint import load_checkpoint
+from model.checkpoint import dequantized, export_int8, load_checkpoint
 from model.data import pack_stream, stream_batch
 from model.gpt import GPT, GPTConfig
+from model.optim import lr_factor
 from model.tokenizer import Tokenizer
-from model.train import STATE, lr_at, main, parse_args
-
-TINY = ["--n-layer", "2", "--n-head", "4", "--n-embd", "32", "--block-size", "48"]
+from model.train import STATE, main, parse_args
+from tests.model.helpers import TINY, make_corpus
 
 
 @pytest.fixture
-def corpus(tmp_path: Path, tokenizer: Tokenizer, texts: list[str]) -> Path:
-    """A corpus folder in the builder's layout (train/val, dialogue JSONL and prose text) + tokenizer."""
-    data = tmp_path / "data"
-    for split, lines in (("train", texts[:300]), ("val", texts[300:])):
-        (data / split).mkdir(parents=True)
-        (data / split / "prose.txt").write_text(
-            "\n\n\n".join(" ".join(lines[i : i + 5]) for i in range(0, len(lines), 5))
-        )
-        chats = [
-            {"messages": [{"role": "user", "content": a}, {"role": "assistant", "content": b}]}
-            for a, b in zip(lines[::2], lines[1::2], strict=False)
-        ]
-        (data / split / "chat.jsonl").write_text("".join(json.dumps(c) + "\n" for c in chats))
-    tokenizer.save(data / "tokenizer.json")
-    return data
+def corpus(tmp_path: Path) -> Path:
+    return make_corpus(tmp_path)
 
 
 def _run(data: Path, out: Path, *extra: str) -> None:
@@ -89,8 +75,68 @@ def test_sft_starts_from_the_pretrained_checkpoint_and_trains_on_conversations(c
     assert list(meta["data"]["sft"]["sources"]) == ["chat"]  # prose stays in pretraining
 
 
-def test_schedule_warms_up_then_decays_to_min_lr():
-    args = parse_args(["--stage", "pretrain", "--out", "x", "--max-steps", "100", "--warmup-steps", "10"])
-    assert lr_at(0, 0.0, args) == pytest.approx(args.lr / 10)
-    assert lr_at(10, 0.1, args) < args.lr
-    assert lr_at(50, 1.0, args) == pytest.approx(args.min_lr)
+def test_schedules_warm_up_then_decay_to_the_floor():
+    a = parse_args(["--stage", "pretrain", "--out", "x", "--max-steps", "100", "--warmup-steps", "10"])
+    assert a.schedule == "wsd" and a.optimizer == "muon"
+    args = (a.schedule, a.warmup_steps, a.decay_frac, a.min_lr_frac)
+    assert lr_factor(0, 0.0, *args) == pytest.approx(0.1)
+    assert lr_factor(10, 0.1, *args) == 1.0 and lr_factor(60, 0.7, *args) == 1.0  # stable until the decay
+    assert lr_factor(85, 0.85, *args) == pytest.approx(1 - 0.9 * 0.5)  # halfway down the last 30%
+    assert lr_factor(100, 1.0, *args) == pytest.approx(a.min_lr_frac)
+    cosine = ("cosine", 100, 0.3, 0.1)
+    assert lr_factor(200, 0.5, *cosine) == pytest.approx((1 + 0.1) / 2)
+    assert lr_factor(200, 1.0, *cosine) == pytest.approx(0.1)
+
+
+def test_max_tokens_ends_the_run_and_adamw_gpt2_recipe_trains(corpus: Path, tmp_path: Path):
+    gpt2 = [
+        "--norm",
+        "layer",
+        "--pos",
+        "learned",
+        "--mlp",
+        "gelu",
+        "--qk-norm",
+        "false",
+        "--zero-init",
+        "false",
+    ]
+    _run(
+        corpus,
+        tmp_path / "a",
+        "--stage",
+        "pretrain",
+        *TINY,
+        *gpt2,
+        "--optimizer",
+        "adamw",
+        "--max-tokens",
+        "500",
+    )
+    model, _, meta = load_checkpoint(tmp_path / "a")
+    assert meta["training"]["pretrain"]["tokens"] == 4 * 48 * 3  # whole steps of 4 x 48 until >= 500
+    assert model.config.pos == "learned" and model.config.norm == "layer" and not model.config.qk_norm
+    assert meta["training"]["pretrain"]["recipe"] == "adamw + wsd"
+
+
+def test_warm_start_from_an_int8_checkpoint_trains(corpus: Path, tmp_path: Path):
+    _run(corpus, tmp_path / "fp32", "--stage", "pretrain", *TINY, "--max-steps", "3")
+    export_int8(tmp_path / "fp32", tmp_path / "int8")
+    int8, _, _ = load_checkpoint(tmp_path / "int8", fast_int8=False)
+    _run(
+        corpus,
+        tmp_path / "warm",
+        "--stage",
+        "pretrain",
+        "--init-from",
+        str(tmp_path / "int8"),
+        "--max-steps",
+        "2",
+    )
+    warm, _, meta = load_checkpoint(tmp_path / "warm")
+    assert meta["training"]["pretrain"]["warm_start"] == str(tmp_path / "int8")
+    assert meta["training"]["pretrain"]["steps"] == 2
+    # it started from the dequantized int8 weights and moved away from them
+    ref = dequantized(int8).state_dict()
+    moved = [k for k, v in warm.state_dict().items() if not torch.equal(v, ref[k])]
+    assert moved and all(warm.state_dict()[k].dtype == torch.float32 for k in ref)
