@@ -29,39 +29,23 @@ from model.device import autocast_dtype, device_name
 from model.evaluate import source_scores
 from model.train import main as train
 
-RECIPES = {
-    "gpt2": [
-        "--norm",
-        "layer",
-        "--pos",
-        "learned",
-        "--mlp",
-        "gelu",
-        "--qk-norm",
-        "false",
-        "--zero-init",
-        "false",
-        "--optimizer",
-        "adamw",
-        "--schedule",
-        "cosine",
-        "--lr",
-        "6e-4",
-    ],  # fmt: skip
-    "modern": [],  # model/train.py's defaults: RMSNorm, RoPE, QK-norm, ReLU², zero init, Muon, WSD
+GPT2_ARCH = [
+    "--norm",
+    "layer",
+    "--pos",
+    "learned",
+    "--mlp",
+    "gelu",
+    "--qk-norm",
+    "false",
+    "--zero-init",
+    "false",
+]
+RECIPES = {  # model/train.py flags on top of its defaults (RMSNorm, RoPE, QK-norm, ReLU², zero init, Muon, WSD)
+    "gpt2": GPT2_ARCH + ["--optimizer", "adamw", "--schedule", "cosine", "--lr", "6e-4"],
+    "modern": [],
     "modern-adamw": ["--optimizer", "adamw", "--lr", "3e-3"],
-    "modern-gpt2-arch": [
-        "--norm",
-        "layer",
-        "--pos",
-        "learned",
-        "--mlp",
-        "gelu",
-        "--qk-norm",
-        "false",
-        "--zero-init",
-        "false",
-    ],  # fmt: skip
+    "modern-gpt2-arch": GPT2_ARCH,
 }
 
 

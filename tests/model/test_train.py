@@ -89,18 +89,8 @@ def test_schedules_warm_up_then_decay_to_the_floor():
 
 
 def test_max_tokens_ends_the_run_and_adamw_gpt2_recipe_trains(corpus: Path, tmp_path: Path):
-    gpt2 = [
-        "--norm",
-        "layer",
-        "--pos",
-        "learned",
-        "--mlp",
-        "gelu",
-        "--qk-norm",
-        "false",
-        "--zero-init",
-        "false",
-    ]
+    from bench.train_quality import GPT2_ARCH as gpt2
+
     _run(
         corpus,
         tmp_path / "a",
