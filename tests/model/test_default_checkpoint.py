@@ -19,3 +19,17 @@ def test_default_checkpoint_answers_a_greeting():
     prompt = render_prompt(tok, [{"role": "user", "content": "Hello!"}])
     ids = list(Engine(model, max_batch=1).generate(prompt, SamplingParams(temperature=0, max_new_tokens=24)))
     assert tok.decode(ids).strip()
+
+
+def test_default_checkpoint_card_measures_it_against_word_counting():
+    model, tok, meta = load_checkpoint(DEFAULT_CHECKPOINT)
+    chitchat = meta["scores"]["int8"]["sources"]["chitchat"]
+    assert chitchat["bigram"]["perplexity"] > 1 and chitchat["trigram"]["perplexity"] > 1
+    assert chitchat["gpt"]["perplexity"] < chitchat["bigram"]["perplexity"]  # the first checkpoint lost here
+    assert (
+        abs(meta["scores"]["int8"]["val_loss"]["chitchat"] - meta["scores"]["fp32"]["val_loss"]["chitchat"])
+        <= 0.003
+    )
+    assert model.config.pos == "rope" and model.config.norm == "rms"
+    assert all(len(tok.decode([i])) == 1 for i in tok.encode("2026"))  # digits are single tokens
+    assert {"pretrain", "sft"} <= set(meta["training"])

@@ -234,6 +234,7 @@ def test_model_card_describes_the_loaded_checkpoint(live_server: LiveServer) -> 
     assert card["config"]["n_layer"] == 6 and card["config"]["block_size"] == 384
     assert 30_000_000 < card["parameters"] < 40_000_000
     assert card["scores"] and card["data"]
+    assert card["scores"]["int8"]["sources"]["chitchat"]["trigram"]["perplexity"] > 1  # the baselines travel
     assert httpx.get(f"{live_server.url}/api/model").status_code == 401
 
 
