@@ -287,7 +287,7 @@ def row_batch(
 
 
 def cap_prose(
-    tok: Tokenizer, sources: Mapping[str, Sequence[Messages] | Sequence[str]], share: float, seed: int
+    sources: Mapping[str, Sequence[Messages] | Sequence[str]], share: float, seed: int
 ) -> dict[str, list]:
     """The sources with prose documents (a seeded sample of them, the same share of each prose
     source) cut to at most `share` of the text, measured in characters; dialogue stays whole."""

@@ -63,9 +63,7 @@ from model.tokenizer import Tokenizer
 STATE = "train_state.pt"
 
 
-def load_data(
-    args: argparse.Namespace, tok: Tokenizer
-) -> tuple[dict[str, list], dict[str, list], dict[str, Any]]:
+def load_data(args: argparse.Namespace) -> tuple[dict[str, list], dict[str, list], dict[str, Any]]:
     """(train, val) {source: items} for this stage, and the data description for config.json."""
     train: dict[str, list] = {}
     val: dict[str, list] = {}
@@ -85,7 +83,7 @@ def load_data(
         name, times = spec.split("=")
         train[name] = train[name] * int(times)
     if args.stage == "pretrain" and args.prose_share < 1:
-        train = cap_prose(tok, train, args.prose_share, args.seed)
+        train = cap_prose(train, args.prose_share, args.seed)
     if not train:
         raise SystemExit("no training data: build the corpus (make corpus) or pass --conversations")
     info["sources"] = {k: len(v) for k, v in train.items()}
@@ -188,7 +186,7 @@ def start(args: argparse.Namespace, out: Path) -> tuple[GPT, Tokenizer, Progress
 def tensors(args: argparse.Namespace, tok: Tokenizer, T: int) -> tuple[tuple, tuple, dict[str, Any]]:
     """((train ids, mask), (val ids, mask), data info): a packed stream for pretraining, rows of
     whole conversations for SFT."""
-    train, val, info = load_data(args, tok)
+    train, val, info = load_data(args)
     if args.stage == "pretrain":
         return (
             pack_stream(tok, [x for v in train.values() for x in v]),

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from model.data import (
+    cap_prose,
     load_corpus,
     pack_stream,
     parse_llama2,
@@ -218,3 +219,16 @@ def test_empty_exported_conversations_are_skipped_with_a_count(
     with caplog.at_level("WARNING"):
         assert read_conversations(path) == [chat["messages"]]
     assert "skipped 2 empty conversations" in caplog.text
+
+
+def test_cap_prose_keeps_dialogue_whole_and_prose_to_its_share():
+    chats = [
+        [{"role": "user", "content": "x" * 50}, {"role": "assistant", "content": "y" * 50}]
+    ] * 20  # 2,000
+    prose = {"a": [f"{i:03d}" + "p" * 96 for i in range(30)], "b": [f"{i:03d}" + "q" * 96 for i in range(10)]}
+    out = cap_prose({"chat": chats, **prose}, share=0.2, seed=1)
+    assert out["chat"] == chats
+    kept = sum(len(d) for name in ("a", "b") for d in out.get(name, []))
+    assert 0 < kept <= 0.2 / 0.8 * 2000  # at most 20% of all the text
+    assert set(out["a"]) <= set(prose["a"]) and cap_prose({"chat": chats, **prose}, 0.2, 1) == out
+    assert cap_prose({"chat": chats, **prose}, share=0.9, seed=1) == {"chat": chats, **prose}  # under the cap
