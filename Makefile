@@ -14,7 +14,7 @@ export NEXT_TELEMETRY_DISABLED := 1
 FRONTEND_SOURCES := $(shell find frontend/app frontend/components frontend/lib frontend/public -type f 2>/dev/null) \
 	$(wildcard frontend/*.json frontend/*.ts frontend/*.mjs)
 
-.PHONY: help venv run migrate test lint typecheck pytest chat corpus tokenizer train clean frontend test-frontend test-e2e
+.PHONY: help venv run migrate test lint typecheck pytest chat corpus tokenizer train clean frontend lint-frontend test-frontend test-e2e
 
 help:  ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s "$$(printf '\t')"
@@ -42,7 +42,7 @@ frontend/out/index.html: frontend/node_modules/.package-lock.json $(FRONTEND_SOU
 run: venv migrate frontend  ## start the whole app on http://localhost:8000
 	$(BIN)/uvicorn infra.router.app:app --host $(HOST) --port $(PORT)
 
-test: lint typecheck pytest test-frontend test-e2e  ## every test: ruff, mypy, pytest, the web app's unit and browser tests
+test: lint typecheck lint-frontend pytest test-frontend test-e2e  ## every test: ruff, mypy, pytest, ESLint + tsc, the web app's unit and browser tests
 
 lint: venv
 	$(BIN)/ruff check .
@@ -53,6 +53,9 @@ typecheck: venv
 
 pytest: venv
 	$(BIN)/python -m pytest
+
+lint-frontend: frontend/node_modules/.package-lock.json  ## ESLint (Next's config) and tsc --noEmit on the web app
+	cd frontend && npx eslint . && npx tsc --noEmit
 
 test-frontend: frontend/node_modules/.package-lock.json  ## the web app's unit tests (vitest)
 	cd frontend && npm test

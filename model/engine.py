@@ -32,7 +32,17 @@ class SamplingParams:
     top_k: int = 50  # 0 = off
     top_p: float = 0.95  # 1.0 = off
     max_new_tokens: int = 256
+    min_new_tokens: int = 0  # <|eos|> is not sampled before this many tokens
     seed: int | None = None
+
+
+def forbid_eos(logits: torch.Tensor, eos_id: int, rows: Sequence[bool]) -> torch.Tensor:
+    """logits (B, V) with <|eos|> made impossible in the rows marked True (those still under their
+    min_new_tokens); the tensor is left alone when no row is marked."""
+    if any(rows):
+        logits = logits.clone()
+        logits[torch.tensor(rows, dtype=torch.bool, device=logits.device), eos_id] = float("-inf")
+    return logits
 
 
 def sample_next_token(
@@ -172,11 +182,12 @@ class Engine:
         return logits[:, -1]
 
     def generate(self, ids: list[int], params: SamplingParams) -> Iterator[int]:
-        """Sample up to max_new_tokens after `ids` in slot 0; stops at <|eos|> (not yielded) or when
-        the context (block_size) is full."""
+        """Sample up to max_new_tokens after `ids` in slot 0; stops at <|eos|> (not yielded, and never
+        before min_new_tokens) or when the context (block_size) is full."""
         gen = None if params.seed is None else torch.Generator(self.device).manual_seed(params.seed)
         logits = self.prefill(0, ids)
-        for _ in range(params.max_new_tokens):
+        for n in range(params.max_new_tokens):
+            logits = forbid_eos(logits[None], self.eos_id, [n < params.min_new_tokens])[0]
             token = int(sample_next_token(logits[None], params, gen)[0])
             if token == self.eos_id:
                 return

@@ -2,7 +2,7 @@
 
 from datetime import UTC, datetime
 
-from sqlalchemy import BigInteger, DateTime, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import JSON, BigInteger, DateTime, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
@@ -54,8 +54,11 @@ class Conversation(Base):
     title: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
-    # Set by POST /api/chat/{id}/stop; the generator polls it, so a stop works across processes.
+    # Set by POST /api/conversations/{id}/stop; the generator polls it, so a stop works across processes.
     stop_requested_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    # The end of the active branch (null: no message yet); no foreign key, so a conversation and its
+    # messages never reference each other in a cycle (deleting either stays a plain cascade).
+    current_message_id: Mapped[int | None] = mapped_column(Integer, default=None)
 
     user: Mapped[User] = relationship(back_populates="conversations")
     messages: Mapped[list["Message"]] = relationship(
@@ -73,11 +76,25 @@ class Message(Base):
     conversation_id: Mapped[int] = mapped_column(
         ForeignKey("conversations.id", ondelete="CASCADE"), index=True
     )
+    # the message this one follows (null: the conversation's first); regenerate and edit add siblings
+    parent_id: Mapped[int | None] = mapped_column(
+        ForeignKey("messages.id", ondelete="CASCADE", name="fk_messages_parent_id_messages"),
+        index=True,
+        default=None,
+    )
     role: Mapped[str] = mapped_column(String(16))  # "user" | "assistant"
     content: Mapped[str] = mapped_column(Text)
+    # an answer: null while it is generated, then eos | length | stopped | error | interrupted
     finish_reason: Mapped[str | None] = mapped_column(String(16), default=None)
     token_count: Mapped[int | None] = mapped_column(Integer, default=None)
+    # an answer: the prompt it was generated from, as the stream's meta.context said it
+    # ({"tokens", "limit", "window", "dropped_messages"}), so the context divider survives a reload
+    context: Mapped[dict[str, int] | None] = mapped_column(JSON, default=None)
+    # an answer: its generated token ids, space-separated (the events route replays from them)
+    token_ids: Mapped[str | None] = mapped_column(Text, default=None)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # the last save: an answer in progress that stops moving is finalized as "interrupted"
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
 
     conversation: Mapped[Conversation] = relationship(back_populates="messages")
 

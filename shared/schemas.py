@@ -4,7 +4,15 @@ import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 from pydantic.json_schema import JsonDict
 
 from shared.security import BCRYPT_MAX_BYTES
@@ -138,10 +146,39 @@ class ConversationCreate(Input):
     _check_title = field_validator("title")(_title)
 
 
+MessageId = Annotated[int, Field(strict=False, ge=1, le=2_147_483_647), JSON_NUMBER]
+
+
 class ConversationUpdate(Input):
-    title: Annotated[str, STORABLE] = Field(max_length=TITLE_MAX, json_schema_extra=NOT_BLANK)
+    # the validator's rule, stated in the schema too: a title, a current_message_id, or both
+    model_config = ConfigDict(
+        extra="forbid",
+        strict=True,
+        json_schema_extra={
+            "anyOf": [
+                {"required": ["title"], "properties": {"title": {"type": "string"}}},
+                {
+                    "required": ["current_message_id"],
+                    "properties": {"current_message_id": {"type": "integer"}},
+                },
+            ]
+        },
+    )
+
+    title: Annotated[str, STORABLE] | None = Field(
+        default=None, max_length=TITLE_MAX, json_schema_extra=NOT_BLANK
+    )
+    current_message_id: MessageId | None = Field(
+        default=None, description="switch branch: the active branch becomes root → this message → its newest"
+    )
 
     _check_title = field_validator("title")(_title)
+
+    @model_validator(mode="after")
+    def _something(self) -> "ConversationUpdate":
+        if self.title is None and self.current_message_id is None:
+            raise ValueError("give a title and/or a current_message_id")
+        return self
 
 
 class ConversationPublic(Output):
@@ -155,13 +192,31 @@ class MessagePublic(Output):
     id: int
     role: Literal["user", "assistant"]
     content: str
-    finish_reason: str | None
+    parent_id: int | None
+    finish_reason: str | None = Field(description="an answer: null while it is generated")
     token_count: int | None
     created_at: datetime
+    sibling_ids: list[int] = Field(
+        description="every message with the same parent, oldest first, itself included"
+    )
+
+
+class ContextPublic(BaseModel):
+    tokens: int = Field(description="the last answer's prompt, in tokens")
+    limit: int = Field(description="tokens a prompt may take (the window less the room kept for the answer)")
+    window: int = Field(description="the model's context window in tokens")
+    dropped_messages: int = Field(description="the oldest messages of the branch the model no longer sees")
 
 
 class ConversationDetail(ConversationPublic):
-    messages: list[MessagePublic]
+    current_message_id: int | None
+    messages: list[MessagePublic] = Field(description="the active branch, root first")
+    context: ContextPublic
+
+
+class StopPublic(BaseModel):
+    conversation_id: int
+    stop_requested: bool
 
 
 class ConversationsPublic(BaseModel):

@@ -31,6 +31,8 @@ class Settings(BaseSettings):
     login_max_failures_per_account: int = Field(default=5, gt=0)
     login_max_attempts_per_ip: int = Field(default=30, gt=0)
     login_window_seconds: int = Field(default=15 * 60, gt=0)
+    # an answer in progress that has not been saved for this long (its generator died) becomes "interrupted"
+    stale_answer_seconds: float = Field(default=30, gt=0)
     model_dir: Path = REPO_ROOT / "model" / "checkpoints" / "default"
     frontend_dir: Path = REPO_ROOT / "frontend" / "out"
     aws_region: str | None = None

@@ -13,8 +13,9 @@ export const viewport: Viewport = {
   themeColor: "#18181b",
 };
 
-// Dark unless the user chose light: set before the first paint so the page never flashes.
-const THEME_SCRIPT = `try{if(localStorage.getItem("slm.theme")!=="light")document.documentElement.classList.add("dark")}catch(e){document.documentElement.classList.add("dark")}`;
+// The user's choice when there is one, else the system's (prefers-color-scheme): set before the first paint
+// so the page never flashes; while no choice is stored the page follows the system as it changes.
+const THEME_SCRIPT = `try{var k="slm.theme",m=matchMedia("(prefers-color-scheme: dark)"),a=function(){var t=localStorage.getItem(k);document.documentElement.classList.toggle("dark",t?t==="dark":m.matches)};a();m.addEventListener("change",function(){if(!localStorage.getItem(k))a()})}catch(e){document.documentElement.classList.add("dark")}`;
 
 export default function RootLayout({ children }: { children: React.ReactNode }) {
   return (

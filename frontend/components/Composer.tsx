@@ -1,14 +1,37 @@
 "use client";
 
-import { useRef, useState } from "react";
+import { useEffect, useRef, useState } from "react";
 
 import { SendIcon, StopIcon } from "./icons";
 
 const MAX_CHARS = 4000; // the API's limit (functions/chat/schemas.py)
 
-export default function Composer({ streaming, onSend, onStop }: { streaming: boolean; onSend: (text: string) => void; onStop: () => void }) {
-  const [text, setText] = useState("");
+/** A message the server refused before streaming: its text comes back to the composer, the reason beside it. */
+export interface Refused {
+  text: string;
+  error: string;
+  n: number; // counts refusals: each one starts the composer again
+}
+
+interface Props {
+  streaming: boolean;
+  onSend: (text: string) => void;
+  onStop: () => void;
+  refused: Refused | null;
+  gauge?: React.ReactNode;
+}
+
+/** `refused` starts it with that text and reason: ChatApp keys the composer on it, so a refusal remounts it. */
+export default function Composer({ streaming, onSend, onStop, refused, gauge }: Props) {
+  const [text, setText] = useState(refused?.text ?? "");
+  const [error, setError] = useState<string | null>(refused?.error ?? null);
   const area = useRef<HTMLTextAreaElement>(null);
+
+  useEffect(() => {
+    if (!refused) return;
+    requestAnimationFrame(grow);
+    area.current?.focus();
+  }, [refused]);
 
   function grow() {
     const el = area.current;
@@ -22,6 +45,7 @@ export default function Composer({ streaming, onSend, onStop }: { streaming: boo
     if (!message || streaming) return;
     onSend(message);
     setText("");
+    setError(null);
     requestAnimationFrame(grow);
   }
 
@@ -69,7 +93,15 @@ export default function Composer({ streaming, onSend, onStop }: { streaming: boo
           </button>
         )}
       </div>
-      <p className="mt-1.5 text-center text-xs text-zinc-500">A 36M-parameter model trained from scratch: it makes things up.</p>
+      {error && (
+        <p role="alert" data-testid="composer-error" className="mt-1.5 text-sm text-red-600 dark:text-red-400">
+          {error}
+        </p>
+      )}
+      <div className="mt-1.5 flex items-center justify-center gap-3 text-xs text-zinc-500">
+        <span>A 36M-parameter model trained from scratch: it makes things up.</span>
+        {gauge}
+      </div>
     </form>
   );
 }

@@ -1,6 +1,6 @@
 "use client";
 
-import { useEffect, useRef } from "react";
+import { memo, useEffect, useRef, useState } from "react";
 
 import CopyButton from "./CopyButton";
 import { RefreshIcon } from "./icons";
@@ -9,6 +9,8 @@ import Markdown from "./Markdown";
 export interface UiMessage {
   key: string;
   id?: number;
+  parentId?: number | null;
+  siblingIds?: number[]; // the versions of this turn, oldest first (itself included)
   role: "user" | "assistant";
   content: string;
   finishReason?: string | null;
@@ -20,15 +22,21 @@ export interface UiMessage {
   retry?: boolean; // the connection failed: offer to ask again
 }
 
+export interface MessageActions {
+  regenerate: (index: number) => void;
+  edit: (index: number, text: string) => void;
+  switchTo: (siblingId: number) => void;
+}
+
 interface Props {
   messages: UiMessage[];
   dropped: number; // the model no longer sees this many of the oldest messages
   contextLimit: number;
-  onRegenerate: () => void;
+  actions: MessageActions;
   busy: boolean;
 }
 
-const small = "flex items-center gap-1 rounded px-1.5 py-0.5 text-xs text-zinc-500 hover:bg-zinc-200 dark:hover:bg-zinc-800";
+const small = "flex items-center gap-1 rounded px-1.5 py-0.5 text-xs text-zinc-500 hover:bg-zinc-200 disabled:opacity-50 dark:hover:bg-zinc-800";
 
 function waitingText(waiting: NonNullable<UiMessage["waiting"]>): string {
   if (waiting.queuePosition > 0) return `Waiting in line: position ${waiting.queuePosition}`;
@@ -42,11 +50,183 @@ function stats(m: UiMessage): string {
   if (m.tokensPerSecond != null) parts.push(`${m.tokensPerSecond.toFixed(1)} tokens/s`);
   if (m.finishReason === "length") parts.push("hit max tokens");
   else if (m.finishReason === "stopped") parts.push("stopped");
+  else if (m.finishReason === "interrupted") parts.push("interrupted");
   else if (m.finishReason === "error") parts.push("failed");
   return parts.join(" · ");
 }
 
-export default function MessageList({ messages, dropped, contextLimit, onRegenerate, busy }: Props) {
+/** "‹ k/n ›" under a message with other versions. */
+function Versions({ m, busy, onSwitch }: { m: UiMessage; busy: boolean; onSwitch: (id: number) => void }) {
+  const ids = m.siblingIds ?? [];
+  const at = m.id === undefined ? ids.length - 1 : ids.indexOf(m.id);
+  if (ids.length < 2 || at < 0) return null;
+  return (
+    <span className="flex items-center text-xs text-zinc-500" data-testid="versions">
+      <button type="button" className={small} disabled={busy || at === 0} onClick={() => onSwitch(ids[at - 1])} aria-label="Previous version">
+        ‹
+      </button>
+      <span data-testid="version-position">
+        {at + 1}/{ids.length}
+      </span>
+      <button
+        type="button"
+        className={small}
+        disabled={busy || at === ids.length - 1}
+        onClick={() => onSwitch(ids[at + 1])}
+        aria-label="Next version"
+      >
+        ›
+      </button>
+    </span>
+  );
+}
+
+function UserRow({ m, index, busy, actions }: { m: UiMessage; index: number; busy: boolean; actions: MessageActions }) {
+  const [editing, setEditing] = useState<string | null>(null);
+  if (editing !== null) {
+    return (
+      <form
+        className="ml-auto flex max-w-[85%] flex-col gap-2"
+        onSubmit={(e) => {
+          e.preventDefault();
+          const text = editing.trim();
+          if (!text) return;
+          setEditing(null);
+          actions.edit(index, text);
+        }}
+      >
+        <textarea
+          value={editing}
+          onChange={(e) => setEditing(e.target.value)}
+          onKeyDown={(e) => e.key === "Escape" && setEditing(null)}
+          aria-label="Edit message"
+          rows={3}
+          maxLength={4000}
+          autoFocus
+          className="w-full min-w-[16rem] rounded-xl border border-zinc-300 bg-white p-2 dark:border-zinc-700 dark:bg-zinc-800"
+        />
+        <div className="flex justify-end gap-2 text-sm">
+          <button type="button" onClick={() => setEditing(null)} className="rounded-lg px-3 py-1 hover:bg-zinc-200 dark:hover:bg-zinc-800">
+            Cancel
+          </button>
+          <button type="submit" disabled={busy || !editing.trim()} className="rounded-lg bg-sky-600 px-3 py-1 text-white disabled:opacity-50">
+            Save &amp; send
+          </button>
+        </div>
+      </form>
+    );
+  }
+  return (
+    <div className="flex flex-col items-end" data-testid="message-user">
+      <div className="max-w-[85%] whitespace-pre-wrap break-words rounded-2xl rounded-br-md bg-sky-600 px-4 py-2 text-white">{m.content}</div>
+      <div className="mt-1 flex items-center gap-1">
+        <Versions m={m} busy={busy} onSwitch={actions.switchTo} />
+        {m.id !== undefined && (
+          <button type="button" className={small} disabled={busy} onClick={() => setEditing(m.content)} aria-label="Edit message">
+            Edit
+          </button>
+        )}
+      </div>
+    </div>
+  );
+}
+
+function AssistantRow({ m, index, last, busy, actions }: { m: UiMessage; index: number; last: boolean; busy: boolean; actions: MessageActions }) {
+  return (
+    <div className="flex flex-col items-start" data-testid="message-assistant" data-streaming={m.streaming ? "true" : "false"}>
+      <div
+        className="max-w-full rounded-2xl rounded-bl-md bg-zinc-100 px-4 py-2 dark:bg-zinc-800 sm:max-w-[85%]"
+        aria-live={m.streaming ? "polite" : undefined}
+        aria-busy={m.streaming ? true : undefined}
+      >
+        {m.content ? (
+          <div data-testid="message-text">
+            <Markdown text={m.content} />
+          </div>
+        ) : m.streaming ? (
+          <span className="text-sm text-zinc-500" role="status">
+            {m.waiting ? waitingText(m.waiting) : "Thinking"}
+            <span className="dots">
+              <span>.</span>
+              <span>.</span>
+              <span>.</span>
+            </span>
+          </span>
+        ) : (
+          <span className="text-sm italic text-zinc-500">(no text)</span>
+        )}
+        {m.streaming && m.content && <span className="ml-0.5 inline-block h-4 w-2 animate-pulse bg-zinc-400 align-middle" />}
+      </div>
+      {m.error && (
+        <p role="alert" className="mt-1 text-sm text-red-600 dark:text-red-400">
+          {m.error}
+        </p>
+      )}
+      {!m.streaming && (
+        <div className="mt-1 flex flex-wrap items-center gap-1">
+          <Versions m={m} busy={busy} onSwitch={actions.switchTo} />
+          <CopyButton text={() => m.content} label="Copy message" className={small} />
+          {last && m.id !== undefined && (
+            <button
+              type="button"
+              disabled={busy}
+              onClick={() => actions.regenerate(index)}
+              className={small}
+              title="Another answer to the same question (the first one stays: switch with ‹ ›)"
+            >
+              <RefreshIcon width={14} height={14} />
+              <span>{m.retry ? "Retry" : "Regenerate"}</span>
+            </button>
+          )}
+          <span className="text-xs text-zinc-500" data-testid="message-stats">
+            {stats(m)}
+          </span>
+        </div>
+      )}
+    </div>
+  );
+}
+
+/** One row; re-rendered only when its own message (or its place) changes, not on every token of another. */
+const Row = memo(function Row({
+  m,
+  index,
+  last,
+  busy,
+  divider,
+  contextLimit,
+  actions,
+}: {
+  m: UiMessage;
+  index: number;
+  last: boolean;
+  busy: boolean;
+  divider: number; // > 0: the divider goes above this row, naming that many messages
+  contextLimit: number;
+  actions: MessageActions;
+}) {
+  return (
+    <div>
+      {divider > 0 && (
+        <div role="note" data-testid="context-divider" className="mb-5 flex items-center gap-3 text-xs text-amber-600 dark:text-amber-400">
+          <span className="h-px flex-1 bg-amber-500/40" />
+          <span className="text-center">
+            The model no longer sees the {divider} message{divider === 1 ? "" : "s"} above: they fell outside its {contextLimit}
+            -token memory
+          </span>
+          <span className="h-px flex-1 bg-amber-500/40" />
+        </div>
+      )}
+      {m.role === "user" ? (
+        <UserRow m={m} index={index} busy={busy} actions={actions} />
+      ) : (
+        <AssistantRow m={m} index={index} last={last} busy={busy} actions={actions} />
+      )}
+    </div>
+  );
+});
+
+export default function MessageList({ messages, dropped, contextLimit, actions, busy }: Props) {
   const end = useRef<HTMLDivElement>(null);
   const box = useRef<HTMLDivElement>(null);
   const stick = useRef(true);
@@ -77,72 +257,16 @@ export default function MessageList({ messages, dropped, contextLimit, onRegener
     >
       <div ref={content} className="mx-auto max-w-3xl space-y-5 px-3 py-6 sm:px-6">
         {messages.map((m, i) => (
-          <div key={m.key}>
-            {dropped > 0 && i === dropped && (
-              <div role="note" data-testid="context-divider" className="mb-5 flex items-center gap-3 text-xs text-amber-600 dark:text-amber-400">
-                <span className="h-px flex-1 bg-amber-500/40" />
-                <span className="text-center">
-                  The model no longer sees the {dropped} message{dropped === 1 ? "" : "s"} above: they fell outside its{" "}
-                  {contextLimit}-token memory
-                </span>
-                <span className="h-px flex-1 bg-amber-500/40" />
-              </div>
-            )}
-            {m.role === "user" ? (
-              <div className="flex justify-end" data-testid="message-user">
-                <div className="max-w-[85%] whitespace-pre-wrap break-words rounded-2xl rounded-br-md bg-sky-600 px-4 py-2 text-white">
-                  {m.content}
-                </div>
-              </div>
-            ) : (
-              <div className="flex flex-col items-start" data-testid="message-assistant" data-streaming={m.streaming ? "true" : "false"}>
-                <div className="max-w-full rounded-2xl rounded-bl-md bg-zinc-100 px-4 py-2 dark:bg-zinc-800 sm:max-w-[85%]">
-                  {m.content ? (
-                    <div data-testid="message-text">
-                      <Markdown text={m.content} />
-                    </div>
-                  ) : m.streaming && m.waiting ? (
-                    <span className="text-sm text-zinc-500" role="status">
-                      {waitingText(m.waiting)}
-                      <span className="dots">
-                        <span>.</span>
-                        <span>.</span>
-                        <span>.</span>
-                      </span>
-                    </span>
-                  ) : (
-                    <span className="text-sm italic text-zinc-500">(no text)</span>
-                  )}
-                  {m.streaming && m.content && <span className="ml-0.5 inline-block h-4 w-2 animate-pulse bg-zinc-400 align-middle" />}
-                </div>
-                {m.error && (
-                  <p role="alert" className="mt-1 text-sm text-red-600 dark:text-red-400">
-                    {m.error}
-                  </p>
-                )}
-                {!m.streaming && (
-                  <div className="mt-1 flex flex-wrap items-center gap-1">
-                    <CopyButton text={() => m.content} label="Copy message" className={small} />
-                    {i === lastAssistant && (
-                      <button
-                        type="button"
-                        disabled={busy}
-                        onClick={onRegenerate}
-                        className={`${small} disabled:opacity-50`}
-                        title="Sends your last message again as a new turn"
-                      >
-                        <RefreshIcon width={14} height={14} />
-                        <span>{m.retry ? "Retry" : "Regenerate"}</span>
-                      </button>
-                    )}
-                    <span className="text-xs text-zinc-500" data-testid="message-stats">
-                      {stats(m)}
-                    </span>
-                  </div>
-                )}
-              </div>
-            )}
-          </div>
+          <Row
+            key={m.key}
+            m={m}
+            index={i}
+            last={i === lastAssistant}
+            busy={busy}
+            divider={dropped > 0 && i === dropped ? dropped : 0}
+            contextLimit={contextLimit}
+            actions={actions}
+          />
         ))}
         <div ref={end} />
       </div>

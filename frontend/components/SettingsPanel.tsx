@@ -1,20 +1,25 @@
 "use client";
 
+import { useRef } from "react";
+
 import { clamp, DEFAULTS, LIMITS, type Sampling } from "@/lib/settings";
 
 import { CloseIcon } from "./icons";
+import { useDialog } from "./useDialog";
 
 export default function SettingsPanel({ settings, onChange, onClose }: { settings: Sampling; onChange: (s: Sampling) => void; onClose: () => void }) {
   const names = Object.keys(LIMITS) as (keyof Sampling)[];
   const set = (name: keyof Sampling, value: number) => onChange({ ...settings, [name]: clamp(name, value) });
+  const panel = useRef<HTMLElement>(null);
+  useDialog(panel, onClose);
   return (
     <div className="fixed inset-0 z-40 flex justify-end bg-black/40" onClick={onClose}>
       <section
         role="dialog"
         aria-modal="true"
         aria-labelledby="settings-title"
+        ref={panel}
         onClick={(e) => e.stopPropagation()}
-        onKeyDown={(e) => e.key === "Escape" && onClose()}
         className="h-full w-full max-w-sm space-y-5 overflow-y-auto bg-white p-5 shadow-xl dark:bg-zinc-900"
       >
         <div className="flex items-center justify-between">

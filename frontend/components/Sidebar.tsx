@@ -6,36 +6,33 @@ import { useEffect, useRef, useState } from "react";
 import type { Conversation } from "@/lib/conversations";
 
 import { CloseIcon, PencilIcon, PlusIcon, TrashIcon } from "./icons";
+import type { ConversationList } from "./useConversations";
+import { useDialog } from "./useDialog";
 
 interface Props {
-  items: Conversation[];
-  total: number;
-  loading: boolean;
-  error: string | null;
-  query: string;
-  onQuery: (q: string) => void;
-  onLoadMore: () => void;
+  list: ConversationList; // the conversations, the search, paging
   activeId: number | null;
-  onSelect: (id: number) => void;
-  onNew: () => void;
-  onRename: (id: number, title: string) => Promise<void>;
-  onDelete: (id: number) => Promise<void>;
-  open: boolean;
-  onClose: () => void;
-  email: string;
-  onLogout: () => void;
+  actions: {
+    select: (id: number) => void;
+    create: () => void;
+    rename: (id: number, title: string) => Promise<void>;
+    remove: (id: number) => Promise<void>;
+  };
+  drawer: { open: boolean; close: () => void }; // on a phone the sidebar is a drawer
+  account: { email: string; logout: () => void };
 }
 
 const iconButton = "rounded p-1 text-zinc-500 hover:bg-zinc-300 hover:text-zinc-900 dark:hover:bg-zinc-700 dark:hover:text-zinc-100";
 
 export default function Sidebar(props: Props) {
-  const { items, total, loading, error, activeId, open } = props;
-  const [search, setSearch] = useState(props.query);
+  const { list, activeId, actions, account } = props;
+  const { items, total, loading, error, setQuery: onQuery, loadMore: onLoadMore } = list;
+  const { open, close } = props.drawer;
+  const [search, setSearch] = useState(list.query);
   const [editing, setEditing] = useState<number | null>(null);
   const [confirming, setConfirming] = useState<Conversation | null>(null);
   const scroller = useRef<HTMLDivElement>(null);
   const sentinel = useRef<HTMLDivElement>(null);
-  const { onQuery, onLoadMore } = props;
 
   const narrow = useNarrow();
 
@@ -58,11 +55,11 @@ export default function Sidebar(props: Props) {
 
   return (
     <>
-      {open && <div className="fixed inset-0 z-20 bg-black/50 md:hidden" onClick={props.onClose} aria-hidden="true" />}
+      {open && <div className="fixed inset-0 z-20 bg-black/50 md:hidden" onClick={close} aria-hidden="true" />}
       <aside
         aria-label="Conversations"
         inert={narrow && !open} // a closed drawer takes no focus
-        onKeyDown={(e) => e.key === "Escape" && narrow && props.onClose()}
+        onKeyDown={(e) => e.key === "Escape" && narrow && close()}
         className={`fixed inset-y-0 left-0 z-30 flex w-72 flex-col border-r border-zinc-200 bg-zinc-100 transition-transform dark:border-zinc-800 dark:bg-zinc-950 md:static md:translate-x-0 ${
           open ? "translate-x-0" : "-translate-x-full"
         }`}
@@ -70,12 +67,12 @@ export default function Sidebar(props: Props) {
         <div className="flex items-center gap-2 p-3">
           <button
             type="button"
-            onClick={props.onNew}
+            onClick={actions.create}
             className="flex flex-1 items-center gap-2 rounded-lg border border-zinc-300 px-3 py-2 text-sm font-medium hover:bg-zinc-200 dark:border-zinc-700 dark:hover:bg-zinc-800"
           >
             <PlusIcon /> New chat
           </button>
-          <button type="button" onClick={props.onClose} className={`${iconButton} md:hidden`} aria-label="Close sidebar">
+          <button type="button" onClick={close} className={`${iconButton} md:hidden`} aria-label="Close sidebar">
             <CloseIcon />
           </button>
         </div>
@@ -97,7 +94,7 @@ export default function Sidebar(props: Props) {
                   <RenameInput
                     title={c.title}
                     onDone={async (title) => {
-                      if (title !== null && title !== c.title) await props.onRename(c.id, title); // failures: a banner
+                      if (title !== null && title !== c.title) await actions.rename(c.id, title); // failures: a banner
                       setEditing(null);
                     }}
                   />
@@ -109,7 +106,7 @@ export default function Sidebar(props: Props) {
                   >
                     <button
                       type="button"
-                      onClick={() => props.onSelect(c.id)}
+                      onClick={() => actions.select(c.id)}
                       onDoubleClick={() => setEditing(c.id)}
                       className="min-w-0 flex-1 truncate px-3 py-2 text-left"
                       aria-current={c.id === activeId ? "page" : undefined}
@@ -139,20 +136,20 @@ export default function Sidebar(props: Props) {
             ) : loading ? (
               "Loading…"
             ) : items.length === 0 ? (
-              props.query ? "No conversation matches." : "No conversations yet."
+              list.query ? "No conversation matches." : "No conversations yet."
             ) : items.length < total ? (
               `${items.length} of ${total}`
             ) : null}
           </p>
         </div>
         <div className="flex items-center gap-2 border-t border-zinc-200 p-3 text-sm dark:border-zinc-800">
-          <span className="min-w-0 flex-1 truncate text-zinc-500" title={props.email}>
-            {props.email}
+          <span className="min-w-0 flex-1 truncate text-zinc-500" title={account.email}>
+            {account.email}
           </span>
           <Link href="/model" className="rounded px-2 py-1 hover:bg-zinc-200 dark:hover:bg-zinc-800">
             Model
           </Link>
-          <button type="button" onClick={props.onLogout} className="rounded px-2 py-1 hover:bg-zinc-200 dark:hover:bg-zinc-800">
+          <button type="button" onClick={account.logout} className="rounded px-2 py-1 hover:bg-zinc-200 dark:hover:bg-zinc-800">
             Log out
           </button>
         </div>
@@ -162,7 +159,7 @@ export default function Sidebar(props: Props) {
           conversation={confirming}
           onCancel={() => setConfirming(null)}
           onConfirm={async () => {
-            await props.onDelete(confirming.id);
+            await actions.remove(confirming.id);
             setConfirming(null);
           }}
         />
@@ -216,14 +213,16 @@ function RenameInput({ title, onDone }: { title: string; onDone: (title: string 
 
 function ConfirmDelete(props: { conversation: Conversation; onCancel: () => void; onConfirm: () => Promise<void> }) {
   const [busy, setBusy] = useState(false);
+  const box = useRef<HTMLDivElement>(null);
+  useDialog(box, props.onCancel);
   return (
     <div className="fixed inset-0 z-50 flex items-center justify-center bg-black/50 p-4" onClick={props.onCancel}>
       <div
         role="dialog"
         aria-modal="true"
         aria-labelledby="delete-title"
+        ref={box}
         onClick={(e) => e.stopPropagation()}
-        onKeyDown={(e) => e.key === "Escape" && props.onCancel()}
         className="w-full max-w-sm space-y-4 rounded-xl bg-white p-5 shadow-xl dark:bg-zinc-800"
       >
         <h2 id="delete-title" className="font-semibold">

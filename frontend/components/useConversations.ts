@@ -6,7 +6,8 @@ import { ApiError } from "@/lib/api";
 import { type Conversation, listConversations } from "@/lib/conversations";
 
 /** The sidebar's list: newest first, one page at a time, filtered by a title search. */
-export function useConversations(query: string) {
+export function useConversations() {
+  const [query, setQuery] = useState("");
   const [items, setItems] = useState<Conversation[]>([]);
   const [total, setTotal] = useState(0);
   const [loading, setLoading] = useState(true);
@@ -41,6 +42,8 @@ export function useConversations(query: string) {
   );
 
   useEffect(() => {
+    // the first page of a fetch started here (its loading state is set at once)
+    // eslint-disable-next-line react-hooks/set-state-in-effect
     load(0);
     return () => request.current?.abort();
   }, [load]);
@@ -50,6 +53,8 @@ export function useConversations(query: string) {
   }, [items.length, total, load]);
 
   return {
+    query,
+    setQuery,
     items,
     total,
     loading,
@@ -70,3 +75,5 @@ export function useConversations(query: string) {
     },
   };
 }
+
+export type ConversationList = ReturnType<typeof useConversations>;

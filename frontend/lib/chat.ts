@@ -1,4 +1,5 @@
-// POST /api/chat and its event stream (the events of DESIGN.md: meta, warning, token, done, error).
+// POST /api/chat and its event stream (the events of DESIGN.md: meta, warning, token, done, error), and
+// GET /api/chat/{id}/events, which follows an answer in progress from the database (after a reload).
 
 import { apiFetch, apiJson, ApiError } from "./api";
 import type { Sampling } from "./settings";
@@ -7,9 +8,12 @@ import { readSSE } from "./sse";
 export interface Meta {
   conversation_id: number;
   user_message_id: number;
-  context: { tokens: number; limit: number; dropped_messages: number };
-  queue_position: number;
-  cold_start: boolean;
+  assistant_message_id?: number;
+  context?: { tokens: number; limit: number; window?: number; dropped_messages: number };
+  queue_position?: number;
+  cold_start?: boolean;
+  in_progress?: boolean; // the events route: whether the answer is still being generated
+  title?: string; // POST /api/chat: the conversation's title (the server names a new one)
 }
 export interface Warning {
   code: string;
@@ -41,12 +45,31 @@ export class StreamBroken extends Error {
   name = "StreamBroken";
 }
 
-export async function streamChat(
-  request: { conversation_id: number | null; message: string } & Sampling,
+/** What POST /api/chat takes: a new message (after `parent_id`, or the active branch's end when left
+ * out), or `regenerate`: another answer to the question the given answer replied to. */
+export type ChatRequest = Sampling & { conversation_id: number | null; min_new_tokens?: number } & (
+    | { message: string; parent_id?: number | null }
+    | { regenerate: number }
+  );
+
+export async function streamChat(request: ChatRequest, signal: AbortSignal, onEvent: (event: ChatEvent) => void): Promise<void> {
+  const response = await apiFetch("chat", "/api/chat", { method: "POST", json: request, signal });
+  await readEvents(response, onEvent);
+}
+
+/** Follow the conversation's latest answer from where the client is (`after`: the last token index it has). */
+export async function followChat(
+  conversationId: number,
+  after: number | null,
   signal: AbortSignal,
   onEvent: (event: ChatEvent) => void,
 ): Promise<void> {
-  const response = await apiFetch("chat", "/api/chat", { method: "POST", json: request, signal });
+  const query = after === null ? "" : `?after=${after}`;
+  const response = await apiFetch("chat", `/api/chat/${conversationId}/events${query}`, { signal });
+  await readEvents(response, onEvent);
+}
+
+async function readEvents(response: Response, onEvent: (event: ChatEvent) => void): Promise<void> {
   if (!response.body) throw new StreamBroken("The server sent no stream");
   let finished = false;
   try {
@@ -68,6 +91,7 @@ export async function streamChat(
   if (!finished) throw new StreamBroken("The connection closed before the answer finished");
 }
 
+/** Stop the answer in flight: a database flag (the conversations function), so any instance honours it. */
 export function requestStop(conversationId: number): Promise<unknown> {
-  return apiJson("chat", `/api/chat/${conversationId}/stop`, { method: "POST" });
+  return apiJson("conversations", `/api/conversations/${conversationId}/stop`, { method: "POST" });
 }

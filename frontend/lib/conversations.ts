@@ -1,4 +1,5 @@
-// The conversations function: list (newest first, paged), read, rename, delete, export.
+// The conversations function: list (newest first, paged), read (the active branch), rename or switch
+// branch, delete, export.
 
 import { apiFetch, apiJson } from "./api";
 
@@ -13,9 +14,18 @@ export interface StoredMessage {
   id: number;
   role: "user" | "assistant";
   content: string;
-  finish_reason: string | null;
+  parent_id: number | null;
+  finish_reason: string | null; // an answer: null while it is generated
   token_count: number | null;
   created_at: string;
+  sibling_ids: number[]; // the versions of this turn (same parent), oldest first, itself included
+}
+
+export interface ConversationDetail extends Conversation {
+  current_message_id: number | null;
+  messages: StoredMessage[]; // the active branch, root first
+  // the last answer's prompt: its tokens, what a prompt may take, the model's window, the messages it no longer sees
+  context: { tokens: number; limit: number; window: number; dropped_messages: number };
 }
 
 export interface ConversationPage {
@@ -33,8 +43,13 @@ export function listConversations(offset: number, q: string, signal?: AbortSigna
   return apiJson("conversations", `/api/conversations?${params}`, { signal });
 }
 
-export function readConversation(id: number): Promise<Conversation & { messages: StoredMessage[] }> {
+export function readConversation(id: number): Promise<ConversationDetail> {
   return apiJson("conversations", `/api/conversations/${id}`);
+}
+
+/** Make another version active: the branch becomes root → message → its newest descendants. */
+export function switchBranch(id: number, messageId: number): Promise<Conversation> {
+  return apiJson("conversations", `/api/conversations/${id}`, { method: "PATCH", json: { current_message_id: messageId } });
 }
 
 export function renameConversation(id: number, title: string): Promise<Conversation> {

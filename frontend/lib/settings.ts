@@ -5,9 +5,10 @@ export interface Sampling {
   top_p: number;
   top_k: number;
   max_new_tokens: number;
+  min_new_tokens: number;
 }
 
-export const DEFAULTS: Sampling = { temperature: 0.8, top_p: 0.95, top_k: 50, max_new_tokens: 128 };
+export const DEFAULTS: Sampling = { temperature: 0.8, top_p: 0.95, top_k: 50, max_new_tokens: 128, min_new_tokens: 0 };
 
 export const LIMITS: Record<keyof Sampling, { min: number; max: number; step: number; label: string; help: string }> =
   {
@@ -15,6 +16,7 @@ export const LIMITS: Record<keyof Sampling, { min: number; max: number; step: nu
     top_p: { min: 0.05, max: 1, step: 0.05, label: "Top-p", help: "sample from this share of probability" },
     top_k: { min: 0, max: 200, step: 1, label: "Top-k", help: "sample from this many words; 0 = off" },
     max_new_tokens: { min: 1, max: 383, step: 1, label: "Max tokens", help: "the longest answer, in tokens" },
+    min_new_tokens: { min: 0, max: 383, step: 1, label: "Min tokens", help: "the shortest answer: no end of text before it" },
   };
 
 const KEY = "slm.settings";
@@ -23,7 +25,7 @@ export function clamp(name: keyof Sampling, value: number): number {
   const { min, max } = LIMITS[name];
   if (!Number.isFinite(value)) return DEFAULTS[name];
   const clamped = Math.min(max, Math.max(min, value));
-  return name === "top_k" || name === "max_new_tokens" ? Math.round(clamped) : clamped;
+  return name === "top_k" || name.endsWith("_new_tokens") ? Math.round(clamped) : clamped;
 }
 
 export function loadSettings(): Sampling {
@@ -41,4 +43,9 @@ export function loadSettings(): Sampling {
 
 export function saveSettings(settings: Sampling): void {
   window.localStorage.setItem(KEY, JSON.stringify(settings));
+}
+
+/** The settings as the API takes them: the shortest answer is never longer than the longest. */
+export function forRequest(settings: Sampling): Sampling {
+  return { ...settings, min_new_tokens: Math.min(settings.min_new_tokens, settings.max_new_tokens) };
 }

@@ -1,22 +1,26 @@
-"""Chat function: stream answers over SSE, stop them, describe the model; plus the OpenAI-compatible /v1."""
+"""Chat function: stream answers over SSE and follow them from the database, describe the model; plus the
+OpenAI-compatible /v1. (Stopping is the conversations function's: a database flag.)"""
 
-from fastapi import APIRouter, status
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Query
 from fastapi.responses import StreamingResponse
 from sqlalchemy.orm import selectinload
 
 from functions.chat.context import MessageTooLong, fit_window, prompt_limit
-from functions.chat.generation import Generation, Turn
+from functions.chat.generation import Generation, Turn, follow
 from functions.chat.openai_api import router as openai_router
-from functions.chat.schemas import ChatCreate, StopPublic
+from functions.chat.schemas import ChatCreate
 from functions.chat.service import ChatModel, ModelUnavailable, holder
 from model.engine import SamplingParams
 from model.tokenizer import message_token_count
 from shared.app import Component, create_app
 from shared.crud import get_own_conversation
 from shared.deps import ConversationId, CurrentUser, SessionDep
-from shared.errors import APIError, error_responses
+from shared.errors import APIError, error_responses, not_found
 from shared.models import Conversation, Message, utcnow
 from shared.settings import get_settings
+from shared.tree import Tree, finalize_stale, history
 
 router = APIRouter(tags=["chat"], responses=error_responses(401, 404))
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
@@ -40,6 +44,7 @@ def sampling(body: ChatCreate) -> SamplingParams:
         top_k=body.top_k,
         top_p=body.top_p,
         max_new_tokens=body.max_new_tokens,
+        min_new_tokens=body.min_new_tokens,
         seed=body.seed,
     )
 
@@ -52,46 +57,118 @@ def sampling(body: ChatCreate) -> SamplingParams:
     },
 )
 async def create_chat(body: ChatCreate, user: CurrentUser, session: SessionDep) -> StreamingResponse:
-    """Send a message and stream the answer. The user message is saved before the first token."""
+    """Send a message (or regenerate an answer) and stream the answer. The user message and the answer's
+    row are saved before the first token; the answer is saved as it grows and runs to its end even when
+    the client goes away (follow it with GET /api/chat/{conversation_id}/events)."""
     model = await loaded_model()
     if model.scheduler.full():
         raise APIError(
             503, "busy", "Too many chats in progress; try again shortly", headers={"Retry-After": "5"}
         )
+    given, parent_id = body.follows
     if body.conversation_id is None:
+        if parent_id is not None:
+            raise not_found("Message")
+        assert body.message is not None
         conversation = Conversation(user_id=user.id, title=title_from(body.message), messages=[])
         session.add(conversation)
     else:
         options = [selectinload(Conversation.messages)]
         conversation = await get_own_conversation(session, user, body.conversation_id, options=options)
-    history = [{"role": m.role, "content": m.content} for m in conversation.messages if m.content]
-    history.append({"role": "user", "content": body.message})
+        finalize_stale(conversation.messages, get_settings().stale_answer_seconds)
+    tree = Tree(conversation.messages)
+    question: Message | None = None
+    if body.regenerate is not None:  # a sibling of that answer, to the same question
+        answer = tree.by_id.get(body.regenerate)
+        if answer is None or answer.role != "assistant" or answer.parent_id is None:
+            raise not_found("Message")
+        question = tree.by_id[answer.parent_id]
+        path = tree.path(question.id)
+    else:
+        if not given:
+            parent_id = (
+                conversation.current_message_id if conversation.current_message_id in tree.by_id else None
+            )
+        if parent_id is not None and parent_id not in tree.by_id:
+            raise not_found("Message")
+        path = tree.path(parent_id)
+    turns = history(path)
+    if question is None:
+        assert body.message is not None
+        turns.append({"role": "user", "content": body.message})
     limit = prompt_limit(model.block_size, body.max_new_tokens)
     try:
-        prompt = fit_window(model.tokenizer, history, limit)
+        prompt = fit_window(model.tokenizer, turns, limit)
     except MessageTooLong as exc:
         await session.rollback()
         raise APIError(422, "message_too_long", str(exc), fields={"message": str(exc)}) from exc
-    message = Message(
-        role="user", content=body.message, token_count=message_token_count(model.tokenizer, history[-1])
+    if question is None:
+        question = Message(
+            role="user",
+            content=turns[-1]["content"],
+            parent_id=parent_id,
+            token_count=message_token_count(model.tokenizer, turns[-1]),
+        )
+        conversation.messages.append(question)
+        await session.flush()
+    context = {
+        "tokens": len(prompt.ids),
+        "limit": limit,
+        "window": model.block_size,
+        "dropped_messages": prompt.dropped,
+    }
+    answer = Message(
+        role="assistant", content="", parent_id=question.id, token_count=0, token_ids="", context=context
     )
-    conversation.messages.append(message)
+    conversation.messages.append(answer)
+    await session.flush()
+    conversation.current_message_id = answer.id
     conversation.stop_requested_at = None
     conversation.updated_at = utcnow()
     await session.commit()
-    generation = Generation(model, Turn(conversation.id, message.id, prompt, sampling(body), limit))
-    return StreamingResponse(generation.events(), media_type="text/event-stream", headers=SSE_HEADERS)
+    turn = Turn(conversation.id, question.id, answer.id, prompt, sampling(body), context, conversation.title)
+    return StreamingResponse(
+        Generation(model, turn).events(), media_type="text/event-stream", headers=SSE_HEADERS
+    )
 
 
-@router.post(
-    "/api/chat/{conversation_id}/stop", status_code=status.HTTP_202_ACCEPTED, response_model=StopPublic
+@router.get(
+    "/api/chat/{conversation_id}/events",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/event-stream": {}}, "description": "meta, token, done, error"}},
 )
-async def stop_chat(conversation_id: ConversationId, user: CurrentUser, session: SessionDep) -> StopPublic:
-    """Ask the generation in flight to stop: it reads this flag every few tokens, in any process."""
-    conversation = await get_own_conversation(session, user, conversation_id)
-    conversation.stop_requested_at = utcnow()
-    await session.commit()
-    return StopPublic(conversation_id=conversation.id, stop_requested=True)
+async def follow_chat(
+    conversation_id: ConversationId,
+    user: CurrentUser,
+    session: SessionDep,
+    after: Annotated[
+        int | None, Query(ge=-1, le=100_000, description="the last token index already seen")
+    ] = None,
+    last_event_id: Annotated[
+        str,
+        Header(
+            pattern=r"^(-1|[0-9]{1,6})?$",
+            description="the last token index seen (the SSE id); wins over after",
+        ),
+    ] = "",
+) -> StreamingResponse:
+    """Follow the conversation's latest answer from the database (from any process): `meta`, every
+    `token` after `Last-Event-ID` (or `?after=N`), replayed from what is saved and then live while the
+    answer is in progress, then `done`. With no id and nothing in progress: `done` at once."""
+    if last_event_id:
+        after = int(last_event_id)
+    conversation = await get_own_conversation(
+        session, user, conversation_id, options=[selectinload(Conversation.messages)]
+    )
+    if finalize_stale(conversation.messages, get_settings().stale_answer_seconds):
+        await session.commit()
+    answer = Tree(conversation.messages).latest_answer()
+    if answer is None:
+        raise not_found("Answer")
+    tokenizer = (await loaded_model()).tokenizer
+    return StreamingResponse(
+        follow(tokenizer, conversation.id, answer, after), media_type="text/event-stream", headers=SSE_HEADERS
+    )
 
 
 @router.get("/api/model")

@@ -1,12 +1,20 @@
-"""One answer being generated for /api/chat: it runs as its own task, so a client that goes away never
-cancels the saving of the partial answer; the response only reads the events it produces."""
+"""One answer being generated for /api/chat, and following an answer from the database.
+
+A generation runs as its own task and saves the answer as it grows (every SAVE_EVERY_TOKENS tokens and
+every SAVE_EVERY_SECONDS), so a client that goes away changes nothing: the answer runs to its end unless
+it is stopped (a database flag, read every STOP_POLL_TOKENS tokens and every save) or fails. `follow`
+replays a saved answer and then tails it, from any process, by reading the database.
+"""
 
 import asyncio
+import contextlib
 import json
 import logging
 import threading
 import time
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -14,25 +22,46 @@ from sqlalchemy import select
 from functions.chat.context import Prompt
 from functions.chat.service import ChatModel
 from model.engine import SamplingParams, TextStreamer
+from model.tokenizer import Tokenizer
 from shared.database import get_sessionmaker
 from shared.models import Conversation, Message, utcnow
+from shared.settings import get_settings
 
 log = logging.getLogger("slm.chat")
 STOP_POLL_TOKENS = 8  # the database stop flag is read every few tokens (works across processes and Lambda)
+SAVE_EVERY_TOKENS = 32
+SAVE_EVERY_SECONDS = 1.0
+FOLLOW_POLL_SECONDS = 0.25
 _running: set[asyncio.Task[None]] = set()
 
 
-def sse(event: str, data: dict[str, Any]) -> bytes:
-    return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n".encode()
+def sse(event: str, data: dict[str, Any], event_id: int | None = None) -> bytes:
+    head = f"id: {event_id}\n" if event_id is not None else ""
+    return f"{head}event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n".encode()
 
 
 @dataclass
 class Turn:
     conversation_id: int
     user_message_id: int
+    assistant_message_id: int
     prompt: Prompt
     params: SamplingParams
-    context_limit: int
+    context: dict[str, int]  # meta.context: the prompt's tokens, its limit, the window, messages dropped
+    title: str
+
+
+@dataclass
+class Answer:
+    """What has been generated so far; the saver writes it, the stream reads it."""
+
+    ids: list[int] = field(default_factory=list)
+    parts: list[str] = field(default_factory=list)
+    saved_tokens: int = -1
+
+    @property
+    def text(self) -> str:
+        return "".join(self.parts)
 
 
 class Generation:
@@ -40,42 +69,52 @@ class Generation:
         self.model, self.turn = model, turn
         self.cancelled = threading.Event()
         self.queue: asyncio.Queue[bytes | None] = asyncio.Queue()
+        self.answer = Answer()
+        self._save_now = asyncio.Event()
+        self._finished = False
         task = asyncio.get_running_loop().create_task(self._run())
         _running.add(task)
         task.add_done_callback(_running.discard)
 
-    async def events(self) -> Any:
-        """The SSE body. When the client goes away this generator is closed, which stops the generation."""
-        try:
-            while (chunk := await self.queue.get()) is not None:
-                yield chunk
-        finally:
-            self.cancelled.set()
+    async def events(self) -> AsyncIterator[bytes]:
+        """The SSE body. A client that goes away closes only this reader: the generation goes on."""
+        while (chunk := await self.queue.get()) is not None:
+            yield chunk
 
     def _meta(self, position: int, cold_start: bool) -> bytes:
         turn = self.turn
-        context = {
-            "tokens": len(turn.prompt.ids),
-            "limit": turn.context_limit,
-            "dropped_messages": turn.prompt.dropped,
-        }
         return sse(
             "meta",
             {
                 "conversation_id": turn.conversation_id,
                 "user_message_id": turn.user_message_id,
-                "context": context,
+                "assistant_message_id": turn.assistant_message_id,
+                "title": turn.title,
+                "context": turn.context,
                 "queue_position": position,
                 "cold_start": cold_start,
+            },
+        )
+
+    def _warning(self) -> bytes:
+        n = self.turn.prompt.dropped
+        return sse(
+            "warning",
+            {
+                "code": "context_truncated",
+                "dropped_messages": n,
+                "message": f"{n} earlier messages no longer fit in the model's "
+                f"{self.model.block_size}-token memory; it does not see them.",
             },
         )
 
     async def _run(self) -> None:
         put = self.queue.put_nowait
         streamer = TextStreamer(self.model.tokenizer)
-        parts: list[str] = []
-        tokens, reason, error, started, first = 0, "error", None, time.perf_counter(), True
+        answer = self.answer
+        reason, error, started, first = "error", None, time.perf_counter(), True
         check: asyncio.Task[None] | None = None
+        saver = asyncio.create_task(self._keep_saving())
         try:
             cold_start = self.model.claim_cold_start()
             async for kind, value in self.model.stream(
@@ -84,28 +123,20 @@ class Generation:
                 if kind == "queue":
                     put(self._meta(value, cold_start))
                     if first and self.turn.prompt.dropped:
-                        n = self.turn.prompt.dropped
-                        put(
-                            sse(
-                                "warning",
-                                {
-                                    "code": "context_truncated",
-                                    "dropped_messages": n,
-                                    "message": f"{n} earlier messages no longer fit in the model's "
-                                    f"{self.model.block_size}-token memory; it does not see them.",
-                                },
-                            )
-                        )
+                        put(self._warning())
                     first = False
                 elif kind == "start":
                     started = time.perf_counter()
                 elif kind == "token":
-                    tokens += 1
-                    if tokens % STOP_POLL_TOKENS == 0 and (check is None or check.done()):
+                    answer.ids.append(value)
+                    n = len(answer.ids)
+                    if n % STOP_POLL_TOKENS == 0 and (check is None or check.done()):
                         check = asyncio.create_task(self._check_stop_flag())
                     if text := streamer.put(value):
-                        parts.append(text)
-                        put(sse("token", {"text": text}))
+                        answer.parts.append(text)
+                        put(sse("token", {"text": text}, event_id=n - 1))
+                    if n % SAVE_EVERY_TOKENS == 0:
+                        self._save_now.set()
                 elif kind == "done":
                     reason = value
                 else:
@@ -115,28 +146,24 @@ class Generation:
             self.cancelled.set()
             error = f"{type(exc).__name__}: {exc}"
         finally:
-            if check is not None:
-                check.cancel()
+            # the saver and the stop check end by themselves: cancelling a database call midway can leave
+            # the connection hanging (seen with psycopg), so they finish what they are doing first
+            self._finished = True
+            self._save_now.set()
+            await asyncio.gather(saver, *([check] if check else []), return_exceptions=True)
         if tail := streamer.end():
-            parts.append(tail)
-            put(sse("token", {"text": tail}))
+            answer.parts.append(tail)
+            put(sse("token", {"text": tail}, event_id=len(answer.ids) - 1))
         seconds = max(time.perf_counter() - started, 1e-6)
+        tokens = len(answer.ids)
         try:
-            message_id = await save_answer(
-                self.turn.conversation_id, "".join(parts), "error" if error else reason, tokens
-            )
+            await save_answer(self.turn, answer, "error" if error else reason)
         except Exception as exc:
             log.exception("could not save the answer")
-            put(
-                sse(
-                    "error",
-                    {
-                        "code": "save_failed",
-                        "message": f"The answer could not be saved: {type(exc).__name__}",
-                    },
-                )
-            )
+            message = f"The answer could not be saved: {type(exc).__name__}"
+            put(sse("error", {"code": "save_failed", "message": message}))
         else:
+            message_id = self.turn.assistant_message_id
             if error:
                 put(
                     sse(
@@ -145,18 +172,25 @@ class Generation:
                     )
                 )
             else:
-                put(
-                    sse(
-                        "done",
-                        {
-                            "assistant_message_id": message_id,
-                            "finish_reason": reason,
-                            "tokens": tokens,
-                            "tokens_per_second": round(tokens / seconds, 1),
-                        },
-                    )
-                )
+                done = {"assistant_message_id": message_id, "finish_reason": reason, "tokens": tokens}
+                put(sse("done", done | {"tokens_per_second": round(tokens / seconds, 1)}))
         put(None)
+
+    async def _keep_saving(self) -> None:
+        """Save the partial answer every SAVE_EVERY_SECONDS (or sooner when asked), also while it waits in
+        the queue: the save is the heartbeat that tells a live answer from a dead one. Each save reads
+        the stop flag too, so a request still queued honours a stop."""
+        while not self._finished:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._save_now.wait(), SAVE_EVERY_SECONDS)
+            self._save_now.clear()
+            if self._finished:  # the final save follows
+                return
+            try:
+                if await save_answer(self.turn, self.answer, None):
+                    self.cancelled.set()
+            except Exception:  # the database is away for a moment: the final save tries again
+                log.warning("could not save the partial answer", exc_info=True)
 
     async def _check_stop_flag(self) -> None:
         try:
@@ -174,19 +208,95 @@ async def stop_requested(conversation_id: int) -> bool:
     return flag is not None
 
 
-async def save_answer(conversation_id: int, content: str, finish_reason: str, tokens: int) -> int:
+async def save_answer(turn: Turn, answer: Answer, finish_reason: str | None) -> bool:
+    """Write the answer so far (finish_reason None: still in progress; set: the final save, which also
+    clears the conversation's stop flag). Returns whether a stop has been requested."""
     async with get_sessionmaker()() as session:
-        message = Message(
-            conversation_id=conversation_id,
-            role="assistant",
-            content=content,
-            finish_reason=finish_reason,
-            token_count=tokens,
-        )
-        session.add(message)
-        conversation = await session.get(Conversation, conversation_id)
-        if conversation is not None:
+        message = await session.get(Message, turn.assistant_message_id)
+        conversation = await session.get(Conversation, turn.conversation_id)
+        if message is None or conversation is None:  # deleted while it was generated: nothing to keep
+            return True
+        message.content, message.token_count = answer.text, len(answer.ids)
+        message.token_ids = " ".join(map(str, answer.ids))
+        message.updated_at = utcnow()
+        stop = conversation.stop_requested_at is not None
+        if finish_reason is not None:
+            message.finish_reason = finish_reason
             conversation.updated_at = utcnow()
             conversation.stop_requested_at = None
         await session.commit()
-        return message.id
+        return stop
+
+
+async def follow(
+    tokenizer: Tokenizer, conversation_id: int, answer: Message, after: int | None
+) -> AsyncIterator[bytes]:
+    """SSE for GET /api/chat/{id}/events: meta, the tokens after index `after` (all of them when None and
+    the answer is in progress), then done. Reads only the database, so any process can serve it."""
+    yield sse(
+        "meta",
+        {
+            "conversation_id": conversation_id,
+            "user_message_id": answer.parent_id,
+            "assistant_message_id": answer.id,
+            "in_progress": answer.finish_reason is None,
+        },
+    )
+    if after is None and answer.finish_reason is not None:
+        yield _end(answer)
+        return
+    sent = after if after is not None else -1  # the last token index the client has
+    streamer, fed = TextStreamer(tokenizer), sent + 1  # tokens up to `fed` are in the streamer or sent
+    prefix = True  # the first tokens after the client's position may complete a character it has
+    stale = timedelta(seconds=get_settings().stale_answer_seconds)
+    while True:
+        # shielded: a client going away cancels this generator, and a database call cancelled midway can
+        # leave its pooled connection hanging (seen with psycopg); the read finishes on its own
+        message = await asyncio.shield(_read_answer(answer.id, stale))
+        if message is None:
+            yield sse("error", {"code": "not_found", "message": "The answer was deleted"})
+            return
+        ids = [int(t) for t in (message.token_ids or "").split()]
+        if prefix and 0 < fed <= len(ids):  # start the streamer where the client's text ends
+            prefix = False
+            streamer.pending = _incomplete_tail(tokenizer, ids[:fed])
+        for i in range(fed, len(ids)):
+            if text := streamer.put(ids[i]):
+                yield sse("token", {"text": text}, event_id=i)
+        fed = max(fed, len(ids))
+        if message.finish_reason is not None:
+            if (tail := streamer.end()) and ids:
+                yield sse("token", {"text": tail}, event_id=len(ids) - 1)
+            yield _end(message)
+            return
+        await asyncio.sleep(FOLLOW_POLL_SECONDS)
+
+
+async def _read_answer(message_id: int, stale: timedelta) -> Message | None:
+    """The answer as saved; one whose generator stopped saving is finalized as interrupted first."""
+    async with get_sessionmaker()() as session:
+        message = await session.get(Message, message_id)
+        if message is not None and message.finish_reason is None and message.updated_at < utcnow() - stale:
+            message.finish_reason = "interrupted"
+            await session.commit()
+        return message
+
+
+def _incomplete_tail(tokenizer: Tokenizer, ids: list[int]) -> list[int]:
+    """The last tokens of `ids` that do not yet make whole characters (the client has not seen them)."""
+    for k in range(min(len(ids), 8)):
+        if not tokenizer.decode(ids[: len(ids) - k]).endswith("\ufffd"):
+            return ids[len(ids) - k :]
+    return []
+
+
+def _end(message: Message) -> bytes:
+    if message.finish_reason == "error":
+        return sse(
+            "error",
+            {"code": "generation_failed", "message": "The answer failed", "assistant_message_id": message.id},
+        )
+    seconds = max((message.updated_at - message.created_at).total_seconds(), 1e-6)
+    tokens = message.token_count or 0
+    done = {"assistant_message_id": message.id, "finish_reason": message.finish_reason, "tokens": tokens}
+    return sse("done", done | {"tokens_per_second": round(tokens / seconds, 1)})

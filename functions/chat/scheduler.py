@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from model.engine import Engine, SamplingParams, sample_next_token
+from model.engine import Engine, SamplingParams, forbid_eos, sample_next_token
 
 log = logging.getLogger("slm.chat")
 
@@ -84,6 +84,9 @@ class Scheduler:
                     self._cv.wait()
                 if self._closed:
                     break
+                stopped = [job for job in self._waiting if job.cancelled.is_set()]  # a stop while queued
+                for job in stopped:
+                    self._waiting.remove(job)
                 admitted = []
                 while self._waiting and self._free:
                     job = self._waiting.popleft()
@@ -91,6 +94,8 @@ class Scheduler:
                     admitted.append(job)
                 for position, job in enumerate(self._waiting, start=1):
                     job.emit(("queue", position))
+            for job in stopped:
+                self._finish(job, "stopped")
             try:
                 for job in admitted:
                     self._prefill(job)
@@ -109,17 +114,21 @@ class Scheduler:
         job.emit(("start", None))
         if job.params.seed is not None:
             job.generator = torch.Generator().manual_seed(job.params.seed)
-        logits = self.engine.prefill(job.slot, job.prompt)
-        self._accept(job, int(sample_next_token(logits.unsqueeze(0), job.params, job.generator)[0]))
+        logits = self._allowed(self.engine.prefill(job.slot, job.prompt).unsqueeze(0), [job])
+        self._accept(job, int(sample_next_token(logits, job.params, job.generator)[0]))
 
     def _decode_step(self) -> None:
         jobs = list(self._active.values())
         if not jobs:
             return
-        logits = self.engine.decode([j.slot for j in jobs], [j.last_token for j in jobs])
+        logits = self._allowed(self.engine.decode([j.slot for j in jobs], [j.last_token for j in jobs]), jobs)
         tokens = sample_next_token(logits, [j.params for j in jobs], [j.generator for j in jobs])
         for job, token in zip(jobs, tokens.tolist(), strict=True):
             self._accept(job, token)
+
+    def _allowed(self, logits: torch.Tensor, jobs: list[Job]) -> torch.Tensor:
+        """No <|eos|> for a stream still under its min_new_tokens."""
+        return forbid_eos(logits, self.eos_id, [j.generated < j.params.min_new_tokens for j in jobs])
 
     def _accept(self, job: Job, token: int) -> None:
         if job.cancelled.is_set():

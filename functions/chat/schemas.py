@@ -2,10 +2,11 @@
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic.json_schema import JsonDict
 
 from model.tokenizer import ANSWER_RESERVE
-from shared.schemas import JSON_NUMBER, JsonFloat, JsonInt, Text
+from shared.schemas import JSON_NUMBER, JsonFloat, JsonInt, MessageId, Text
 
 BLOCK_SIZE = 384  # the model's context window (checked against the checkpoint at load)
 MAX_MESSAGE_CHARS = 4000
@@ -18,21 +19,69 @@ class Sampling(BaseModel):
     top_p: JsonFloat = Field(default=0.95, gt=0, le=1)
     top_k: JsonInt = Field(default=50, ge=0, le=200, description="0 = off")
     max_new_tokens: JsonInt = Field(default=ANSWER_RESERVE, ge=1, le=BLOCK_SIZE - 1)
+    min_new_tokens: JsonInt = Field(
+        default=0, ge=0, le=BLOCK_SIZE - 1, description="<|eos|> is not sampled before this many tokens"
+    )
     seed: Annotated[int, Field(strict=False, ge=0, le=2**63 - 1), JSON_NUMBER] | None = None
+
+    @model_validator(mode="after")
+    def _min_within_max(self) -> "Sampling":
+        if self.min_new_tokens > self.max_new_tokens:
+            raise ValueError("min_new_tokens must not exceed max_new_tokens")
+        return self
+
+
+# what the validator below checks, stated in the schema too: a message, or a regenerate (with its conversation)
+ONE_OF: JsonDict = {
+    "oneOf": [
+        {
+            "required": ["message"],
+            "properties": {"message": {"type": "string"}},
+            "not": {"required": ["regenerate"]},
+        },
+        {
+            "required": ["regenerate", "conversation_id"],
+            "properties": {"regenerate": {"type": "integer"}, "conversation_id": {"type": "integer"}},
+            "not": {"anyOf": [{"required": ["message"]}, {"required": ["parent_id"]}]},
+        },
+    ]
+}
 
 
 class ChatCreate(Sampling):
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra=ONE_OF)
 
     conversation_id: Annotated[int, Field(strict=False, ge=1, le=2_147_483_647), JSON_NUMBER] | None = Field(
         default=None, description="null starts a new one"
     )
-    message: Text = Field(min_length=1, max_length=MAX_MESSAGE_CHARS)
+    message: Text | None = Field(
+        default=None, min_length=1, max_length=MAX_MESSAGE_CHARS, description="the new user message"
+    )
+    parent_id: MessageId | None = Field(
+        default=None,
+        description="the message the new one follows; left out: the end of the active branch; null: the "
+        "conversation starts again (editing message M is sending the new text with M's parent_id)",
+    )
+    regenerate: MessageId | None = Field(
+        default=None,
+        description="instead of a message: another answer to the question this answer replied to",
+    )
 
+    @model_validator(mode="after")
+    def _message_or_regenerate(self) -> "ChatCreate":
+        sent = self.model_fields_set
+        if ("message" in sent) == ("regenerate" in sent) or (
+            self.message is None and self.regenerate is None
+        ):
+            raise ValueError("give either a message or regenerate (an assistant message's id)")
+        if "regenerate" in sent and (self.conversation_id is None or "parent_id" in sent):
+            raise ValueError("regenerate needs the conversation_id and takes no parent_id")
+        return self
 
-class StopPublic(BaseModel):
-    conversation_id: int
-    stop_requested: bool
+    @property
+    def follows(self) -> tuple[bool, int | None]:
+        """(given, parent_id): whether parent_id was sent (null included), and its value."""
+        return "parent_id" in self.model_fields_set, self.parent_id
 
 
 class OpenAIMessage(BaseModel):

@@ -1,4 +1,5 @@
-"""Conversations function: the caller's own conversations: list, create, read, rename, delete, export."""
+"""Conversations function: the caller's own conversations: list, create, read (the active branch), rename or
+switch branch, delete, export, and stop the answer in flight."""
 
 import json
 from typing import Annotated
@@ -10,16 +11,21 @@ from sqlalchemy.orm import selectinload
 from shared.app import Component, create_app
 from shared.crud import get_own_conversation
 from shared.deps import ConversationId, CurrentUser, SessionDep
-from shared.errors import error_responses
-from shared.models import Conversation
+from shared.errors import error_responses, not_found
+from shared.models import Conversation, utcnow
 from shared.schemas import (
     NO_NUL,
+    ContextPublic,
     ConversationCreate,
     ConversationDetail,
     ConversationPublic,
     ConversationsPublic,
     ConversationUpdate,
+    MessagePublic,
+    StopPublic,
 )
+from shared.settings import get_settings
+from shared.tree import active_branch, context_window, finalize_stale
 
 router = APIRouter(prefix="/api/conversations", tags=["conversations"], responses=error_responses(401, 404))
 DEFAULT_TITLE = "New chat"
@@ -61,21 +67,51 @@ async def create_conversation(
     return conversation
 
 
+def detail(conversation: Conversation) -> ConversationDetail:
+    tree, branch = active_branch(conversation)
+    fields = ("id", "role", "content", "parent_id", "finish_reason", "token_count", "created_at")
+    messages = [
+        MessagePublic(**{f: getattr(m, f) for f in fields}, sibling_ids=tree.sibling_ids(m)) for m in branch
+    ]
+    return ConversationDetail(
+        id=conversation.id,
+        title=conversation.title,
+        created_at=conversation.created_at,
+        updated_at=conversation.updated_at,
+        current_message_id=conversation.current_message_id,
+        messages=messages,
+        context=ContextPublic(**context_window(branch)),
+    )
+
+
 @router.get("/{conversation_id}", response_model=ConversationDetail)
 async def read_conversation(
     conversation_id: ConversationId, user: CurrentUser, session: SessionDep
-) -> Conversation:
-    return await get_own_conversation(
+) -> ConversationDetail:
+    """The conversation and its active branch; each message lists its siblings (the other versions)."""
+    conversation = await get_own_conversation(
         session, user, conversation_id, options=[selectinload(Conversation.messages)]
     )
+    if finalize_stale(conversation.messages, get_settings().stale_answer_seconds):
+        await session.commit()
+    return detail(conversation)
 
 
 @router.patch("/{conversation_id}", response_model=ConversationPublic)
 async def update_conversation(
     conversation_id: ConversationId, body: ConversationUpdate, user: CurrentUser, session: SessionDep
 ) -> Conversation:
-    conversation = await get_own_conversation(session, user, conversation_id)
-    conversation.title = body.title
+    """Rename, and/or switch branch: `current_message_id` X makes root → X → X's newest descendants active."""
+    conversation = await get_own_conversation(
+        session, user, conversation_id, options=[selectinload(Conversation.messages)]
+    )
+    if body.current_message_id is not None:
+        tree, _ = active_branch(conversation)
+        if body.current_message_id not in tree.by_id:
+            raise not_found("Message")
+        conversation.current_message_id = tree.newest_leaf(body.current_message_id)
+    if body.title is not None:
+        conversation.title = body.title
     await session.commit()
     await session.refresh(conversation)
     return conversation
@@ -99,12 +135,13 @@ async def delete_conversation(
 async def export_conversation(
     conversation_id: ConversationId, user: CurrentUser, session: SessionDep
 ) -> Response:
-    """The conversation as JSONL `{"messages": [{"role", "content"}]}`, the format the trainer reads."""
+    """The active branch as JSONL `{"messages": [{"role", "content"}]}`, the format the trainer reads."""
     conversation = await get_own_conversation(
         session, user, conversation_id, options=[selectinload(Conversation.messages)]
     )
+    _, branch = active_branch(conversation)
     line = json.dumps(
-        {"messages": [{"role": m.role, "content": m.content} for m in conversation.messages]},
+        {"messages": [{"role": m.role, "content": m.content} for m in branch]},
         ensure_ascii=False,
     )
     return Response(
@@ -112,6 +149,18 @@ async def export_conversation(
         media_type="application/x-ndjson",
         headers={"Content-Disposition": f'attachment; filename="conversation-{conversation.id}.jsonl"'},
     )
+
+
+@router.post("/{conversation_id}/stop", status_code=status.HTTP_202_ACCEPTED, response_model=StopPublic)
+async def stop_conversation(
+    conversation_id: ConversationId, user: CurrentUser, session: SessionDep
+) -> StopPublic:
+    """Stop the answer in flight: a flag in the database that the generator (in any process or Lambda
+    instance, or still waiting in the queue) reads every few tokens; it ends the answer as `stopped`."""
+    conversation = await get_own_conversation(session, user, conversation_id)
+    conversation.stop_requested_at = utcnow()
+    await session.commit()
+    return StopPublic(conversation_id=conversation.id, stop_requested=True)
 
 
 component = Component(router=router)

@@ -28,7 +28,8 @@ def serve_frontend(app: FastAPI, root: Path) -> None:
     """Serve Next.js's static export: /chat -> chat.html, /x/ -> x/index.html, unknown -> 404.html."""
     root = root.resolve()
 
-    @app.get("/{path:path}", include_in_schema=False)
+    # HEAD too: Next's prefetch and uptime checks send it
+    @app.api_route("/{path:path}", methods=["GET", "HEAD"], include_in_schema=False)
     async def read_frontend(path: str, request: Request) -> Response:
         if path.startswith(API_PREFIXES) or path in ("api", "v1"):
             return error_response(404, "not_found", "No such route")

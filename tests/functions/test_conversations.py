@@ -143,6 +143,8 @@ def test_every_conversation_route_hides_another_users_conversation(client: TestC
         ("PATCH", f"/api/conversations/{cid}", {"title": "pwned"}),
         ("DELETE", f"/api/conversations/{cid}", None),
         ("GET", f"/api/conversations/{cid}/export", None),
+        ("POST", f"/api/conversations/{cid}/stop", None),
+        ("PATCH", f"/api/conversations/{cid}", {"current_message_id": 1}),
     ]
     for method, path, body in requests:
         response = client.request(method, path, json=body, headers=mallory.headers)
@@ -157,22 +159,161 @@ def test_missing_conversation_is_404(client: TestClient) -> None:
     assert client.get("/api/conversations/999999", headers=alice.headers).status_code == 404
 
 
-def add_messages(database_url: str, conversation_id: int, messages: list[tuple[str, str]]) -> None:
+def branched(client: TestClient, account: Account, database_url: str) -> tuple[int, dict[str, int]]:
+    """A conversation whose first question was edited once and whose second answer was regenerated once:
+
+    q1 ─ a1 ─ q2 ─ a2
+                 └ a2b      (active: q1 a1 q2 a2b)
+    q1b ─ a1b
+    """
+    cid = create(client, account, "branches")["id"]
+    q1, a1, q2, a2 = add_messages(
+        database_url, cid, [("user", "q1"), ("assistant", "a1"), ("user", "q2"), ("assistant", "a2")]
+    )
+    q1b, a1b = add_messages(database_url, cid, [("user", "q1b"), ("assistant", "a1b")], parent_id=None)
+    (a2b,) = add_messages(database_url, cid, [("assistant", "a2b")], parent_id=q2)
+    return cid, {"q1": q1, "a1": a1, "q2": q2, "a2": a2, "q1b": q1b, "a1b": a1b, "a2b": a2b}
+
+
+def test_the_active_branch_with_siblings_and_switching(client: TestClient, use_database: str) -> None:
+    alice = register(client)
+    cid, m = branched(client, alice, use_database)
+    url = f"/api/conversations/{cid}"
+    detail = client.get(url, headers=alice.headers).json()
+    assert detail["current_message_id"] == m["a2b"]
+    assert [x["content"] for x in detail["messages"]] == ["q1", "a1", "q2", "a2b"]
+    assert [x["sibling_ids"] for x in detail["messages"]] == [
+        [m["q1"], m["q1b"]],
+        [m["a1"]],
+        [m["q2"]],
+        [m["a2"], m["a2b"]],
+    ]
+    assert [x["parent_id"] for x in detail["messages"]] == [None, m["q1"], m["a1"], m["q2"]]
+    # switch to the first version of the answer, then to the edited question (its newest descendants follow)
+    switched = client.patch(url, json={"current_message_id": m["a2"]}, headers=alice.headers)
+    assert switched.status_code == 200
+    assert [x["content"] for x in client.get(url, headers=alice.headers).json()["messages"]] == [
+        "q1",
+        "a1",
+        "q2",
+        "a2",
+    ]
+    client.patch(url, json={"current_message_id": m["q1b"], "title": "renamed"}, headers=alice.headers)
+    detail = client.get(url, headers=alice.headers).json()
+    assert (detail["title"], detail["current_message_id"]) == ("renamed", m["a1b"])
+    assert [x["content"] for x in detail["messages"]] == ["q1b", "a1b"]
+    exported = json.loads(client.get(f"{url}/export", headers=alice.headers).text)
+    assert exported["messages"] == [
+        {"role": "user", "content": "q1b"},
+        {"role": "assistant", "content": "a1b"},
+    ]
+    # switching back to q1 continues through its newest descendants: a2b, the newest answer to q2
+    client.patch(url, json={"current_message_id": m["q1"]}, headers=alice.headers)
+    assert client.get(url, headers=alice.headers).json()["current_message_id"] == m["a2b"]
+
+
+def test_switching_to_a_message_of_another_conversation_is_404(client: TestClient, use_database: str) -> None:
+    alice = register(client)
+    cid, m = branched(client, alice, use_database)
+    other = create(client, alice, "other")["id"]
+    response = client.patch(
+        f"/api/conversations/{other}", json={"current_message_id": m["a1"]}, headers=alice.headers
+    )
+    assert response.status_code == 404 and response.json()["error"]["code"] == "not_found"
+    empty = client.patch(f"/api/conversations/{other}", json={}, headers=alice.headers)
+    assert empty.status_code == 422
+    assert (
+        client.get(f"/api/conversations/{cid}", headers=alice.headers).json()["current_message_id"]
+        == m["a2b"]
+    )
+
+
+def test_stop_sets_the_flag_the_generator_reads(client: TestClient, use_database: str) -> None:
+    from sqlalchemy import create_engine, text
+
+    from shared.migrate import sync_url
+
+    alice = register(client)
+    cid = create(client, alice)["id"]
+    response = client.post(f"/api/conversations/{cid}/stop", headers=alice.headers)
+    assert response.status_code == 202 and response.json() == {"conversation_id": cid, "stop_requested": True}
+    engine = create_engine(sync_url(use_database))
+    with engine.connect() as connection:
+        flag = connection.execute(
+            text("SELECT stop_requested_at FROM conversations WHERE id = :c"), {"c": cid}
+        )
+        assert flag.scalar() is not None
+    engine.dispose()
+
+
+def test_an_answer_no_generator_saves_becomes_interrupted(
+    client: TestClient, use_database: str, monkeypatch
+) -> None:
+    """The generator died (kill -9, a Lambda timeout): the first request that meets the answer finalizes it."""
+    from datetime import timedelta
+
+    from sqlalchemy import create_engine, update
+
+    from shared.migrate import sync_url
+    from shared.models import Message, utcnow
+
+    alice = register(client)
+    cid = create(client, alice)["id"]
+    _, answer = add_messages(use_database, cid, [("user", "hi"), ("assistant", "half an ans")])
+    engine = create_engine(sync_url(use_database))
+    with engine.begin() as connection:
+        connection.execute(
+            update(Message)
+            .where(Message.id == answer)
+            .values(finish_reason=None, updated_at=utcnow() - timedelta(seconds=5))
+        )
+    engine.dispose()
+    url = f"/api/conversations/{cid}"
+    assert (
+        client.get(url, headers=alice.headers).json()["messages"][-1]["finish_reason"] is None
+    )  # 5 s: still alive
+    monkeypatch.setenv("SLM_STALE_ANSWER_SECONDS", "2")
+    from shared.settings import get_settings
+
+    get_settings.cache_clear()
+    last = client.get(url, headers=alice.headers).json()["messages"][-1]
+    assert (last["finish_reason"], last["content"]) == ("interrupted", "half an ans")
+
+
+def add_messages(
+    database_url: str, conversation_id: int, messages: list[tuple[str, str]], parent_id: int | None = -1
+) -> list[int]:
+    """Append a chain of messages after `parent_id` (-1: the end of the active branch), make its end the
+    active branch, and return their ids."""
     from sqlalchemy import create_engine
     from sqlalchemy.orm import Session
 
     from shared.migrate import sync_url
-    from shared.models import Message
+    from shared.models import Conversation, Message
 
     engine = create_engine(sync_url(database_url))
+    ids = []
     with Session(engine) as session:
+        conversation = session.get(Conversation, conversation_id)
+        assert conversation is not None
+        parent = conversation.current_message_id if parent_id == -1 else parent_id
         for role, content in messages:
             reason = "eos" if role == "assistant" else None
-            session.add(
-                Message(conversation_id=conversation_id, role=role, content=content, finish_reason=reason)
+            message = Message(
+                conversation_id=conversation_id,
+                role=role,
+                content=content,
+                finish_reason=reason,
+                parent_id=parent,
             )
+            session.add(message)
+            session.flush()
+            parent = message.id
+            ids.append(message.id)
+        conversation.current_message_id = parent
         session.commit()
     engine.dispose()
+    return ids
 
 
 def count_messages(database_url: str, conversation_id: int) -> int:

@@ -255,7 +255,8 @@ def test_chat_routes_reach_the_chat_function(stack: Stack, token: str) -> None:
 
 
 def test_sse_stream_arrives_unbuffered(stack: Stack, token: str) -> None:
-    """The client reads the first event, then stops the answer: a buffered stream would end before it could."""
+    """The client reads the first event, then stops the answer: a buffered stream would end before it
+    could. The stop goes to the conversations function, and the events route streams through nginx too."""
     if "chat" not in stack.functions:
         pytest.skip("functions/chat/app.py does not exist yet")
     headers = {"Authorization": f"Bearer {token}"}
@@ -263,23 +264,27 @@ def test_sse_stream_arrives_unbuffered(stack: Stack, token: str) -> None:
         "conversation_id": None,
         "message": "Tell me a long story.",
         "max_new_tokens": 300,
-        "temperature": 1.2,
+        "min_new_tokens": 300,  # no <|eos|> before 300 tokens: only the stop ends it early
     }
-    finishes = []
     with stack.client(headers=headers) as client:
-        for _ in range(3):
-            with client.stream("POST", "/api/chat", json=request) as response:
-                assert response.status_code == 200
-                assert response.headers["content-type"].startswith("text/event-stream")
-                assert response.headers["x-accel-buffering"] == "no"
-                events = sse_events(response)
-                first, meta = next(events)
-                assert first == "meta"
-                client.post(f"/api/chat/{meta['conversation_id']}/stop")
-                finishes += [data["finish_reason"] for name, data in events if name == "done"]
-            if "stopped" in finishes:
-                break
-    assert "stopped" in finishes, finishes
+        with client.stream("POST", "/api/chat", json=request) as response:
+            assert response.status_code == 200
+            assert response.headers["content-type"].startswith("text/event-stream")
+            assert response.headers["x-accel-buffering"] == "no"
+            events = sse_events(response)
+            first, meta = next(events)
+            assert first == "meta"
+            assert client.post(f"/api/conversations/{meta['conversation_id']}/stop").status_code == 202
+            done = [data for name, data in events if name == "done"]
+        assert done and done[0]["finish_reason"] == "stopped" and done[0]["tokens"] < 300, done
+        with client.stream("GET", f"/api/chat/{meta['conversation_id']}/events?after=-1") as response:
+            assert response.headers["content-type"].startswith("text/event-stream")
+            assert response.headers["x-accel-buffering"] == "no"
+            followed = list(sse_events(response))
+        assert followed[0][0] == "meta" and followed[-1] == ("done", followed[-1][1])
+        assert (
+            followed[-1][1]["finish_reason"] == "stopped" and followed[-1][1]["tokens"] == done[0]["tokens"]
+        )
 
 
 def test_login_is_rate_limited_by_nginx(stack: Stack) -> None:

@@ -21,6 +21,8 @@ def test_router_includes_every_function_route(client: TestClient) -> None:
         ("PATCH", "/api/conversations/{conversation_id}"),
         ("DELETE", "/api/conversations/{conversation_id}"),
         ("GET", "/api/conversations/{conversation_id}/export"),
+        ("POST", "/api/conversations/{conversation_id}/stop"),
+        ("GET", "/api/chat/{conversation_id}/events"),
         ("GET", "/api/health"),
     ]:
         assert expected in paths
@@ -70,6 +72,8 @@ def test_serves_the_static_export(tmp_path: Path) -> None:
     client = TestClient(app)
     assert client.get("/").text == "<h1>home</h1>"
     assert client.get("/chat").text == "<h1>chat</h1>"
+    head = client.head("/chat")
+    assert head.status_code == 200 and head.content == b"" and head.headers["content-length"] == "13"
     assert client.get("/_next/app.js").headers["content-type"].startswith("text/javascript")
     missing = client.get("/nowhere")
     assert missing.status_code == 404 and "missing" in missing.text

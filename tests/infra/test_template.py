@@ -23,10 +23,11 @@ HTTP_API_ROUTES = {
     ("PATCH", "/api/conversations/{conversation_id}"): "ConversationsFunction",
     ("DELETE", "/api/conversations/{conversation_id}"): "ConversationsFunction",
     ("GET", "/api/conversations/{conversation_id}/export"): "ConversationsFunction",
+    ("POST", "/api/conversations/{conversation_id}/stop"): "ConversationsFunction",
 }
 CHAT_ROUTES = {
     ("POST", "/api/chat"),
-    ("POST", "/api/chat/{conversation_id}/stop"),
+    ("GET", "/api/chat/{conversation_id}/events"),
     ("GET", "/api/model"),
     ("GET", "/v1/models"),
     ("POST", "/v1/chat/completions"),

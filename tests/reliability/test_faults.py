@@ -19,7 +19,7 @@ import pytest
 
 from shared.settings import get_settings
 from tests.conftest import IN_CI, LiveServer, free_port, start_server, stop_server
-from tests.functions.chat.sse_client import chat, conversation, events, register_http
+from tests.functions.chat.sse_client import chat, conversation, events, follow, register_http
 from tests.functions.chat.test_chat_live import LONG
 from tests.functions.test_errors import assert_error
 from tests.reliability.conftest import record
@@ -39,27 +39,42 @@ def assert_consistent(saved: dict, user_messages: list[str]) -> None:
 
 def test_kill_9_mid_stream_loses_nothing_and_the_next_chat_works(database_url: str, tmp_path: Path) -> None:
     server = start_server(database_url, tmp_path / "first.log")
+    streamed = ""
     try:
         headers = register_http(server.url)
-        body = {"conversation_id": None, "message": "Tell me about the sea.", **LONG, "seed": 3}
+        body = {"conversation_id": None, "message": "Tell me about the sea.", **LONG}
+        body |= {"max_new_tokens": 300, "min_new_tokens": 300}
         with httpx.stream(
             "POST", f"{server.url}/api/chat", json=body, headers=headers, timeout=120
         ) as response:
             stream = events(response)
             meta = next(stream)[1]
-            assert next(stream)[0] == "token"
-            server.process.kill()  # SIGKILL mid-stream: no shutdown, no cleanup, the answer is never saved
+            for count, (name, data) in enumerate(stream, start=1):
+                assert name == "token"
+                streamed += data["text"]
+                if count == 40:  # past the first save (every 32 tokens and every second)
+                    break
+            server.process.kill()  # SIGKILL mid-answer: no shutdown, no cleanup, no final save
         server.process.wait(timeout=30)
         assert server.process.returncode == -9
     finally:
         stop_server(server)
 
-    restarted = start_server(database_url, tmp_path / "second.log")
+    # the generator is gone: the first request that meets its answer after 2 s finalizes it as interrupted
+    restarted = start_server(database_url, tmp_path / "second.log", env={"SLM_STALE_ANSWER_SECONDS": "2"})
     try:
         conversation_id = meta["conversation_id"]
+        time.sleep(2.5)
         saved = conversation(restarted.url, headers, conversation_id)
         assert saved["messages"][0]["id"] == meta["user_message_id"]
         assert_consistent(saved, ["Tell me about the sea."])
+        answer = saved["messages"][-1]
+        assert (answer["id"], answer["finish_reason"]) == (meta["assistant_message_id"], "interrupted")
+        assert answer["content"] and streamed.startswith(answer["content"]) and answer["token_count"] >= 32
+        followed = follow(restarted.url, headers, conversation_id)
+        assert [f[0] for f in followed] == ["meta", "done"] and followed[-1][1][
+            "finish_reason"
+        ] == "interrupted"
         listed = httpx.get(f"{restarted.url}/api/conversations", headers=headers).json()
         assert [c["id"] for c in listed["items"]] == [conversation_id]
         stream = chat(
@@ -69,6 +84,7 @@ def test_kill_9_mid_stream_loses_nothing_and_the_next_chat_works(database_url: s
         after = conversation(restarted.url, headers, conversation_id)
         assert_consistent(after, ["Tell me about the sea.", "And the sky?"])
         assert after["messages"][-1]["id"] == stream[-1][1]["assistant_message_id"]
+        record("faults-kill9", {"streamed_chars": len(streamed), "saved_chars": len(answer["content"])})
     finally:
         stop_server(restarted)
 
@@ -134,7 +150,7 @@ def test_database_going_away_is_a_clear_503_and_the_app_recovers(cluster: Cluste
         headers = register_http(url)
         first = chat(url, headers, message="Before the outage", max_new_tokens=4)
         conversation_id = first[0][1]["conversation_id"]
-        body = {"conversation_id": conversation_id, "message": "During the outage", **LONG, "seed": 1}
+        body = {"conversation_id": conversation_id, "message": "During the outage", **LONG}
         with httpx.stream("POST", f"{url}/api/chat", json=body, headers=headers, timeout=120) as response:
             stream = events(response)
             assert next(stream)[0] == "meta"  # the user message is committed before generation starts

@@ -23,7 +23,7 @@ from tests.conftest import register
 from tests.reliability.conftest import backend, record
 
 pytestmark = pytest.mark.slow
-EXAMPLES = 75  # per route and mode: 15 routes x 2 modes x 75 > 2,000 requests per backend
+EXAMPLES = 75  # per route and mode: 16 routes x 2 modes x 75 > 2,000 requests per backend
 FEW_TOKENS = 4  # generation is real, so valid chat requests ask for only a few tokens
 TOKEN_FIELDS = {
     "/api/chat": ("max_new_tokens",),
@@ -48,6 +48,9 @@ def adjust(case: Any) -> None:
             body[name] = FEW_TOKENS
         elif isinstance(value, int | float) and not isinstance(value, bool) and value in range(1, 384):
             body[name] = min(value, FEW_TOKENS)  # 7.0 (an integer to JSON Schema) becomes 4
+    least = body.get("min_new_tokens") if isinstance(body, dict) else None
+    if isinstance(least, int | float) and not isinstance(least, bool) and least in range(0, 384):
+        body["min_new_tokens"] = min(least, body.get("max_new_tokens", FEW_TOKENS))  # at most the most
 
 
 # Refusals of schema-valid input for rules that JSON Schema cannot state: a message within the character
@@ -139,6 +142,6 @@ def test_fuzz_every_route_without_5xx_and_as_documented(router_client: TestClien
     statuses = {name: n for name, n in tally.items() if name.startswith("status ")}
     total = sum(routes.values())
     record(f"fuzz-{backend()}", {"requests": total, "routes": routes, "statuses": statuses})
-    assert len(routes) == len(operations) == 15
+    assert len(routes) == len(operations) == 16
     assert total >= 2000
     assert not any(name.startswith("status 5") for name in statuses)

@@ -1,4 +1,4 @@
-from sqlalchemy import create_engine, inspect
+from sqlalchemy import create_engine, inspect, text
 
 from shared.migrate import downgrade, sync_url, upgrade
 
@@ -42,3 +42,56 @@ def test_sync_url_swaps_async_drivers() -> None:
     assert sync_url("sqlite+aiosqlite:///./slm_chat.db") == "sqlite:///./slm_chat.db"
     assert sync_url("postgresql+psycopg://u:p@h:5432/d") == "postgresql+psycopg://u:p@h:5432/d"
     assert sync_url("postgresql://u:p@h/d") == "postgresql+psycopg://u:p@h/d"
+
+
+def test_linear_conversations_become_chains(database_url: str) -> None:
+    """0002 on a database that holds conversations: each message follows the one before it, the
+    active branch ends at the newest, and nothing is lost."""
+    downgrade(database_url, "base")
+    upgrade(database_url, "0001")
+    engine = create_engine(sync_url(database_url))
+    now = "2026-11-30 12:00:00+00:00"
+    with engine.begin() as c:
+        c.execute(
+            text("INSERT INTO users (id, email, password_hash, created_at) VALUES (1, 'a@b.co', 'x', :t)"),
+            {"t": now},
+        )
+        for conversation in (1, 2, 3):
+            c.execute(
+                text(
+                    "INSERT INTO conversations (id, user_id, title, created_at, updated_at) "
+                    "VALUES (:id, 1, 'c', :t, :t)"
+                ),
+                {"id": conversation, "t": now},
+            )
+        # conversation 1: two turns, conversation 2: its ids interleaved with 1's, 3: empty
+        for mid, conversation, role in [(1, 1, "user"), (2, 1, "assistant"), (3, 2, "user"), (4, 1, "user"),
+                                        (5, 2, "assistant"), (6, 1, "assistant")]:  # fmt: skip
+            c.execute(
+                text(
+                    "INSERT INTO messages (id, conversation_id, role, content, finish_reason, created_at) "
+                    "VALUES (:id, :c, :r, :content, :f, :t)"
+                ),
+                {
+                    "id": mid,
+                    "c": conversation,
+                    "r": role,
+                    "content": f"m{mid}",
+                    "t": now,
+                    "f": "eos" if role == "assistant" else None,
+                },  # fmt: skip
+            )
+    engine.dispose()
+    upgrade(database_url)
+    engine = create_engine(sync_url(database_url))
+    with engine.connect() as c:
+        parents = dict(c.execute(text("SELECT id, parent_id FROM messages ORDER BY id")).all())
+        current = dict(c.execute(text("SELECT id, current_message_id FROM conversations")).all())
+        contents = [row[0] for row in c.execute(text("SELECT content FROM messages ORDER BY id"))]
+        stamps = c.execute(text("SELECT COUNT(*) FROM messages WHERE updated_at IS NULL")).scalar()
+    engine.dispose()
+    assert parents == {1: None, 2: 1, 3: None, 4: 2, 5: 3, 6: 4}
+    assert current == {1: 6, 2: 5, 3: None}
+    assert contents == [f"m{i}" for i in range(1, 7)] and stamps == 0
+    downgrade(database_url, "base")
+    upgrade(database_url)

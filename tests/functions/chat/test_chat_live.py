@@ -10,11 +10,18 @@ import pytest
 
 from functions.chat.generation import STOP_POLL_TOKENS
 from tests.conftest import LiveServer
-from tests.functions.chat.sse_client import chat, conversation, events, register_http
+from tests.functions.chat.sse_client import (
+    chat,
+    conversation,
+    events,
+    records,
+    register_http,
+    wait_until_finished,
+)
 
 pytestmark = pytest.mark.slow
-# near-uniform sampling: even a trained model rarely says <|eos|> early, so a stop or a disconnect lands mid-answer
-LONG = {"temperature": 2.0, "top_k": 0, "top_p": 1.0, "max_new_tokens": 300}
+# an answer of exactly 48 tokens: <|eos|> is not sampled before min_new_tokens
+LONG = {"temperature": 0.8, "max_new_tokens": 48, "min_new_tokens": 48, "seed": 1}
 
 
 def test_chat_streams_meta_tokens_done_in_order_and_persists(live_server: LiveServer) -> None:
@@ -45,48 +52,42 @@ def test_chat_streams_meta_tokens_done_in_order_and_persists(live_server: LiveSe
 
 def test_tokens_arrive_before_generation_ends(live_server: LiveServer) -> None:
     headers = register_http(live_server.url)
-    body = {
-        "conversation_id": None,
-        "message": "Tell me a long story about the sea.",
-        **LONG,
-        "seed": 1,
-        "max_new_tokens": 48,
-    }
+    body = {"conversation_id": None, "message": "Tell me a long story about the sea.", **LONG}
+    with httpx.stream(
+        "POST", f"{live_server.url}/api/chat", json=body, headers=headers, timeout=120
+    ) as response:
+        stream = records(response)
+        name, meta, _ = next(stream)
+        assert name == "meta" and meta["assistant_message_id"] > meta["user_message_id"]
+        rest = list(stream)
+    tokens = [(data, event_id) for name, data, event_id in rest if name == "token"]
+    done = rest[-1]
+    assert done[0] == "done" and done[1]["finish_reason"] == "length" and done[1]["tokens"] == 48
+    # every token event carries its token index as the SSE id, rising to the last token's
+    ids = [event_id for _, event_id in tokens]
+    assert ids == sorted(set(ids)) and ids[-1] == 47
+    saved = conversation(live_server.url, headers, meta["conversation_id"])["messages"][-1]
+    assert saved["content"] == "".join(data["text"] for data, _ in tokens) and saved["token_count"] == 48
+
+
+def test_a_client_going_away_does_not_stop_the_answer(live_server: LiveServer) -> None:
+    headers = register_http(live_server.url)
+    body = {"conversation_id": None, "message": "Write about ships.", **LONG, "max_new_tokens": 64}
+    body["min_new_tokens"] = 64
+    received = []
     with httpx.stream(
         "POST", f"{live_server.url}/api/chat", json=body, headers=headers, timeout=120
     ) as response:
         stream = events(response)
         meta = next(stream)[1]
-        name, first = next(stream)
-        assert name == "token"
-        # the answer is saved when generation ends: it is not there yet while tokens are arriving
-        during = conversation(live_server.url, headers, meta["conversation_id"])["messages"]
-        assert [m["role"] for m in during] == ["user"]
-        rest = list(stream)
-    assert rest[-1][0] == "done" and len(rest) > 1
-
-
-def test_disconnect_mid_stream_saves_the_partial_answer_as_stopped(live_server: LiveServer) -> None:
-    headers = register_http(live_server.url)
-    for seed in range(5):  # a seed whose answer is long enough to be cut
-        body = {"conversation_id": None, "message": "Write about ships.", **LONG, "seed": seed}
-        received = []
-        with httpx.stream(
-            "POST", f"{live_server.url}/api/chat", json=body, headers=headers, timeout=120
-        ) as response:
-            stream = events(response)
-            meta = next(stream)[1]
-            for name, _data in stream:
-                received.append(name)
-                if received.count("token") == 3:
-                    break  # leaving the block closes the connection mid-stream
-        if "done" not in received:
-            break
-    else:
-        pytest.fail("every answer finished before three tokens")
-    saved = wait_for_answer(live_server, headers, meta["conversation_id"])
-    assert saved["finish_reason"] == "stopped"
-    assert saved["content"] and saved["token_count"] >= 3
+        for name, _data in stream:
+            received.append(name)
+            if received.count("token") == 3:
+                break  # leaving the block closes the connection mid-stream
+    assert "done" not in received
+    saved = wait_until_finished(live_server.url, headers, meta["conversation_id"])["messages"][-1]
+    assert (saved["finish_reason"], saved["token_count"]) == ("length", 64)
+    assert saved["id"] == meta["assistant_message_id"]
 
 
 def test_stop_from_a_second_process_ends_the_stream_within_a_few_tokens(live_server: LiveServer) -> None:
@@ -105,7 +106,8 @@ def test_stop_from_a_second_process_ends_the_stream_within_a_few_tokens(live_ser
         stderr=subprocess.PIPE,
         text=True,
     )
-    body = {"conversation_id": None, "message": "Tell me everything about the ocean.", **LONG, "seed": 3}
+    body = {"conversation_id": None, "message": "Tell me everything about the ocean.", **LONG}
+    body |= {"max_new_tokens": 300, "min_new_tokens": 300}  # no <|eos|>: only the stop can end it early
     after_ack: list[str] = []
     with httpx.stream(
         "POST", f"{live_server.url}/api/chat", json=body, headers=headers, timeout=120
@@ -114,7 +116,7 @@ def test_stop_from_a_second_process_ends_the_stream_within_a_few_tokens(live_ser
         meta = next(stream)[1]
         assert next(stream)[0] == "token"
         assert process.stdin is not None
-        process.stdin.write(f"{live_server.url}/api/chat/{meta['conversation_id']}/stop\n")
+        process.stdin.write(f"{live_server.url}/api/conversations/{meta['conversation_id']}/stop\n")
         process.stdin.close()
         for name, data in stream:
             if process.poll() is not None:
@@ -123,7 +125,7 @@ def test_stop_from_a_second_process_ends_the_stream_within_a_few_tokens(live_ser
     assert process.wait(timeout=60) == 0 and process.stdout and process.stderr
     assert process.stdout.read().strip() == "True", process.stderr.read()
     name, done = last
-    assert name == "done" and done["finish_reason"] == "stopped"
+    assert name == "done" and done["finish_reason"] == "stopped" and done["tokens"] < 300
     # read every STOP_POLL_TOKENS tokens; what the batch already had in flight may still arrive
     assert after_ack.count("token") <= 4 * STOP_POLL_TOKENS
     saved = conversation(live_server.url, headers, meta["conversation_id"])["messages"][-1]
@@ -133,7 +135,8 @@ def test_stop_from_a_second_process_ends_the_stream_within_a_few_tokens(live_ser
 def test_stop_on_another_users_conversation_is_404(live_server: LiveServer) -> None:
     alice, mallory = register_http(live_server.url), register_http(live_server.url)
     meta = chat(live_server.url, alice, message="hi", max_new_tokens=2)[0][1]
-    response = httpx.post(f"{live_server.url}/api/chat/{meta['conversation_id']}/stop", headers=mallory)
+    stop = f"{live_server.url}/api/conversations/{meta['conversation_id']}/stop"
+    response = httpx.post(stop, headers=mallory)
     assert response.status_code == 404 and response.json()["error"]["code"] == "not_found"
     other = chat_error(live_server, mallory, conversation_id=meta["conversation_id"], message="hi")
     assert other.status_code == 404
@@ -214,6 +217,13 @@ def test_message_too_long_for_the_window_is_refused_and_nothing_saved(live_serve
         {"message": "hi", "max_new_tokens": 0},
         {"message": "hi", "max_new_tokens": 384},
         {"message": "hi", "conversation_id": "seven"},
+        {"message": "hi", "min_new_tokens": 10, "max_new_tokens": 5},
+        {"message": "hi", "min_new_tokens": -1},
+        {"conversation_id": None},
+        {"regenerate": 5},
+        {"conversation_id": 1, "regenerate": 5, "message": "hi"},
+        {"conversation_id": 1, "regenerate": 5, "parent_id": None},
+        {"message": "hi", "parent_id": 0},
     ],
 )
 def test_out_of_range_chat_requests_are_422_before_streaming(live_server: LiveServer, body: dict) -> None:
@@ -241,14 +251,3 @@ def test_model_card_describes_the_loaded_checkpoint(live_server: LiveServer) -> 
 def chat_error(server: LiveServer, headers: dict[str, str], **body) -> httpx.Response:
     body.setdefault("conversation_id", None)
     return httpx.post(f"{server.url}/api/chat", json=body, headers=headers, timeout=60)
-
-
-def wait_for_answer(server: LiveServer, headers: dict[str, str], conversation_id: int) -> dict:
-    import time
-
-    for _ in range(100):
-        messages = conversation(server.url, headers, conversation_id)["messages"]
-        if len(messages) == 2:
-            return messages[1]
-        time.sleep(0.1)
-    raise AssertionError(f"the answer was never saved:\n{server.log()[-2000:]}")

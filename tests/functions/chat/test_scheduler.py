@@ -129,3 +129,37 @@ def test_close_stops_active_and_waiting_streams(trained_model, tokenizer) -> Non
         scheduler.submit(Job(tokenizer.encode("the"), params, 40, collector))
     scheduler.close()
     assert all(c.finished.is_set() and c.events[-1][0] == "done" for c in collectors)
+
+
+def test_a_stream_stopped_while_it_waits_never_starts(trained_model, tokenizer) -> None:
+    scheduler = Scheduler(Engine(trained_model, max_batch=1), tokenizer.eos_id, 1)
+    params = SamplingParams(temperature=0, max_new_tokens=200, min_new_tokens=200)
+    running, waiting = Collector(), Collector()
+    first = Job(tokenizer.encode("the cat"), params, 200, running)
+    second = Job(tokenizer.encode("a dog"), params, 200, waiting)
+    scheduler.submit(first)
+    while not running.tokens():
+        time.sleep(0.001)
+    assert scheduler.submit(second) == 1
+    second.cancelled.set()  # what the generation does when its save finds the stop flag
+    assert waiting.finished.wait(30)
+    assert waiting.events[-1] == ("done", "stopped") and ("start", None) not in waiting.events
+    assert not running.finished.is_set()  # the running stream goes on
+    first.cancelled.set()
+    assert running.finished.wait(30)
+    scheduler.close()
+
+
+def test_min_new_tokens_holds_eos_back(trained_model, tokenizer) -> None:
+    """Call the model's first greedy token "<|eos|>": without min_new_tokens the answer is empty; with it,
+    exactly min_new_tokens tokens come (that token never among them), then <|eos|> ends it."""
+    prompt = tokenizer.encode("hello")
+    greedy = reference(trained_model, tokenizer.eos_id, prompt)
+    eos = greedy[0]
+    [free] = run_jobs(trained_model, eos, [prompt], max_batch=2)
+    assert free.tokens() == [] and free.events[-1] == ("done", "eos")
+    held = SamplingParams(temperature=0, max_new_tokens=200, min_new_tokens=10)
+    [collector] = run_jobs(trained_model, eos, [prompt], max_batch=2, params=held)
+    assert len(collector.tokens()) >= 10 and eos not in collector.tokens()[:10]
+    engine = Engine(trained_model, max_batch=1, eos_id=eos)
+    assert collector.tokens() == list(engine.generate(prompt, held))  # the engine's own loop agrees
