@@ -1,4 +1,4 @@
-"""ORM models: users, conversations, messages, and the counters that rate-limit logins."""
+"""ORM models: users, conversations, messages, API keys, and the counters that rate-limit what costs."""
 
 from datetime import UTC, datetime
 
@@ -39,10 +39,13 @@ class User(Base):
     email: Mapped[str] = mapped_column(String(320), unique=True, index=True)
     password_hash: Mapped[str] = mapped_column(String(100))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # in every token ("ver"); a password change or "log out everywhere" raises it, refusing older tokens
+    token_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     conversations: Mapped[list["Conversation"]] = relationship(
         back_populates="user", cascade="all, delete-orphan", passive_deletes=True
     )
+    api_keys: Mapped[list["ApiKey"]] = relationship(cascade="all, delete-orphan", passive_deletes=True)
 
 
 class Conversation(Base):
@@ -97,6 +100,18 @@ class Message(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
 
     conversation: Mapped[Conversation] = relationship(back_populates="messages")
+
+
+class ApiKey(Base):
+    """A key for /v1 (OpenAI clients): `slm-` + 32 random bytes, shown once, stored as its SHA-256."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(100))
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True, index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
 class RateLimitBucket(Base):

@@ -3,11 +3,13 @@
 import time
 from dataclasses import dataclass
 
-from sqlalchemy import case, delete, select
+from sqlalchemy import ColumnElement, case, delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from shared.errors import APIError
 from shared.models import RateLimitBucket
+from shared.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -34,19 +36,20 @@ async def exceeded(session: AsyncSession, limit: Limit, now: float | None = None
     return None
 
 
-async def hit(session: AsyncSession, limit: Limit, now: float | None = None) -> int:
-    """Count one hit atomically (one upsert, safe under concurrency) and commit; returns the window's count."""
+async def hit(session: AsyncSession, limit: Limit, now: float | None = None, amount: int = 1) -> int:
+    """Count `amount` hits atomically (one upsert, safe under concurrency) and commit; returns the
+    window's count."""
     now = time.time() if now is None else now
     start = limit.window_start(now)
     dialect = session.bind.dialect.name if session.bind else "sqlite"
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     bucket = RateLimitBucket
-    stmt = insert(bucket).values(key=limit.key, window_start=start, count=1)
+    stmt = insert(bucket).values(key=limit.key, window_start=start, count=amount)
     same_window = bucket.window_start == stmt.excluded.window_start
     upsert = stmt.on_conflict_do_update(
         index_elements=[bucket.key],
         set_={
-            "count": case((same_window, bucket.count + 1), else_=1),
+            "count": case((same_window, bucket.count + stmt.excluded.count), else_=stmt.excluded.count),
             "window_start": stmt.excluded.window_start,
         },
     ).returning(bucket.count)
@@ -58,3 +61,61 @@ async def hit(session: AsyncSession, limit: Limit, now: float | None = None) -> 
 async def reset(session: AsyncSession, key: str) -> None:
     await session.execute(delete(RateLimitBucket).where(RateLimitBucket.key == key))
     await session.commit()
+
+
+def too_many(retry_after: int, what: str) -> APIError:
+    """429 in the error shape, with Retry-After."""
+    return APIError(
+        429,
+        "rate_limited",
+        f"Too many {what}; try again in {retry_after} seconds",
+        headers={"Retry-After": str(retry_after)},
+    )
+
+
+async def enforce(session: AsyncSession, limit: Limit, what: str, count: bool = True) -> None:
+    """429 when the limit is reached; else count this hit (unless count=False)."""
+    if (retry_after := await exceeded(session, limit)) is not None:
+        raise too_many(retry_after, what)
+    if count:
+        await hit(session, limit)
+
+
+def chat_limits(user_id: int, settings: Settings) -> tuple[Limit, Limit]:
+    """(messages per minute, generated tokens per day) of one user, shared by /api/chat and /v1."""
+    return (
+        Limit(f"chat:user:{user_id}", settings.chat_max_messages_per_minute, 60),
+        Limit(f"tokens:user:{user_id}", settings.chat_max_tokens_per_day, 24 * 3600),
+    )
+
+
+async def admit_chat(session: AsyncSession, user_id: int, settings: Settings) -> None:
+    """Before a chat message is answered: 429 when the user's minute of messages or day of tokens is
+    spent; else the message is counted (its tokens are counted when the answer ends: count_tokens)."""
+    messages, tokens = chat_limits(user_id, settings)
+    await enforce(session, tokens, "generated tokens today", count=False)
+    await enforce(session, messages, "messages a minute")
+
+
+async def count_tokens(user_id: int, tokens: int) -> None:
+    """Add an answer's generated tokens to the user's day (in a session of its own: the answer ended)."""
+    from shared.database import get_sessionmaker
+    from shared.settings import get_settings
+
+    if tokens <= 0:
+        return
+    async with get_sessionmaker()() as session:
+        await hit(session, chat_limits(user_id, get_settings())[1], amount=tokens)
+
+
+def keys_of(user_id: int, email: str) -> list[ColumnElement[bool]]:
+    """Conditions matching every counter that belongs to one user (deleted with the account)."""
+    key = RateLimitBucket.key
+    escaped = email.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return [
+        key == f"login:account:{email}",
+        key == f"login:throttle:{email}",
+        key.like(f"login:fail:{escaped}|%", escape="\\"),
+        key == f"chat:user:{user_id}",
+        key == f"tokens:user:{user_id}",
+    ]

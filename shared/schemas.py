@@ -27,6 +27,8 @@ EMAIL_PATTERN = (
 )
 PASSWORD_MIN_CHARS = 8
 TITLE_MAX = 200
+# documented: a title (or a key's name) has a character that is not a space, and no NUL
+NOT_BLANK: JsonDict = {"pattern": f"^[^\\x00]*[^\\x00{SPACES}][^\\x00]*$"}
 
 
 def _storable(value: str) -> str:
@@ -112,6 +114,46 @@ class UserLogin(Input):
         return value.strip().lower()
 
 
+class PasswordChange(Input):
+    current_password: str = Field(min_length=1, max_length=1024)
+    new_password: str = Field(
+        max_length=1024,
+        description="at least 8 characters, at most 72 bytes (UTF-8)",
+        json_schema_extra={"minLength": PASSWORD_MIN_CHARS, "maxLength": BCRYPT_MAX_BYTES},
+    )
+
+    @field_validator("new_password")
+    @classmethod
+    def _new_password_length(cls, value: str) -> str:
+        return UserCreate._password_length(value)
+
+
+class AccountDelete(Input):
+    password: str = Field(min_length=1, max_length=1024, description="the account's password, to confirm")
+
+
+class ApiKeyCreate(Input):
+    name: Annotated[str, STORABLE] = Field(max_length=100, json_schema_extra=NOT_BLANK)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        value = " ".join(value.split())
+        if not value:
+            raise ValueError("Name must not be empty")
+        return value
+
+
+class ApiKeyPublic(Output):
+    id: int
+    name: str
+    created_at: datetime
+
+
+class ApiKeyCreated(ApiKeyPublic):
+    key: str = Field(description="the key itself: shown only now, stored only as its hash")
+
+
 class UserPublic(Output):
     id: int
     email: str
@@ -132,10 +174,6 @@ def _title(value: str | None) -> str | None:
     if not value:
         raise ValueError("Title must not be empty")
     return value
-
-
-# documented: a title has a character that is not a space, and no NUL
-NOT_BLANK: JsonDict = {"pattern": f"^[^\\x00]*[^\\x00{SPACES}][^\\x00]*$"}
 
 
 class ConversationCreate(Input):

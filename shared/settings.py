@@ -28,11 +28,20 @@ class Settings(BaseSettings):
     cors_origin: str | None = None  # the one allowed browser origin when the frontend lives elsewhere
     migrate_on_start: bool = True
     max_body_bytes: int = Field(default=64 * 1024, gt=0)
+    # failed logins per (account, client address) per window, then 429: an attacker elsewhere cannot lock
+    # the owner out; past login_account_cap failures in a row from anywhere (NIST SP 800-63B allows at
+    # most 100), the account takes one attempt a minute, so guessing stays bounded
     login_max_failures_per_account: int = Field(default=5, gt=0)
+    login_account_cap: int = Field(default=100, gt=0)
     login_max_attempts_per_ip: int = Field(default=30, gt=0)
     login_window_seconds: int = Field(default=15 * 60, gt=0)
+    register_max_per_ip: int = Field(default=10, gt=0)  # registrations per client address per hour
+    chat_max_messages_per_minute: int = Field(default=20, gt=0)  # per user, /api/chat and /v1 together
+    chat_max_tokens_per_day: int = Field(default=50_000, gt=0)  # generated tokens per user per UTC day
     # an answer in progress that has not been saved for this long (its generator died) becomes "interrupted"
     stale_answer_seconds: float = Field(default=30, gt=0)
+    chat_max_batch: int = Field(default=16, ge=1, le=64)  # streams one decode step advances together
+    chat_max_queue: int = Field(default=64, ge=0, le=10_000)  # requests waiting for a slot; more get 503
     model_dir: Path = REPO_ROOT / "model" / "checkpoints" / "default"
     frontend_dir: Path = REPO_ROOT / "frontend" / "out"
     aws_region: str | None = None

@@ -19,11 +19,18 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.helpers import SECRET  # noqa: E402  (plain constants: imports nothing of the app)
+
 os.environ.update(
     SLM_ENV="test",
     SLM_BCRYPT_ROUNDS="4",
     SLM_MIGRATE_ON_START="true",
-    SLM_JWT_SECRET="test-secret-key-that-is-long-enough-1234",
+    SLM_JWT_SECRET=SECRET,
+    # the suite registers hundreds of users from one address and chats far more than a person would:
+    # the limits under test set their own values (tests/reliability/test_abuse.py)
+    SLM_REGISTER_MAX_PER_IP="1000000",
+    SLM_CHAT_MAX_MESSAGES_PER_MINUTE="1000000",
+    SLM_CHAT_MAX_TOKENS_PER_DAY="1000000000",
 )
 for name in ("SLM_CORS_ORIGIN", "SLM_DATABASE_URL_SECRET_ID", "SLM_JWT_SECRET_SECRET_ID"):
     os.environ.pop(name, None)
@@ -229,6 +236,24 @@ def stop_server(server: LiveServer) -> None:
     except subprocess.TimeoutExpired:
         server.process.kill()
         server.process.wait()
+
+
+@contextmanager
+def server_pair(
+    database_url: str, logs: Path, env: dict[str, str] | None = None
+) -> Iterator[tuple[LiveServer, LiveServer]]:
+    """Two server processes over one database, as two containers or Lambda instances would be."""
+    first = start_server(database_url, logs / "a.log", env=env)
+    try:
+        second = start_server(database_url, logs / "b.log", env=env)
+    except Exception:
+        stop_server(first)
+        raise
+    try:
+        yield first, second
+    finally:
+        stop_server(first)
+        stop_server(second)
 
 
 @pytest.fixture(scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])

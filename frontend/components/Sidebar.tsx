@@ -5,6 +5,7 @@ import { useEffect, useRef, useState } from "react";
 
 import type { Conversation } from "@/lib/conversations";
 
+import AccountPanel from "./AccountPanel";
 import { CloseIcon, PencilIcon, PlusIcon, TrashIcon } from "./icons";
 import type { ConversationList } from "./useConversations";
 import { useDialog } from "./useDialog";
@@ -31,6 +32,7 @@ export default function Sidebar(props: Props) {
   const [search, setSearch] = useState(list.query);
   const [editing, setEditing] = useState<number | null>(null);
   const [confirming, setConfirming] = useState<Conversation | null>(null);
+  const [accountOpen, setAccountOpen] = useState(false);
   const scroller = useRef<HTMLDivElement>(null);
   const sentinel = useRef<HTMLDivElement>(null);
 
@@ -146,6 +148,9 @@ export default function Sidebar(props: Props) {
           <span className="min-w-0 flex-1 truncate text-zinc-500" title={account.email}>
             {account.email}
           </span>
+          <button type="button" onClick={() => setAccountOpen(true)} className="rounded px-2 py-1 hover:bg-zinc-200 dark:hover:bg-zinc-800">
+            Account
+          </button>
           <Link href="/model" className="rounded px-2 py-1 hover:bg-zinc-200 dark:hover:bg-zinc-800">
             Model
           </Link>
@@ -154,6 +159,7 @@ export default function Sidebar(props: Props) {
           </button>
         </div>
       </aside>
+      {accountOpen && <AccountPanel email={account.email} onClose={() => setAccountOpen(false)} />}
       {confirming && (
         <ConfirmDelete
           conversation={confirming}

@@ -205,8 +205,9 @@ export function useChatStream(callbacks: StreamCallbacks) {
     } catch (error) {
       if (abort.signal.aborted) {
         patch(answer.key, (m) => ({ streaming: false, waiting: null, finishReason: m.finishReason ?? null }));
-      } else if (!started && error instanceof ApiError && error.status >= 400 && error.status < 500) {
-        setMessages(previous); // refused before anything was stored: take the rows back
+      } else if (!started && error instanceof ApiError) {
+        // refused (422, 429, 503) or unreachable before anything was stored: take the rows back
+        setMessages(previous);
         if (refusedText !== null) on.current.onRefused(refusedText, error);
         else on.current.onBanner(error.message);
       } else if (started && conversation.current !== null && error instanceof StreamBroken) {

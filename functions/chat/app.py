@@ -1,6 +1,7 @@
 """Chat function: stream answers over SSE and follow them from the database, describe the model; plus the
 OpenAI-compatible /v1. (Stopping is the conversations function's: a database flag.)"""
 
+import threading
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Query
@@ -11,12 +12,13 @@ from functions.chat.context import MessageTooLong, fit_window, prompt_limit
 from functions.chat.generation import Generation, Turn, follow
 from functions.chat.openai_api import router as openai_router
 from functions.chat.schemas import ChatCreate
-from functions.chat.service import ChatModel, ModelUnavailable, holder
+from functions.chat.service import AdmittedModel, LoadedModel, holder, open_stream
 from model.engine import SamplingParams
 from model.tokenizer import message_token_count
+from shared import ratelimit
 from shared.app import Component, create_app
 from shared.crud import get_own_conversation
-from shared.deps import ConversationId, CurrentUser, SessionDep
+from shared.deps import ConversationId, CurrentUser, SessionDep, SettingsDep
 from shared.errors import APIError, error_responses, not_found
 from shared.models import Conversation, Message, utcnow
 from shared.settings import get_settings
@@ -24,13 +26,6 @@ from shared.tree import Tree, finalize_stale, history
 
 router = APIRouter(tags=["chat"], responses=error_responses(401, 404))
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-
-
-async def loaded_model() -> ChatModel:
-    try:
-        return await holder.get()
-    except ModelUnavailable as exc:
-        raise APIError(503, "model_unavailable", str(exc), headers={"Retry-After": "10"}) from exc
 
 
 def title_from(message: str, limit: int = 60) -> str:
@@ -53,18 +48,17 @@ def sampling(body: ChatCreate) -> SamplingParams:
     "/api/chat",
     response_class=StreamingResponse,
     responses={
-        200: {"content": {"text/event-stream": {}}, "description": "meta, warning, token, done, error"}
+        200: {"content": {"text/event-stream": {}}, "description": "meta, warning, token, done, error"},
+        **error_responses(422, 429, 503),
     },
 )
-async def create_chat(body: ChatCreate, user: CurrentUser, session: SessionDep) -> StreamingResponse:
+async def create_chat(
+    body: ChatCreate, user: CurrentUser, session: SessionDep, settings: SettingsDep, model: AdmittedModel
+) -> StreamingResponse:
     """Send a message (or regenerate an answer) and stream the answer. The user message and the answer's
     row are saved before the first token; the answer is saved as it grows and runs to its end even when
     the client goes away (follow it with GET /api/chat/{conversation_id}/events)."""
-    model = await loaded_model()
-    if model.scheduler.full():
-        raise APIError(
-            503, "busy", "Too many chats in progress; try again shortly", headers={"Retry-After": "5"}
-        )
+    await ratelimit.admit_chat(session, user.id, settings)  # 429 when this minute's or day's share is spent
     given, parent_id = body.follows
     if body.conversation_id is None:
         if parent_id is not None:
@@ -78,6 +72,7 @@ async def create_chat(body: ChatCreate, user: CurrentUser, session: SessionDep) 
         finalize_stale(conversation.messages, get_settings().stale_answer_seconds)
     tree = Tree(conversation.messages)
     question: Message | None = None
+    previous_end = conversation.current_message_id if body.conversation_id is not None else None
     if body.regenerate is not None:  # a sibling of that answer, to the same question
         answer = tree.by_id.get(body.regenerate)
         if answer is None or answer.role != "assistant" or answer.parent_id is None:
@@ -126,10 +121,24 @@ async def create_chat(body: ChatCreate, user: CurrentUser, session: SessionDep) 
     conversation.stop_requested_at = None
     conversation.updated_at = utcnow()
     await session.commit()
-    turn = Turn(conversation.id, question.id, answer.id, prompt, sampling(body), context, conversation.title)
-    return StreamingResponse(
-        Generation(model, turn).events(), media_type="text/event-stream", headers=SSE_HEADERS
+    cancelled = threading.Event()
+    try:
+        events = open_stream(model, prompt.ids, sampling(body), cancelled)
+    except APIError:  # the queue filled since the check: take back what was stored, answer 503
+        if body.conversation_id is None:
+            await session.delete(conversation)
+        else:
+            await session.delete(answer)
+            if body.regenerate is None:
+                await session.delete(question)
+            conversation.current_message_id = previous_end
+        await session.commit()
+        raise
+    turn = Turn(
+        conversation.id, question.id, answer.id, prompt, sampling(body), context, conversation.title, user.id
     )
+    generation = Generation(model, turn, events, cancelled)
+    return StreamingResponse(generation.events(), media_type="text/event-stream", headers=SSE_HEADERS)
 
 
 @router.get(
@@ -141,6 +150,7 @@ async def follow_chat(
     conversation_id: ConversationId,
     user: CurrentUser,
     session: SessionDep,
+    model: LoadedModel,
     after: Annotated[
         int | None, Query(ge=-1, le=100_000, description="the last token index already seen")
     ] = None,
@@ -165,16 +175,16 @@ async def follow_chat(
     answer = Tree(conversation.messages).latest_answer()
     if answer is None:
         raise not_found("Answer")
-    tokenizer = (await loaded_model()).tokenizer
+    tokenizer = model.tokenizer
     return StreamingResponse(
         follow(tokenizer, conversation.id, answer, after), media_type="text/event-stream", headers=SSE_HEADERS
     )
 
 
 @router.get("/api/model")
-async def read_model(user: CurrentUser) -> dict:
+async def read_model(user: CurrentUser, model: LoadedModel) -> dict:
     """The loaded model's card: config, parameters, training data, scores, licence notes."""
-    return (await loaded_model()).card()
+    return model.card()
 
 
 async def start_loading() -> None:

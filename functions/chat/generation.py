@@ -20,9 +20,11 @@ from typing import Any
 from sqlalchemy import select
 
 from functions.chat.context import Prompt
+from functions.chat.scheduler import Event
 from functions.chat.service import ChatModel
 from model.engine import SamplingParams, TextStreamer
 from model.tokenizer import Tokenizer
+from shared import ratelimit
 from shared.database import get_sessionmaker
 from shared.models import Conversation, Message, utcnow
 from shared.settings import get_settings
@@ -49,6 +51,7 @@ class Turn:
     params: SamplingParams
     context: dict[str, int]  # meta.context: the prompt's tokens, its limit, the window, messages dropped
     title: str
+    user_id: int  # whose day of generated tokens this answer counts against
 
 
 @dataclass
@@ -65,9 +68,13 @@ class Answer:
 
 
 class Generation:
-    def __init__(self, model: ChatModel, turn: Turn) -> None:
-        self.model, self.turn = model, turn
-        self.cancelled = threading.Event()
+    """Runs the opened stream `stream` (ChatModel.open_stream; `cancelled` stops it) for `turn`."""
+
+    def __init__(
+        self, model: ChatModel, turn: Turn, stream: AsyncIterator[Event], cancelled: threading.Event
+    ) -> None:
+        self.model, self.turn, self.stream = model, turn, stream
+        self.cancelled = cancelled
         self.queue: asyncio.Queue[bytes | None] = asyncio.Queue()
         self.answer = Answer()
         self._save_now = asyncio.Event()
@@ -117,9 +124,7 @@ class Generation:
         saver = asyncio.create_task(self._keep_saving())
         try:
             cold_start = self.model.claim_cold_start()
-            async for kind, value in self.model.stream(
-                self.turn.prompt.ids, self.turn.params, self.cancelled
-            ):
+            async for kind, value in self.stream:
                 if kind == "queue":
                     put(self._meta(value, cold_start))
                     if first and self.turn.prompt.dropped:
@@ -156,6 +161,10 @@ class Generation:
             put(sse("token", {"text": tail}, event_id=len(answer.ids) - 1))
         seconds = max(time.perf_counter() - started, 1e-6)
         tokens = len(answer.ids)
+        try:
+            await ratelimit.count_tokens(self.turn.user_id, tokens)
+        except Exception:  # the limit counts best-effort: the answer itself must still be saved
+            log.warning("could not count the answer's tokens", exc_info=True)
         try:
             await save_answer(self.turn, answer, "error" if error else reason)
         except Exception as exc:

@@ -9,6 +9,9 @@ from model.tokenizer import ANSWER_RESERVE
 from shared.schemas import JSON_NUMBER, JsonFloat, JsonInt, MessageId, Text
 
 BLOCK_SIZE = 384  # the model's context window (checked against the checkpoint at load)
+# the largest seed: 2**53 - 1, the last integer a JSON number (an IEEE double) holds exactly, so a schema
+# validator that compares as floats and the server, which compares as integers, agree at the bound
+MAX_SEED = 2**53 - 1
 MAX_MESSAGE_CHARS = 4000
 
 
@@ -22,7 +25,7 @@ class Sampling(BaseModel):
     min_new_tokens: JsonInt = Field(
         default=0, ge=0, le=BLOCK_SIZE - 1, description="<|eos|> is not sampled before this many tokens"
     )
-    seed: Annotated[int, Field(strict=False, ge=0, le=2**63 - 1), JSON_NUMBER] | None = None
+    seed: Annotated[int, Field(strict=False, ge=0, le=MAX_SEED), JSON_NUMBER] | None = None
 
     @model_validator(mode="after")
     def _min_within_max(self) -> "Sampling":
@@ -91,6 +94,15 @@ class OpenAIMessage(BaseModel):
     content: str = Field(max_length=MAX_MESSAGE_CHARS * 4)
 
 
+Stop = Annotated[str, Field(min_length=1, max_length=100)]
+
+
+class StreamOptions(BaseModel):
+    model_config = ConfigDict(extra="allow", strict=True)
+
+    include_usage: bool = Field(default=False, description="a last chunk with usage, and no choices")
+
+
 class CompletionCreate(BaseModel):
     """OpenAI's chat.completions request; fields SLM has no use for are accepted and ignored."""
 
@@ -105,5 +117,16 @@ class CompletionCreate(BaseModel):
     max_completion_tokens: (
         Annotated[int, Field(strict=False, ge=1, le=BLOCK_SIZE - 1), JSON_NUMBER] | None
     ) = None
-    seed: Annotated[int, Field(strict=False, ge=0, le=2**63 - 1), JSON_NUMBER] | None = None
+    seed: Annotated[int, Field(strict=False, ge=0, le=MAX_SEED), JSON_NUMBER] | None = None
     n: JsonInt = Field(default=1, ge=1, le=1, description="SLM returns one choice")
+    top_k: JsonInt = Field(
+        default=0, ge=0, le=200, description="not OpenAI's, but sent by many clients; 0 = off"
+    )
+    stop: Stop | Annotated[list[Stop], Field(max_length=4)] | None = Field(
+        default=None, description="up to 4 strings; the answer ends before the first of them"
+    )
+    stream_options: StreamOptions | None = None
+
+    @property
+    def stops(self) -> list[str]:
+        return [self.stop] if isinstance(self.stop, str) else list(self.stop or [])

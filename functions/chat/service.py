@@ -7,21 +7,35 @@ import threading
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import torch
+from fastapi import Depends
 
-from functions.chat.scheduler import Event, Job, Scheduler
+from functions.chat.scheduler import Event, Job, QueueFull, Scheduler
 from model.checkpoint import load_checkpoint
 from model.engine import Engine, SamplingParams, cpu_budget
+from shared.errors import APIError
 from shared.settings import get_settings
 
 log = logging.getLogger("slm.chat")
-MAX_BATCH = 16
 
 
 class ModelUnavailable(Exception):
     pass
+
+
+OVERLOADED_RETRY_SECONDS = 5
+
+
+def overloaded() -> APIError:
+    """What both chat routes answer when the scheduler's queue is full: before any event is sent."""
+    return APIError(
+        503,
+        "overloaded",
+        "Too many answers are being generated; try again shortly",
+        headers={"Retry-After": str(OVERLOADED_RETRY_SECONDS)},
+    )
 
 
 class ChatModel:
@@ -37,25 +51,31 @@ class ChatModel:
         self.block_size: int = model.config.block_size
         # an int8 model's matrices are buffers, not parameters: the count saved with the weights is the truth
         self.parameters: int = int(self.config.get("parameters") or model.num_params())
-        self.scheduler = Scheduler(Engine(model, max_batch=MAX_BATCH), self.tokenizer.eos_id, MAX_BATCH)
+        settings = get_settings()
+        self.max_batch, self.max_queue = settings.chat_max_batch, settings.chat_max_queue
+        engine = Engine(model, max_batch=self.max_batch)
+        self.scheduler = Scheduler(engine, self.tokenizer.eos_id, self.max_batch, self.max_queue)
         self.load_seconds = time.perf_counter() - started
         self._served_first = False
         log.info("model loaded from %s in %.2fs, %d threads", directory, self.load_seconds, self.threads)
 
     def reopen(self) -> None:
         """A fresh scheduler over the same engine, once a shutdown has closed the last one."""
-        self.scheduler = Scheduler(self.scheduler.engine, self.tokenizer.eos_id, MAX_BATCH)
+        self.scheduler = Scheduler(
+            self.scheduler.engine, self.tokenizer.eos_id, self.max_batch, self.max_queue
+        )
 
     def claim_cold_start(self) -> bool:
         """True for the first request after loading (its answer pays for warm caches)."""
         first, self._served_first = not self._served_first, True
         return first
 
-    async def stream(
+    def open_stream(
         self, prompt: list[int], params: SamplingParams, cancelled: threading.Event
     ) -> AsyncIterator[Event]:
-        """Events for one generation, ("queue", position) first; setting `cancelled` ends it with
-        ("done", "stopped") within one decode step."""
+        """Queue one generation now (a full queue raises QueueFull here, before any response is sent) and
+        return its events, ("queue", position) first; setting `cancelled` ends it with ("done",
+        "stopped") within one decode step."""
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[Event] = asyncio.Queue()
         budget = min(params.max_new_tokens, self.block_size - len(prompt))
@@ -63,13 +83,17 @@ class ChatModel:
         def emit(event: Event) -> None:
             loop.call_soon_threadsafe(queue.put_nowait, event)
 
-        job = Job(prompt, params, budget, emit, cancelled)
-        yield ("queue", self.scheduler.submit(job))  # always first: 0 means it starts at once
-        while True:
-            event = await queue.get()
-            yield event
-            if event[0] in ("done", "error"):
-                return
+        position = self.scheduler.submit(Job(prompt, params, budget, emit, cancelled))
+
+        async def events() -> AsyncIterator[Event]:
+            yield ("queue", position)  # always first: 0 means it starts at once
+            while True:
+                event = await queue.get()
+                yield event
+                if event[0] in ("done", "error"):
+                    return
+
+        return events()
 
     def card(self) -> dict[str, Any]:
         keys = ("name", "description", "training", "data", "scores", "quantization", "license")
@@ -79,7 +103,8 @@ class ChatModel:
         card["parameters"] = self.parameters
         card["serving"] = {
             "threads": self.threads,
-            "max_batch": MAX_BATCH,
+            "max_batch": self.max_batch,
+            "max_queue": self.max_queue,
             "load_seconds": round(self.load_seconds, 3),
         }
         return card
@@ -145,3 +170,33 @@ class ModelHolder:
 
 
 holder = ModelHolder()
+
+
+async def loaded_model() -> ChatModel:
+    """The dependency of every chat route: the loaded model, 503 while it loads or when it cannot, and
+    503 `overloaded` when the scheduler's queue is already full."""
+    try:
+        model = await holder.get()
+    except ModelUnavailable as exc:
+        raise APIError(503, "model_unavailable", str(exc), headers={"Retry-After": "10"}) from exc
+    return model
+
+
+async def chat_model(model: Annotated[ChatModel, Depends(loaded_model)]) -> ChatModel:
+    if model.scheduler.full():  # checked again when the stream is opened (open_stream)
+        raise overloaded()
+    return model
+
+
+def open_stream(
+    model: ChatModel, prompt: list[int], params: SamplingParams, cancelled: threading.Event
+) -> AsyncIterator[Event]:
+    """model.open_stream, with a queue that filled since the check answered as 503 `overloaded`."""
+    try:
+        return model.open_stream(prompt, params, cancelled)
+    except QueueFull as exc:
+        raise overloaded() from exc
+
+
+LoadedModel = Annotated[ChatModel, Depends(loaded_model)]  # the card, the model list
+AdmittedModel = Annotated[ChatModel, Depends(chat_model)]  # a route that generates

@@ -535,6 +535,48 @@ test("a message the server refuses stays in the composer with the reason, and no
   await page.goto(state.versionsUrl); // back to a conversation for the next test
 });
 
+test("the account panel: an API key shown once and revoked, a new password, deleting the account", async () => {
+  const page = await newPage();
+  const email = `account-${Date.now()}@example.com`;
+  try {
+    await register(page, email);
+    await page.getByRole("button", { name: "Account" }).click();
+    const panel = page.getByRole("dialog", { name: "Account" });
+    await panel.getByRole("textbox", { name: "Key name" }).fill("open-webui");
+    await panel.getByRole("button", { name: "Create key" }).click();
+    const key = (await panel.getByTestId("new-key").locator("code").textContent()).trim();
+    assert.match(key, /^slm-[\w-]{43}$/);
+    const models = await fetch(`${base}/v1/models`, { headers: { Authorization: `Bearer ${key}` } });
+    assert.equal(models.status, 200, "the key works on /v1");
+    await page.screenshot({ path: path.join(ARTIFACTS, "account-1280.png") });
+    await panel.getByRole("button", { name: "Revoke open-webui" }).click();
+    await panel.getByText("No keys.").waitFor();
+    assert.equal((await fetch(`${base}/v1/models`, { headers: { Authorization: `Bearer ${key}` } })).status, 401);
+
+    await panel.getByRole("textbox", { name: "Current password" }).fill(PASSWORD);
+    await panel.getByRole("textbox", { name: "New password" }).fill("a brand new passphrase");
+    await panel.getByRole("button", { name: "Change password" }).click();
+    await panel.getByRole("status").filter({ hasText: "Password changed" }).waitFor();
+    await page.keyboard.press("Escape");
+    await page.reload(); // still signed in: the new token was saved
+    await page.getByRole("textbox", { name: "Message" }).waitFor();
+    assert.match(page.url(), /\/$|\/\?/);
+
+    await page.getByRole("button", { name: "Account" }).click();
+    await panel.getByRole("textbox", { name: "Password to delete the account" }).fill("a brand new passphrase");
+    await panel.getByRole("button", { name: "Delete account" }).click();
+    await page.waitForURL(/\/login$/);
+    const login = await fetch(`${base}/api/auth/login`, {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ email, password: "a brand new passphrase" }),
+    });
+    assert.equal(login.status, 401, "the account is gone");
+  } finally {
+    await page.context().close();
+  }
+});
+
 test("the theme follows the system until one is picked, which is kept; the model page reads well; logout", async () => {
   const page = state.page;
   const dark = () => page.evaluate(() => document.documentElement.classList.contains("dark"));

@@ -4,6 +4,7 @@ from pathlib import Path
 from fastapi.testclient import TestClient
 
 from tests.conftest import Account, register
+from tests.helpers import add_messages
 
 
 def create(client: TestClient, account: Account, title: str | None = None) -> dict:
@@ -278,42 +279,6 @@ def test_an_answer_no_generator_saves_becomes_interrupted(
     get_settings.cache_clear()
     last = client.get(url, headers=alice.headers).json()["messages"][-1]
     assert (last["finish_reason"], last["content"]) == ("interrupted", "half an ans")
-
-
-def add_messages(
-    database_url: str, conversation_id: int, messages: list[tuple[str, str]], parent_id: int | None = -1
-) -> list[int]:
-    """Append a chain of messages after `parent_id` (-1: the end of the active branch), make its end the
-    active branch, and return their ids."""
-    from sqlalchemy import create_engine
-    from sqlalchemy.orm import Session
-
-    from shared.migrate import sync_url
-    from shared.models import Conversation, Message
-
-    engine = create_engine(sync_url(database_url))
-    ids = []
-    with Session(engine) as session:
-        conversation = session.get(Conversation, conversation_id)
-        assert conversation is not None
-        parent = conversation.current_message_id if parent_id == -1 else parent_id
-        for role, content in messages:
-            reason = "eos" if role == "assistant" else None
-            message = Message(
-                conversation_id=conversation_id,
-                role=role,
-                content=content,
-                finish_reason=reason,
-                parent_id=parent,
-            )
-            session.add(message)
-            session.flush()
-            parent = message.id
-            ids.append(message.id)
-        conversation.current_message_id = parent
-        session.commit()
-    engine.dispose()
-    return ids
 
 
 def count_messages(database_url: str, conversation_id: int) -> int:

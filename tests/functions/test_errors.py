@@ -8,17 +8,7 @@ from fastapi.testclient import TestClient
 
 from shared.security import create_access_token
 from tests.conftest import register
-
-SECRET = "test-secret-key-that-is-long-enough-1234"
-
-
-def assert_error(response, status: int, code: str | None = None) -> dict:
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert set(body) == {"error"} and isinstance(body["error"]["message"], str) and body["error"]["message"]
-    if code:
-        assert body["error"]["code"] == code
-    return body["error"]
+from tests.helpers import SECRET, assert_error
 
 
 @pytest.mark.parametrize(

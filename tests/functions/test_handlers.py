@@ -106,3 +106,27 @@ def test_conversations_handler_creates_lists_and_exports(handlers: dict[str, Han
 def test_handler_without_token_gives_the_error_shape(handlers: dict[str, Handler]) -> None:
     status, body = invoke(handlers["conversations"], event("conversations-list-http-api.json"))
     assert status == 401 and body["error"]["code"] == "not_authenticated"
+
+
+def test_on_lambda_the_counted_address_is_the_events_source_ip(
+    handlers: dict[str, Handler], use_database: str
+) -> None:
+    """A client's own X-Forwarded-For never picks the address a limit counts: requestContext does
+    (sourceIp under http for HTTP API v2 and Function URLs, under identity for the REST API)."""
+    from sqlalchemy import create_engine, text
+
+    from shared.migrate import sync_url
+
+    forged = "192.0.2.250"
+    for name, kind in (("auth-register-http-api.json", "register"), ("auth-login-rest-api.json", "login")):
+        data = event(name, body={"email": unique_email(), "password": "wrong password 1"})
+        data["headers"] = {**(data.get("headers") or {}), "X-Forwarded-For": forged, "x-real-ip": forged}
+        if "multiValueHeaders" in data:
+            data["multiValueHeaders"]["X-Forwarded-For"] = [forged]
+        source = (data["requestContext"].get("http") or data["requestContext"]["identity"])["sourceIp"]
+        invoke(handlers["auth"], data)
+        engine = create_engine(sync_url(use_database))
+        with engine.connect() as connection:
+            keys = {row[0] for row in connection.execute(text("SELECT key FROM rate_limit_buckets"))}
+        engine.dispose()
+        assert f"{kind}:ip:{source}" in keys and not any(forged in key for key in keys), keys

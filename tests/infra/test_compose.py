@@ -108,3 +108,16 @@ def test_nginx_publishes_http_and_https_with_the_certificate_volume(config) -> N
         v["source"] for v in config["services"]["certbot"]["volumes"]
     }
     assert {"letsencrypt", "acme-webroot"} <= shared
+
+
+def test_functions_believe_forwarded_addresses_from_nginx_only(config) -> None:
+    """The limits count the client address; uvicorn takes it from X-Forwarded-For only when nginx (at its
+    fixed address on the compose network) sent it, never from anyone else (no `*`)."""
+    services = config["services"]
+    nginx_ip = services["nginx"]["networks"]["default"]["ipv4_address"]
+    subnet = config["networks"]["default"]["ipam"]["config"][0]["subnet"]
+    assert nginx_ip.startswith(subnet.rsplit(".", 1)[0] + ".")
+    for name in ("auth", "conversations", "chat"):
+        env = services[name]["environment"]
+        assert env["FORWARDED_ALLOW_IPS"] == nginx_ip, name
+        assert "*" not in " ".join(services[name].get("entrypoint") or [])

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from sqlalchemy import create_engine, text
 
 from tests.infra.helpers import REPO, free_port, function_exists, render_nginx_template, require_tool
 
@@ -285,6 +286,22 @@ def test_sse_stream_arrives_unbuffered(stack: Stack, token: str) -> None:
         assert (
             followed[-1][1]["finish_reason"] == "stopped" and followed[-1][1]["tokens"] == done[0]["tokens"]
         )
+
+
+def test_a_forged_x_forwarded_for_does_not_choose_the_counted_address(stack: Stack) -> None:
+    """nginx sends the peer's own address; the function counts the login attempt against it, not against
+    the address the client wrote in its own X-Forwarded-For."""
+    forged = "203.0.113.77"
+    with stack.client(headers={"X-Forwarded-For": forged, "X-Real-IP": forged}) as client:
+        response = client.post(
+            "/api/auth/login", json={"email": f"{uuid.uuid4().hex}@example.com", "password": "x"}
+        )
+    assert response.status_code == 401
+    engine = create_engine(f"sqlite:///{stack.tmp / 'slm.db'}")
+    with engine.connect() as connection:
+        keys = {row[0] for row in connection.execute(text("SELECT key FROM rate_limit_buckets"))}
+    engine.dispose()
+    assert "login:ip:127.0.0.1" in keys and not any(forged in key for key in keys), keys
 
 
 def test_login_is_rate_limited_by_nginx(stack: Stack) -> None:

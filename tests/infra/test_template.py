@@ -17,6 +17,12 @@ HTTP_API_ROUTES = {
     ("POST", "/api/auth/register"): "AuthFunction",
     ("POST", "/api/auth/login"): "AuthFunction",
     ("GET", "/api/auth/me"): "AuthFunction",
+    ("DELETE", "/api/auth/me"): "AuthFunction",
+    ("POST", "/api/auth/password"): "AuthFunction",
+    ("POST", "/api/auth/logout"): "AuthFunction",
+    ("GET", "/api/auth/keys"): "AuthFunction",
+    ("POST", "/api/auth/keys"): "AuthFunction",
+    ("DELETE", "/api/auth/keys/{key_id}"): "AuthFunction",
     ("GET", "/api/conversations"): "ConversationsFunction",
     ("POST", "/api/conversations"): "ConversationsFunction",
     ("GET", "/api/conversations/{conversation_id}"): "ConversationsFunction",
@@ -133,9 +139,10 @@ def test_functions_read_their_secrets_from_secrets_manager(cfn) -> None:
     for logical_id in FUNCTIONS:
         function = cfn["Resources"][logical_id]["Properties"]
         variables = function["Environment"]["Variables"]
-        assert variables["SLM_JWT_SECRET_SECRET_ID"] == {"Ref": "JwtSecret"}
-        assert variables["SLM_DATABASE_URL_SECRET_ID"] == database_secret
-        assert "SLM_JWT_SECRET" not in variables and "SLM_DATABASE_URL" not in variables
+        # the secret IDs only when UseSecretsManager is "true" (the default; "false" for sam local invoke)
+        assert variables["SLM_JWT_SECRET_SECRET_ID"] == {"Fn::If": ["UseSecrets", {"Ref": "JwtSecret"}, ""]}
+        assert variables["SLM_DATABASE_URL_SECRET_ID"] == {"Fn::If": ["UseSecrets", database_secret, ""]}
+        assert variables["SLM_JWT_SECRET"] == "" and "SLM_DATABASE_URL" not in variables  # no secret inline
         assert variables["SLM_ENV"] == "production"
         assert function["Role"] == {"Fn::GetAtt": ["FunctionRole", "Arn"]}
     (policy,) = cfn["Resources"]["FunctionRole"]["Properties"]["Policies"]

@@ -1,6 +1,7 @@
 """Abuse against two real uvicorn processes sharing one database (SQLite file or PostgreSQL): login brute
 force, racing registrations, forged tokens, SQL metacharacters and 1 MB strings in every text field, CORS."""
 
+import re
 import socket
 import threading
 import uuid
@@ -20,12 +21,11 @@ from tests.conftest import (
     PASSWORD,
     LiveServer,
     clear_rate_limits,
-    start_server,
-    stop_server,
+    server_pair,
     unique_email,
 )
 from tests.functions.chat.sse_client import chat, conversation, register_http
-from tests.functions.test_errors import SECRET, assert_error
+from tests.helpers import SECRET, assert_error
 from tests.reliability.conftest import record
 
 pytestmark = pytest.mark.slow
@@ -46,16 +46,8 @@ def servers(
 ) -> Iterator[tuple[LiveServer, LiveServer]]:
     """Two server processes over one database, as two containers or Lambda instances would be."""
     database_url = str(request.getfixturevalue(f"{request.param}_url"))
-    logs = tmp_path_factory.mktemp("abuse")
-    first = start_server(database_url, logs / "a.log")
-    try:
-        second = start_server(database_url, logs / "b.log")
-    except Exception:
-        stop_server(first)
-        raise
-    yield first, second
-    stop_server(first)
-    stop_server(second)
+    with server_pair(database_url, tmp_path_factory.mktemp("abuse")) as pair:
+        yield pair
 
 
 def login(server: LiveServer, email: str, password: str) -> httpx.Response:
@@ -109,7 +101,7 @@ def test_the_same_email_registered_at_the_same_moment_makes_one_user(
 def authenticated_routes(server: LiveServer) -> list[tuple[str, str]]:
     paths = httpx.get(f"{server.url}/api/openapi.json").json()["paths"]
     return [
-        (method.upper(), path.replace("{conversation_id}", "1"))
+        (method.upper(), re.sub(r"\{\w+\}", "1", path))
         for path, item in paths.items()
         for method, operation in item.items()
         if operation.get("security")
@@ -130,14 +122,17 @@ def test_forged_expired_and_orphaned_tokens_are_refused_on_every_route(
     with engine.begin() as connection:
         connection.execute(text("DELETE FROM users WHERE id = :id"), {"id": deleted_id})
     engine.dispose()
+    revoked = register_http(server.url)  # logged out everywhere: its earlier token is refused
+    assert httpx.post(f"{server.url}/api/auth/logout", headers=revoked).status_code == 204
     tokens = {
+        "revoked by log out": revoked["Authorization"].removeprefix("Bearer "),
         "another key": create_access_token(user_id, "another-key-that-is-long-enough-12345", 60),
         "alg none": jwt.encode(claims, None, algorithm="none"),
         "expired": create_access_token(user_id, SECRET, 60, now=now - timedelta(hours=2)),
         "deleted user": deleted["Authorization"].removeprefix("Bearer "),
     }
     routes = authenticated_routes(server)
-    assert len(routes) == 12
+    assert len(routes) == 19  # every route but health, register and login
     for name, token in tokens.items():
         for method, path in routes:
             response = httpx.request(

@@ -20,8 +20,7 @@ import pytest
 from shared.settings import get_settings
 from tests.conftest import IN_CI, LiveServer, free_port, start_server, stop_server
 from tests.functions.chat.sse_client import chat, conversation, events, follow, register_http
-from tests.functions.chat.test_chat_live import LONG
-from tests.functions.test_errors import assert_error
+from tests.helpers import LONG, assert_error
 from tests.reliability.conftest import record
 
 pytestmark = pytest.mark.slow

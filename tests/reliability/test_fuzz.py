@@ -23,7 +23,7 @@ from tests.conftest import register
 from tests.reliability.conftest import backend, record
 
 pytestmark = pytest.mark.slow
-EXAMPLES = 75  # per route and mode: 16 routes x 2 modes x 75 > 2,000 requests per backend
+EXAMPLES = 75  # per route and mode: 22 routes x 2 modes x 75 > 3,000 requests per backend
 FEW_TOKENS = 4  # generation is real, so valid chat requests ask for only a few tokens
 TOKEN_FIELDS = {
     "/api/chat": ("max_new_tokens",),
@@ -36,12 +36,13 @@ def adjust(case: Any) -> None:
     is cut to 72 UTF-8 bytes (whole characters), the limit that JSON Schema cannot state (maxLength counts
     characters; tests/functions/test_auth.py covers the refusal over 72 bytes)."""
     body = case.body
-    if case.operation.path == "/api/auth/register" and isinstance(body, dict):
-        password = body.get("password")
+    field = {"/api/auth/register": "password", "/api/auth/password": "new_password"}.get(case.operation.path)
+    if field and isinstance(body, dict):
+        password = body.get(field)
         if isinstance(password, str) and 8 <= len(password) <= 72:
             while len(password.encode()) > 72:
                 password = password[:-1]
-            body["password"] = password
+            body[field] = password
     for name in TOKEN_FIELDS.get(case.operation.path, ()) if isinstance(body, dict) else ():
         value = body.get(name)
         if value is None:
@@ -97,6 +98,10 @@ def send(client: TestClient, case: Any, headers: dict[str, str]) -> Any:
     )
 
 
+# routes whose success refuses the fuzzing account's token from then on
+REVOKING = {("POST", "/api/auth/logout"), ("POST", "/api/auth/password"), ("DELETE", "/api/auth/me")}
+
+
 def fuzz(
     client: TestClient, operation: Any, mode: GenerationMode, headers: dict[str, str], tally: Counter
 ) -> None:
@@ -114,6 +119,8 @@ def fuzz(
         # a case whose point is a missing or broken Authorization header is sent as generated
         negated = operation.schema.is_security_param_negated(case)
         response = send(client, case, {} if negated else headers)
+        if response.status_code < 300 and (operation.method.upper(), operation.path) in REVOKING:
+            headers.update(register(client).headers)  # that token is no longer valid: fuzz on with a new one
         tally[f"{operation.method.upper()} {operation.path}"] += 1
         tally[f"status {response.status_code}"] += 1
         excluded = [ignored_auth, *([positive_data_acceptance] if unstated_rule(response) else [])]
@@ -132,16 +139,17 @@ def test_fuzz_every_route_without_5xx_and_as_documented(router_client: TestClien
     for title in ("first", "second"):  # something for the id-taking routes to find
         router_client.post("/api/conversations", json={"title": title}, headers=account.headers)
     assert router_client.get("/api/model", headers=account.headers).status_code == 200  # waits for the model
+    headers = account.headers  # one dict: a route that revokes the token puts a fresh one in it
     schema = schemathesis.openapi.from_dict(router_client.app.openapi())
     operations = [result.ok() for result in schema.get_all_operations()]
     tally: Counter = Counter()
     for operation in operations:
         for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
-            fuzz(router_client, operation, mode, account.headers, tally)
+            fuzz(router_client, operation, mode, headers, tally)
     routes = {name: n for name, n in tally.items() if not name.startswith("status ")}
     statuses = {name: n for name, n in tally.items() if name.startswith("status ")}
     total = sum(routes.values())
     record(f"fuzz-{backend()}", {"requests": total, "routes": routes, "statuses": statuses})
-    assert len(routes) == len(operations) == 16
+    assert len(routes) == len(operations) == 22
     assert total >= 2000
     assert not any(name.startswith("status 5") for name in statuses)

@@ -2,7 +2,7 @@ from sqlalchemy import create_engine, inspect, text
 
 from shared.migrate import downgrade, sync_url, upgrade
 
-TABLES = {"users", "conversations", "messages", "rate_limit_buckets"}
+TABLES = {"users", "conversations", "messages", "api_keys", "rate_limit_buckets"}
 
 
 def tables(url: str) -> set[str]:

@@ -18,10 +18,9 @@ from tests.functions.chat.sse_client import (
     register_http,
     wait_until_finished,
 )
+from tests.helpers import LONG
 
 pytestmark = pytest.mark.slow
-# an answer of exactly 48 tokens: <|eos|> is not sampled before min_new_tokens
-LONG = {"temperature": 0.8, "max_new_tokens": 48, "min_new_tokens": 48, "seed": 1}
 
 
 def test_chat_streams_meta_tokens_done_in_order_and_persists(live_server: LiveServer) -> None:

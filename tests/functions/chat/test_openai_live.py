@@ -61,3 +61,60 @@ def test_raw_stream_ends_with_done(live_server: LiveServer) -> None:
     ) as response:
         lines = [line for line in response.iter_lines() if line]
     assert lines[-1] == "data: [DONE]" and all(line.startswith("data: ") for line in lines)
+
+
+def api_key(live_server: LiveServer, headers: dict[str, str]) -> dict:
+    response = httpx.post(f"{live_server.url}/api/auth/keys", json={"name": "sdk"}, headers=headers)
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def test_an_api_key_works_with_the_official_client_until_revoked(live_server: LiveServer) -> None:
+    headers = register_http(live_server.url)
+    key = api_key(live_server, headers)
+    client = openai.OpenAI(base_url=f"{live_server.url}/v1", api_key=key["key"], max_retries=0)
+    model = client.models.list().data[0].id
+    completion = client.chat.completions.create(
+        model=model, messages=[{"role": "user", "content": "Hello!"}], temperature=0, max_tokens=8
+    )
+    assert completion.choices[0].message.content.strip()
+    assert httpx.delete(f"{live_server.url}/api/auth/keys/{key['id']}", headers=headers).status_code == 204
+    with pytest.raises(openai.AuthenticationError):
+        client.models.list()
+
+
+def test_top_k_stop_and_usage_are_honoured(client: openai.OpenAI) -> None:
+    model = client.models.list().data[0].id
+    messages = [{"role": "user", "content": "Tell me about the sea."}]
+    greedy = client.chat.completions.create(model=model, messages=messages, temperature=0, max_tokens=40)
+    text = greedy.choices[0].message.content
+    # top_k=1 leaves one candidate: at temperature 1.5 the answer is still the greedy one
+    top1 = client.chat.completions.create(
+        model=model, messages=messages, temperature=1.5, max_tokens=40, extra_body={"top_k": 1}
+    )
+    assert top1.choices[0].message.content == text
+    # stop: the answer ends before the first stop string, finish_reason "stop", streamed or not
+    words = text.split()
+    assert len(words) >= 4, text
+    stop = " " + words[3]
+    cut = text[: text.index(stop)]
+    stopped = client.chat.completions.create(
+        model=model, messages=messages, temperature=0, max_tokens=40, stop=[stop]
+    )
+    assert (stopped.choices[0].message.content, stopped.choices[0].finish_reason) == (cut, "stop")
+    chunks = list(
+        client.chat.completions.create(
+            model=model,
+            messages=messages,
+            temperature=0,
+            max_tokens=40,
+            stop=stop,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == cut
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "stop"
+    last = chunks[-1]  # OpenAI's usage chunk: no choices
+    assert last.choices == [] and last.usage.prompt_tokens > 0 and last.usage.completion_tokens >= 1
+    assert all(c.usage is None for c in chunks[:-1])

@@ -1,0 +1,75 @@
+"""A full scheduler queue is a 503 `overloaded` with Retry-After on both chat routes, decided before any
+event is sent, and stores nothing. A real server with a small queue: one slot, one place in the queue."""
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import LiveServer, start_server, stop_server
+from tests.functions.chat.sse_client import events, register_http, wait_until_finished
+
+pytestmark = pytest.mark.slow
+LONG = {"max_new_tokens": 300, "min_new_tokens": 300}
+
+
+@pytest.fixture
+def small_server(sqlite_url: str, tmp_path: Path) -> Iterator[LiveServer]:
+    server = start_server(
+        sqlite_url, tmp_path / "small.log", env={"SLM_CHAT_MAX_BATCH": "1", "SLM_CHAT_MAX_QUEUE": "1"}
+    )
+    yield server
+    stop_server(server)
+
+
+def test_a_full_queue_is_503_on_both_chat_routes(small_server: LiveServer) -> None:
+    url, headers = small_server.url, register_http(small_server.url)
+    with (
+        httpx.stream(
+            "POST",
+            f"{url}/api/chat",
+            json={"conversation_id": None, "message": "one", **LONG},
+            headers=headers,
+            timeout=120,
+        ) as first,  # fmt: skip
+        httpx.stream(
+            "POST",
+            f"{url}/api/chat",
+            json={"conversation_id": None, "message": "two", **LONG},
+            headers=headers,
+            timeout=120,
+        ) as second,  # fmt: skip
+    ):
+        running, waiting = events(first), events(second)
+        assert next(running)[1]["queue_position"] == 0  # the one slot
+        meta = next(waiting)[1]
+        assert meta["queue_position"] == 1  # the one place in the queue
+        before = httpx.get(f"{url}/api/conversations", headers=headers).json()["total"]
+        refused = httpx.post(
+            f"{url}/api/chat", json={"conversation_id": None, "message": "three"}, headers=headers
+        )
+        assert refused.status_code == 503 and refused.headers["retry-after"] == "5"
+        assert refused.json()["error"]["code"] == "overloaded"
+        assert (
+            httpx.get(f"{url}/api/conversations", headers=headers).json()["total"] == before
+        )  # nothing stored
+        body = {"model": "slm", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 4}
+        for stream in (False, True):
+            v1 = httpx.post(f"{url}/v1/chat/completions", json=body | {"stream": stream}, headers=headers)
+            assert v1.status_code == 503 and v1.json()["error"]["code"] == "overloaded", v1.text
+        listed = httpx.get(f"{url}/api/conversations", headers=headers).json()["items"]
+        for cid in [c["id"] for c in listed]:  # stop both: the running one and the queued one
+            assert httpx.post(f"{url}/api/conversations/{cid}/stop", headers=headers).status_code == 202
+        assert [name for name, _ in running][-1] == "done"
+        assert [name for name, _ in waiting][-1] == "done"
+    for cid in [c["id"] for c in listed]:
+        saved = wait_until_finished(url, headers, cid)["messages"][-1]
+        assert saved["finish_reason"] == "stopped" and saved["token_count"] < 300
+    # once the slot is free again, a chat goes through
+    ok = httpx.post(
+        f"{url}/api/chat",
+        json={"conversation_id": None, "message": "four", "max_new_tokens": 4},
+        headers=headers,
+    )
+    assert ok.status_code == 200
