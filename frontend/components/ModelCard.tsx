@@ -64,11 +64,23 @@ const td = "px-2 py-1.5 tabular-nums";
 
 /** A table whose first column names the row; `text` marks the other columns that hold words (left-aligned),
  * the rest are numbers (right-aligned). */
-function Table({ head, rows, label, text = [] }: { head: string[]; rows: (string | React.ReactNode)[][]; label: string; text?: number[] }) {
+function Table({
+  head,
+  rows,
+  label,
+  text = [],
+  minWidth = "0",
+}: {
+  head: string[];
+  rows: (string | React.ReactNode)[][];
+  label: string;
+  text?: number[];
+  minWidth?: string; // below it the table scrolls sideways in its box instead of squeezing its words
+}) {
   const align = (i: number) => (i === 0 || text.includes(i) ? "text-left" : "text-right");
   return (
     <div className="overflow-x-auto rounded-lg border border-zinc-200 dark:border-zinc-800">
-      <table className="w-full text-sm" aria-label={label}>
+      <table className="w-full text-sm" style={{ minWidth }} aria-label={label}>
         <thead className="bg-zinc-50 dark:bg-zinc-800/60">
           <tr>
             {head.map((h, i) => (
@@ -188,6 +200,7 @@ export default function ModelCard() {
               <Table
                 label="Scores per source"
                 head={["Source", "Tokens", "Loss", "Perplexity", "Bigram ppl", "Trigram ppl", "vs bigram", "vs trigram"]}
+                minWidth="38rem"
                 rows={sources.map(([name, s]) => [
                   name,
                   num(s.tokens, 0),
@@ -234,6 +247,7 @@ export default function ModelCard() {
               <Table
                 label="Training stages"
                 head={["Stage", "Steps", "Tokens", "Minutes", "Recipe", "Device", "Val loss"]}
+                minWidth="38rem"
                 text={[4, 5]}
                 rows={Object.entries(card.training).map(([name, t]) => [
                   t.warm_start ? `${name} (from ${t.warm_start})` : name,
@@ -253,6 +267,7 @@ export default function ModelCard() {
               <Table
                 label="Data sources"
                 head={["Source", "Kind", "From", "Training records", "Licence"]}
+                minWidth="44rem"
                 text={[1, 2, 4]}
                 rows={Object.entries(corpus).map(([name, s]) => [
                   name,
