@@ -7,9 +7,10 @@ from sqlalchemy import ColumnElement, case, delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from shared.database import get_sessionmaker
 from shared.errors import APIError
 from shared.models import RateLimitBucket
-from shared.settings import Settings
+from shared.settings import Settings, get_settings
 
 
 @dataclass(frozen=True)
@@ -99,9 +100,6 @@ async def admit_chat(session: AsyncSession, user_id: int, settings: Settings) ->
 
 async def count_tokens(user_id: int, tokens: int) -> None:
     """Add an answer's generated tokens to the user's day (in a session of its own: the answer ended)."""
-    from shared.database import get_sessionmaker
-    from shared.settings import get_settings
-
     if tokens <= 0:
         return
     async with get_sessionmaker()() as session:

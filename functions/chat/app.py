@@ -12,7 +12,7 @@ from functions.chat.context import MessageTooLong, fit_window, prompt_limit
 from functions.chat.generation import Generation, Turn, follow
 from functions.chat.openai_api import router as openai_router
 from functions.chat.schemas import ChatCreate
-from functions.chat.service import AdmittedModel, LoadedModel, holder, open_stream
+from functions.chat.service import AdmittedModel, LoadedModel, holder
 from model.engine import SamplingParams
 from model.tokenizer import message_token_count
 from shared import ratelimit
@@ -121,9 +121,9 @@ async def create_chat(
     conversation.stop_requested_at = None
     conversation.updated_at = utcnow()
     await session.commit()
-    cancelled = threading.Event()
+    cancelled, params = threading.Event(), sampling(body)
     try:
-        events = open_stream(model, prompt.ids, sampling(body), cancelled)
+        events = model.open_stream(prompt.ids, params, cancelled)
     except APIError:  # the queue filled since the check: take back what was stored, answer 503
         if body.conversation_id is None:
             await session.delete(conversation)
@@ -134,9 +134,7 @@ async def create_chat(
             conversation.current_message_id = previous_end
         await session.commit()
         raise
-    turn = Turn(
-        conversation.id, question.id, answer.id, prompt, sampling(body), context, conversation.title, user.id
-    )
+    turn = Turn(conversation.id, question.id, answer.id, prompt, params, context, conversation.title, user.id)
     generation = Generation(model, turn, events, cancelled)
     return StreamingResponse(generation.events(), media_type="text/event-stream", headers=SSE_HEADERS)
 

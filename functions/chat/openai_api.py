@@ -15,7 +15,7 @@ from fastapi.responses import StreamingResponse
 
 from functions.chat.context import MessageTooLong, fit_window, prompt_limit
 from functions.chat.schemas import ANSWER_RESERVE, CompletionCreate
-from functions.chat.service import AdmittedModel, ChatModel, LoadedModel, open_stream
+from functions.chat.service import AdmittedModel, ChatModel, LoadedModel
 from model.engine import SamplingParams, TextStreamer
 from shared import ratelimit
 from shared.deps import ApiUser, SessionDep, SettingsDep
@@ -74,7 +74,7 @@ def _open(model: ChatModel, body: CompletionCreate) -> tuple[AsyncIterator[Any],
         seed=body.seed,
     )
     cancelled = threading.Event()
-    return open_stream(model, prompt.ids, params, cancelled), len(prompt.ids), cancelled
+    return model.open_stream(prompt.ids, params, cancelled), len(prompt.ids), cancelled
 
 
 async def _generate(model: ChatModel, body: CompletionCreate, user_id: int) -> AsyncIterator[tuple[str, Any]]:

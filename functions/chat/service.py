@@ -73,9 +73,9 @@ class ChatModel:
     def open_stream(
         self, prompt: list[int], params: SamplingParams, cancelled: threading.Event
     ) -> AsyncIterator[Event]:
-        """Queue one generation now (a full queue raises QueueFull here, before any response is sent) and
-        return its events, ("queue", position) first; setting `cancelled` ends it with ("done",
-        "stopped") within one decode step."""
+        """Queue one generation now and return its events, ("queue", position) first; setting `cancelled`
+        ends it with ("done", "stopped") within one decode step. A queue that filled since the route's
+        check is a 503 `overloaded` here, before any response is sent."""
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[Event] = asyncio.Queue()
         budget = min(params.max_new_tokens, self.block_size - len(prompt))
@@ -83,7 +83,10 @@ class ChatModel:
         def emit(event: Event) -> None:
             loop.call_soon_threadsafe(queue.put_nowait, event)
 
-        position = self.scheduler.submit(Job(prompt, params, budget, emit, cancelled))
+        try:
+            position = self.scheduler.submit(Job(prompt, params, budget, emit, cancelled))
+        except QueueFull as exc:
+            raise overloaded() from exc
 
         async def events() -> AsyncIterator[Event]:
             yield ("queue", position)  # always first: 0 means it starts at once
@@ -183,19 +186,9 @@ async def loaded_model() -> ChatModel:
 
 
 async def chat_model(model: Annotated[ChatModel, Depends(loaded_model)]) -> ChatModel:
-    if model.scheduler.full():  # checked again when the stream is opened (open_stream)
+    if model.scheduler.full():  # checked again when the stream is opened (ChatModel.open_stream)
         raise overloaded()
     return model
-
-
-def open_stream(
-    model: ChatModel, prompt: list[int], params: SamplingParams, cancelled: threading.Event
-) -> AsyncIterator[Event]:
-    """model.open_stream, with a queue that filled since the check answered as 503 `overloaded`."""
-    try:
-        return model.open_stream(prompt, params, cancelled)
-    except QueueFull as exc:
-        raise overloaded() from exc
 
 
 LoadedModel = Annotated[ChatModel, Depends(loaded_model)]  # the card, the model list

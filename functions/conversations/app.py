@@ -25,7 +25,7 @@ from shared.schemas import (
     StopPublic,
 )
 from shared.settings import get_settings
-from shared.tree import active_branch, context_window, finalize_stale
+from shared.tree import Tree, active_branch, context_window, finalize_stale
 
 router = APIRouter(prefix="/api/conversations", tags=["conversations"], responses=error_responses(401, 404))
 DEFAULT_TITLE = "New chat"
@@ -106,7 +106,7 @@ async def update_conversation(
         session, user, conversation_id, options=[selectinload(Conversation.messages)]
     )
     if body.current_message_id is not None:
-        tree, _ = active_branch(conversation)
+        tree = Tree(conversation.messages)
         if body.current_message_id not in tree.by_id:
             raise not_found("Message")
         conversation.current_message_id = tree.newest_leaf(body.current_message_id)
