@@ -9,7 +9,9 @@ of the `meta` given to save_checkpoint (training args, data, scores, licence, ..
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, fields
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -18,17 +20,22 @@ import torch.nn as nn
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from model.gpt import GPT, GPTConfig
+from model.config import (
+    CONFIG,
+    DEFAULT_CHECKPOINT,
+    INT8_SCHEME,
+    TOKENIZER,
+    WEIGHTS,
+    CheckpointError,
+    GPTConfig,
+    model_config,
+    read_config,
+)
+from model.gpt import GPT
 from model.quant import int8_state_dict, pack_for_cpu, swap_to_int8
 from model.tokenizer import Tokenizer
 
-DEFAULT_CHECKPOINT = Path(__file__).parent / "checkpoints" / "default"
-WEIGHTS, CONFIG, TOKENIZER = "model.safetensors", "config.json", "tokenizer.json"
-INT8_SCHEME = "int8 per-row fp16 scale"
-
-
-class CheckpointError(Exception):
-    """A checkpoint folder that cannot be used, with the reason in words."""
+__all__ = ["CONFIG", "DEFAULT_CHECKPOINT", "WEIGHTS", "CheckpointError", "read_config"]  # re-exported
 
 
 def unwrap(model: nn.Module) -> GPT:
@@ -64,32 +71,18 @@ def save_checkpoint(dir: str | Path, model: nn.Module, tokenizer: Tokenizer, met
     _write(Path(dir), weights, tokenizer, config)
 
 
-def read_config(dir: str | Path) -> dict[str, Any]:
-    """config.json of a checkpoint folder, with errors that say what is missing or broken."""
-    dir = Path(dir)
-    if not dir.is_dir():
-        raise CheckpointError(f"no checkpoint folder at {dir}")
-    for name in (WEIGHTS, CONFIG, TOKENIZER):
-        if not (dir / name).is_file():
-            raise CheckpointError(f"checkpoint {dir} is incomplete: {name} is missing")
+@contextmanager
+def _skip_init() -> Iterator[None]:
+    """Module constructors inside skip their random initialisers: for a skeleton on the meta device
+    whose weights are assigned right after. On meta, `normal_` would only import torch's
+    decomposition tables (sympy and ~800 modules: ~65 MB resident for the process's whole life)."""
+    init = torch.nn.init
+    saved = init.normal_, init.zeros_, init.uniform_, init.kaiming_uniform_
+    init.normal_ = init.zeros_ = init.uniform_ = init.kaiming_uniform_ = lambda t, *a, **k: t  # type: ignore[assignment]
     try:
-        meta = json.loads((dir / CONFIG).read_text())
-        model_config(meta)
-    except (ValueError, KeyError, TypeError, AttributeError) as e:
-        raise CheckpointError(f"checkpoint {dir}: {CONFIG} is corrupt ({e})") from e
-    return meta
-
-
-# what a config.json written before the architecture switches existed describes: GPT-2's blocks
-LEGACY_ARCHITECTURE = {"norm": "layer", "pos": "learned", "mlp": "gelu", "qk_norm": False, "zero_init": False}
-
-
-def model_config(meta: dict[str, Any]) -> GPTConfig:
-    """The GPTConfig recorded in a checkpoint's config.json (unknown keys ignored; one written
-    before GPTConfig had `norm` describes the GPT-2 architecture)."""
-    known = {f.name for f in fields(GPTConfig)}
-    recorded = {k: v for k, v in meta["model"].items() if k in known}
-    return GPTConfig(**{**({} if "norm" in recorded else LEGACY_ARCHITECTURE), **recorded})
+        yield
+    finally:
+        init.normal_, init.zeros_, init.uniform_, init.kaiming_uniform_ = saved
 
 
 def load_checkpoint(
@@ -114,7 +107,7 @@ def load_checkpoint(
     except (SafetensorError, OSError) as e:
         raise CheckpointError(f"checkpoint {dir}: {WEIGHTS} is corrupt ({e})") from e
 
-    with torch.device("meta"):
+    with torch.device("meta"), _skip_init():
         model = GPT(config)
     int8 = meta.get("quantization") is not None
     if int8:
@@ -147,7 +140,7 @@ def dequantized(model: GPT) -> GPT:
     state = {}
     for name, m in model.named_modules():
         if isinstance(m, Int8Linear | Int8Embedding):
-            state[f"{name}.weight"] = dequantize_rows(m.weight, m.weight_scale)
+            state[f"{name}.weight"] = dequantize_rows(m.weight, m.weight_scale)  # packed: unpacked
     for key, t in model.state_dict().items():
         if key not in state and not key.endswith("weight_scale"):
             state[key] = t.float()

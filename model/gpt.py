@@ -13,31 +13,16 @@ is the plain training/reference path.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Protocol
 
 import torch
 import torch.nn as nn
 from torch.nn import functional as F
 
+from model.config import GPTConfig
 from model.optim import Muon, Optimizers
 
-
-@dataclass
-class GPTConfig:
-    vocab_size: int = 16387
-    block_size: int = 384
-    n_layer: int = 6
-    n_head: int = 8
-    n_embd: int = 512
-    dropout: float = 0.0
-    bias: bool = False  # biases in Linear and LayerNorm; off is a little faster and no worse
-    norm: str = "rms"  # "rms" (nn.RMSNorm) or "layer" (nn.LayerNorm, GPT-2)
-    pos: str = "rope"  # "rope" (rotary, no position table) or "learned" (GPT-2's wpe)
-    mlp: str = "relu2"  # "relu2" (ReLU squared) or "gelu"
-    qk_norm: bool = True  # RMS-normalise queries and keys per head before attention
-    zero_init: bool = True  # output projections start at zero (each block starts as the identity)
-    rope_base: float = 10000.0
+__all__ = ["GPT", "GPTConfig"]
 
 
 def make_norm(config: GPTConfig) -> nn.Module:

@@ -53,13 +53,34 @@ class Int8Linear(nn.Module):
         self.packed: object | None = None  # fbgemm's packed weight, see pack()
 
     def pack(self) -> None:
-        """Prepare the fast CPU path: the same int8 weights and scales in fbgemm's packed layout."""
+        """Prepare the fast CPU path: the same int8 weights and scales in fbgemm's packed layout.
+
+        The plain int8 copy is dropped (it was a second copy of every matrix in the serving
+        process): `weight` and state_dict() read it back from the packed form, exactly."""
         with warnings.catch_warnings():  # torch marks its quantized tensors deprecated (still in 2.x)
             warnings.simplefilter("ignore")
             zero = torch.zeros(self.out_features, dtype=torch.long)
             w = torch._make_per_channel_quantized_tensor(self.weight, self.weight_scale.double(), zero, 0)
             bias = None if self.bias is None else self.bias.detach().float()
             self.packed = torch.ops.quantized.linear_prepack(w, bias)
+        del self._buffers["weight"]
+
+    def __getattr__(self, name: str):
+        if name == "weight" and self.__dict__.get("packed") is not None:
+            return self.unpacked_weight()
+        return super().__getattr__(name)
+
+    def unpacked_weight(self) -> torch.Tensor:
+        """The int8 matrix (out, in) back from fbgemm's packed form (a new tensor each call)."""
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            w, _ = torch.ops.quantized.linear_unpack(self.packed)
+        return w.int_repr()
+
+    def _save_to_state_dict(self, destination, prefix, keep_vars):
+        super()._save_to_state_dict(destination, prefix, keep_vars)
+        if "weight" not in self._buffers:  # packed: the same key and values as before packing
+            destination[prefix + "weight"] = self.unpacked_weight()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.packed is not None and x.device.type == "cpu" and x.dtype == torch.float32:

@@ -175,3 +175,26 @@ def fit_to_window(
                 return head + list(messages[start:]), start - len(head)
     need = sum(counts[starts[-1] :]) + 1 if starts else sum(counts) + 1
     raise ValueError(f"the last message needs {need} tokens, more than the {max_tokens} available")
+
+
+class TextStreamer:
+    """Turns token ids into text deltas that never split a UTF-8 character."""
+
+    def __init__(self, tokenizer: Tokenizer):
+        self.tokenizer = tokenizer
+        self.pending: list[int] = []
+
+    def put(self, token_id: int) -> str:
+        self.pending.append(token_id)
+        text = self.tokenizer.decode(self.pending)
+        # a trailing U+FFFD means the bytes of a character are still incomplete; wait (a character
+        # is at most 4 bytes, so after 8 tokens it is truly invalid and goes out as it is)
+        if text.endswith("\ufffd") and len(self.pending) < 8:
+            return ""
+        self.pending = []
+        return text
+
+    def end(self) -> str:
+        text = self.tokenizer.decode(self.pending) if self.pending else ""
+        self.pending = []
+        return text

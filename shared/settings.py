@@ -41,6 +41,9 @@ class Settings(BaseSettings):
     # an answer in progress that has not been saved for this long (its generator died) becomes "interrupted"
     stale_answer_seconds: float = Field(default=30, gt=0)
     chat_max_batch: int = Field(default=16, ge=1, le=64)  # streams one decode step advances together
+    # the chat function's engine: "onnx" (ONNX Runtime, no torch in the process: ~190 MB less), "torch"
+    # (model/engine.py, the reference), or "auto": onnx for an int8 checkpoint where onnxruntime is installed
+    chat_engine: Literal["auto", "onnx", "torch"] = "auto"
     chat_max_queue: int = Field(default=64, ge=0, le=10_000)  # requests waiting for a slot; more get 503
     model_dir: Path = REPO_ROOT / "model" / "checkpoints" / "default"
     frontend_dir: Path = REPO_ROOT / "frontend" / "out"

@@ -54,7 +54,7 @@ interface Card {
   data?: Record<string, { corpus?: { sources?: Record<string, CorpusSource> }; sources?: Record<string, number> }>;
   license?: Record<string, string>;
   quantization?: { scheme?: string; int8_parameters?: number; fp32_parameters?: number; note?: string };
-  serving?: { threads?: number; max_batch?: number; load_seconds?: number };
+  serving?: { engine?: string; threads?: number; max_batch?: number; load_seconds?: number };
 }
 
 const num = (x: number | undefined, digits = 2) => (x === undefined ? "—" : x.toLocaleString("en", { maximumFractionDigits: digits }));
@@ -289,7 +289,7 @@ export default function ModelCard() {
             <Section title="Serving">
               <p className="text-sm text-zinc-600 dark:text-zinc-300">
                 {q?.scheme && `Weights: ${q.scheme} (${q.note ?? ""}). `}
-                {card.serving && `This server: ${card.serving.threads} threads, up to ${card.serving.max_batch} answers decoded together, loaded in ${num(card.serving.load_seconds)} s.`}
+                {card.serving && `This server: ${card.serving.engine === "onnx" ? "ONNX Runtime" : "PyTorch"}, ${card.serving.threads} threads, up to ${card.serving.max_batch} answers decoded together, loaded in ${num(card.serving.load_seconds)} s.`}
               </p>
             </Section>
           )}

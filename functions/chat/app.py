@@ -13,7 +13,7 @@ from functions.chat.generation import Generation, Turn, follow
 from functions.chat.openai_api import router as openai_router
 from functions.chat.schemas import ChatCreate
 from functions.chat.service import AdmittedModel, LoadedModel, holder
-from model.engine import SamplingParams
+from model.sampling import SamplingParams
 from model.tokenizer import message_token_count
 from shared import ratelimit
 from shared.app import Component, create_app

@@ -22,8 +22,8 @@ from sqlalchemy import select
 from functions.chat.context import Prompt
 from functions.chat.scheduler import Event
 from functions.chat.service import ChatModel
-from model.engine import SamplingParams, TextStreamer
-from model.tokenizer import Tokenizer
+from model.sampling import SamplingParams
+from model.tokenizer import TextStreamer, Tokenizer
 from shared import ratelimit
 from shared.database import get_sessionmaker
 from shared.models import Conversation, Message, utcnow

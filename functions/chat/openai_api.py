@@ -16,7 +16,8 @@ from fastapi.responses import StreamingResponse
 from functions.chat.context import MessageTooLong, fit_window, prompt_limit
 from functions.chat.schemas import ANSWER_RESERVE, CompletionCreate
 from functions.chat.service import AdmittedModel, ChatModel, LoadedModel
-from model.engine import SamplingParams, TextStreamer
+from model.sampling import SamplingParams
+from model.tokenizer import TextStreamer
 from shared import ratelimit
 from shared.deps import ApiUser, SessionDep, SettingsDep
 from shared.errors import APIError, error_responses

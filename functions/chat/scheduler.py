@@ -12,9 +12,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import torch
+import numpy as np
 
-from model.engine import Engine, SamplingParams, forbid_eos, sample_next_token
+from model.sampling import SamplingParams, forbid_eos, new_generator, sample_next_token
 
 log = logging.getLogger("slm.chat")
 
@@ -33,7 +33,7 @@ class Job:
     slot: int = -1
     generated: int = 0
     last_token: int = -1
-    generator: torch.Generator | None = None
+    generator: np.random.Generator | None = None
     finished: bool = False
 
 
@@ -42,7 +42,7 @@ class QueueFull(Exception):
 
 
 class Scheduler:
-    def __init__(self, engine: Engine, eos_id: int, max_batch: int, max_waiting: int = 64) -> None:
+    def __init__(self, engine: Any, eos_id: int, max_batch: int, max_waiting: int = 64) -> None:
         self.engine, self.eos_id, self.max_batch, self.max_waiting = engine, eos_id, max_batch, max_waiting
         self._waiting: deque[Job] = deque()
         self._active: dict[int, Job] = {}
@@ -112,9 +112,8 @@ class Scheduler:
             return self._finish(job, "stopped")
         self._active[job.slot] = job
         job.emit(("start", None))
-        if job.params.seed is not None:
-            job.generator = torch.Generator().manual_seed(job.params.seed)
-        logits = self._allowed(self.engine.prefill(job.slot, job.prompt).unsqueeze(0), [job])
+        job.generator = new_generator(job.params.seed)
+        logits = self._allowed(self.engine.prefill(job.slot, job.prompt)[None], [job])
         self._accept(job, int(sample_next_token(logits, job.params, job.generator)[0]))
 
     def _decode_step(self) -> None:
@@ -126,7 +125,7 @@ class Scheduler:
         for job, token in zip(jobs, tokens.tolist(), strict=True):
             self._accept(job, token)
 
-    def _allowed(self, logits: torch.Tensor, jobs: list[Job]) -> torch.Tensor:
+    def _allowed(self, logits: Any, jobs: list[Job]) -> np.ndarray:
         """No <|eos|> for a stream still under its min_new_tokens."""
         return forbid_eos(logits, self.eos_id, [j.generated < j.params.min_new_tokens for j in jobs])
 

@@ -9,12 +9,13 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Annotated, Any
 
-import torch
 from fastapi import Depends
 
 from functions.chat.scheduler import Event, Job, QueueFull, Scheduler
-from model.checkpoint import load_checkpoint
-from model.engine import Engine, SamplingParams, cpu_budget
+from model.config import read_config
+from model.runtime import cpu_budget
+from model.sampling import SamplingParams
+from model.tokenizer import Tokenizer
 from shared.errors import APIError
 from shared.settings import get_settings
 
@@ -38,26 +39,59 @@ def overloaded() -> APIError:
     )
 
 
+def choose_engine(setting: str, config: dict[str, Any]) -> str:
+    """ "onnx" or "torch" for SLM_CHAT_ENGINE and a checkpoint's config.json ("auto": onnx for an
+    int8 checkpoint when onnxruntime is installed, else torch)."""
+    int8 = config.get("quantization") is not None
+    if setting == "onnx" and not int8:
+        raise ValueError("SLM_CHAT_ENGINE=onnx serves int8 checkpoints only (python -m model.export)")
+    if setting != "auto":
+        return setting
+    if not int8:
+        return "torch"
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return "torch"
+    return "onnx"
+
+
 class ChatModel:
     """What a loaded checkpoint offers the routes: its tokenizer, card, window, and token streams."""
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
         self.threads = cpu_budget()
-        torch.set_num_threads(self.threads)
-        started = time.perf_counter()
-        model, self.tokenizer, self.config = load_checkpoint(directory)
-        model.eval()
-        self.block_size: int = model.config.block_size
-        # an int8 model's matrices are buffers, not parameters: the count saved with the weights is the truth
-        self.parameters: int = int(self.config.get("parameters") or model.num_params())
         settings = get_settings()
         self.max_batch, self.max_queue = settings.chat_max_batch, settings.chat_max_queue
-        engine = Engine(model, max_batch=self.max_batch)
+        started = time.perf_counter()
+        self.config = read_config(directory)
+        self.engine_name = choose_engine(settings.chat_engine, self.config)
+        engine: Any
+        if self.engine_name == "onnx":  # torch is never imported: the process stays ~190 MB smaller
+            from model.ort_engine import OrtEngine
+
+            engine = OrtEngine.from_checkpoint(directory, max_batch=self.max_batch, threads=self.threads)
+            self.tokenizer = Tokenizer.from_file(directory / "tokenizer.json")
+        else:
+            import torch
+
+            from model.checkpoint import load_checkpoint
+            from model.engine import Engine
+
+            torch.set_num_threads(self.threads)
+            model, self.tokenizer, _ = load_checkpoint(directory)
+            engine = Engine(model.eval(), max_batch=self.max_batch)
+        self.block_size: int = self.config["model"]["block_size"]
+        # an int8 model's matrices are buffers, not parameters: the count saved with the weights is the truth
+        self.parameters: int = int(self.config.get("parameters") or 0)
         self.scheduler = Scheduler(engine, self.tokenizer.eos_id, self.max_batch, self.max_queue)
         self.load_seconds = time.perf_counter() - started
         self._served_first = False
-        log.info("model loaded from %s in %.2fs, %d threads", directory, self.load_seconds, self.threads)
+        log.info(
+            "model loaded from %s in %.2fs, %s engine, %d threads",
+            directory, self.load_seconds, self.engine_name, self.threads,
+        )  # fmt: skip
 
     def reopen(self) -> None:
         """A fresh scheduler over the same engine, once a shutdown has closed the last one."""
@@ -105,6 +139,7 @@ class ChatModel:
         card["config"] = self.config.get("model", {})
         card["parameters"] = self.parameters
         card["serving"] = {
+            "engine": self.engine_name,
             "threads": self.threads,
             "max_batch": self.max_batch,
             "max_queue": self.max_queue,

@@ -125,10 +125,14 @@ def test_lambda_images_run_the_mangum_handler(name: str) -> None:
     assert f"functions/{name}/requirements.txt" in DOCKERFILES[name].read_text()
 
 
-def test_chat_image_has_cpu_torch_the_web_adapter_and_the_checkpoint() -> None:
+def test_chat_image_has_onnxruntime_no_torch_the_web_adapter_and_the_checkpoint() -> None:
     text = DOCKERFILES["chat"].read_text()
     steps = final_stage(DOCKERFILES["chat"])
-    assert "--extra-index-url https://download.pytorch.org/whl/cpu" in text
+    requirements = (REPO / "functions" / "chat" / "requirements.txt").read_text().split()
+    assert any(r.startswith("onnxruntime==") for r in requirements)
+    assert (
+        not any(r.startswith("torch") for r in requirements) and "torch must not be in the chat image" in text
+    )
     adapter = [args for keyword, args in steps if keyword == "COPY" and "aws-lambda-adapter" in args]
     assert adapter and re.fullmatch(
         r"--from=public\.ecr\.aws/awsguru/aws-lambda-adapter:\d+\.\d+\.\d+ /lambda-adapter /opt/extensions/lambda-adapter",

@@ -1,7 +1,7 @@
 """Each function's own requirements.txt is enough: a fresh virtual environment with only that list answers
 a health check, as the function's image would (Mangum handler for auth and conversations, uvicorn for chat).
 
-Slow (a pip install per function, torch for chat): pytest -m "not slow" leaves them out.
+Slow (a pip install per function): pytest -m "not slow" leaves them out.
 """
 
 import json
@@ -98,6 +98,9 @@ def test_chat_serves_health_from_its_own_requirements(tmp_path: Path) -> None:
         else:
             raise AssertionError("chat never became ready:\n" + (tmp_path / "chat.log").read_text())
         assert health.json()["service"] == "chat"
+        # the model loaded on ONNX Runtime: the chat function's list has no torch at all
+        assert "onnx engine" in (tmp_path / "chat.log").read_text()
+        assert subprocess.run([str(python), "-c", "import torch"], capture_output=True).returncode != 0
     finally:
         server.terminate()
         server.wait(timeout=20)

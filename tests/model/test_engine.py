@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from model.engine import Engine, SamplingParams, TextStreamer, cpu_budget, sample_next_token
+from model.engine import Engine, SamplingParams, TextStreamer, cpu_budget
 from model.tokenizer import render_prompt
 
 GREEDY = SamplingParams(temperature=0.0, max_new_tokens=20)
@@ -107,42 +107,6 @@ def test_generate_seed_reproducible(trained_model):
         )
     )
     assert a == b and len(a) == 15 and a != c
-
-
-def test_sample_top_k_one_equals_greedy():
-    torch.manual_seed(0)
-    logits = torch.randn(5, 100)
-    got = sample_next_token(
-        logits, SamplingParams(temperature=2.0, top_k=1), torch.Generator().manual_seed(0)
-    )
-    assert torch.equal(got, logits.argmax(-1))
-    assert torch.equal(sample_next_token(logits, SamplingParams(temperature=0.0)), logits.argmax(-1))
-
-
-def test_sample_top_k_and_top_p_keep_only_the_head():
-    logits = torch.tensor([[5.0, 4.0, 3.0, -10.0, -10.0]]).repeat(200, 1)
-    gen = torch.Generator().manual_seed(0)
-    assert set(
-        sample_next_token(logits, SamplingParams(temperature=1.0, top_k=2, top_p=1.0), gen).tolist()
-    ) == {0, 1}
-    # probs are ~0.665, 0.245, 0.090: top_p 0.5 keeps only the first, 0.8 the first two
-    assert set(
-        sample_next_token(logits, SamplingParams(temperature=1.0, top_k=0, top_p=0.5), gen).tolist()
-    ) == {0}
-    assert set(
-        sample_next_token(logits, SamplingParams(temperature=1.0, top_k=0, top_p=0.8), gen).tolist()
-    ) == {0, 1}
-
-
-def test_sample_per_row_params_and_generators():
-    logits = torch.randn(2, 50)
-    params = [SamplingParams(temperature=0.0), SamplingParams(temperature=1.0, seed=3)]
-    gens = [None, torch.Generator().manual_seed(3)]
-    a = sample_next_token(logits, params, gens)
-    b = sample_next_token(logits, params, [None, torch.Generator().manual_seed(3)])
-    assert torch.equal(a, b) and a[0] == logits[0].argmax()
-    with pytest.raises(ValueError):
-        sample_next_token(logits, params[:1], gens)
 
 
 @pytest.mark.parametrize("text", ["héllo wörld 🙂🚀 日本語 👍🏽 café", "🎉🎉🎉", "中文你好"])

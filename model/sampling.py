@@ -1,0 +1,153 @@
+"""Sampling and the slot bookkeeping both engines share (torch's and ONNX Runtime's), in numpy:
+no torch import.
+
+`sample_next_token` turns a (B, V) block of logits into B token ids with one set of batched array
+ops (the server samples all its streams each step). Each sampled row draws one uniform number from
+its own generator, so a seeded stream gets the same tokens decoded alone or in a batch, and on
+either engine where their logits agree.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+
+@dataclass
+class SamplingParams:
+    temperature: float = 0.8  # 0 = greedy
+    top_k: int = 50  # 0 = off
+    top_p: float = 0.95  # 1.0 = off
+    max_new_tokens: int = 256
+    min_new_tokens: int = 0  # <|eos|> is not sampled before this many tokens
+    seed: int | None = None
+
+
+def new_generator(seed: int | None) -> np.random.Generator | None:
+    """A stream's own random generator (None: draw from the process-wide one)."""
+    return None if seed is None else np.random.default_rng(seed)
+
+
+def _as_array(logits: Any) -> np.ndarray:
+    """numpy float32 logits from a numpy array or a CPU torch tensor (which needs no torch import)."""
+    if hasattr(logits, "detach"):
+        logits = logits.detach().float().numpy()
+    return np.asarray(logits, dtype=np.float32)
+
+
+def forbid_eos(logits: Any, eos_id: int, rows: Sequence[bool]) -> np.ndarray:
+    """logits (B, V) with <|eos|> made impossible in the rows marked True (those still under their
+    min_new_tokens); a copy only where some row is marked."""
+    out = _as_array(logits)
+    if any(rows):
+        out = out.copy()
+        out[np.asarray(rows, dtype=bool), eos_id] = -np.inf
+    return out
+
+
+_SHARED = np.random.default_rng()
+
+
+def sample_next_token(
+    logits: Any,
+    params: SamplingParams | Sequence[SamplingParams],
+    generator: np.random.Generator | Sequence[np.random.Generator | None] | None = None,
+) -> np.ndarray:
+    """logits (B, V) -> next token ids (B,) int64. params and generator: one for all rows, or one
+    per row. temperature 0 or top_k 1 is greedy; otherwise softmax at the temperature over each
+    row's top_k, then the smallest prefix whose mass reaches top_p (at least one token)."""
+    x_all = _as_array(logits)
+    B, V = x_all.shape
+    rows = [params] * B if isinstance(params, SamplingParams) else list(params)
+    gens = list(generator) if isinstance(generator, Sequence) else [generator] * B
+    if len(rows) != B or len(gens) != B:
+        raise ValueError(f"{B} rows of logits need {B} sampling params and generators")
+    out = x_all.argmax(-1).astype(np.int64)
+    sampled = [i for i, p in enumerate(rows) if p.temperature > 0 and p.top_k != 1]
+    if not sampled:
+        return out
+    x = x_all[sampled].astype(np.float64)
+    # shifted to <= 0 and the temperature floored: a tiny temperature is near-greedy, never inf/nan
+    temperature = np.array([max(rows[i].temperature, 1e-6) for i in sampled])[:, None]
+    x = (x - x.max(-1, keepdims=True)) / temperature
+    ks = np.array([rows[i].top_k if 0 < rows[i].top_k < V else V for i in sampled])
+    k = int(ks.max())
+    if k < V:  # each row's k best, best first (argpartition, then sort only those)
+        part = np.argpartition(-x, k - 1, axis=-1)[:, :k]
+        order = np.argsort(-np.take_along_axis(x, part, -1), axis=-1, kind="stable")
+        idx = np.take_along_axis(part, order, -1)
+    else:
+        idx = np.argsort(-x, axis=-1, kind="stable")
+    x = np.take_along_axis(x, idx, -1)
+    x = np.where(np.arange(k)[None, :] >= ks[:, None], -np.inf, x)  # each row's own top-k
+    probs = np.exp(x - x.max(-1, keepdims=True))
+    probs /= probs.sum(-1, keepdims=True)
+    top_p = np.array([rows[i].top_p if rows[i].top_p < 1.0 else math.inf for i in sampled])
+    keep = (np.cumsum(probs, -1) - probs) < top_p[:, None]
+    keep[:, 0] = True
+    cdf = np.cumsum(probs * keep, -1)
+    u = np.array([(gens[i] or _SHARED).random() for i in sampled]) * cdf[:, -1]
+    choice = np.minimum([np.searchsorted(cdf[r], u[r], side="left") for r in range(len(sampled))], k - 1)
+    out[sampled] = idx[np.arange(len(sampled)), choice]
+    return out
+
+
+class Slots:
+    """What both engines share: a KV cache of `max_batch` slots of `block_size` positions, each slot's
+    length, the checks on prefill and decode arguments, and the single-stream `generate` loop.
+    Subclasses provide prefill(slot, ids) -> (V,) logits and decode(slots, tokens) -> (B, V)."""
+
+    def __init__(self, max_batch: int, block_size: int, eos_id: int) -> None:
+        self.max_batch, self.block_size, self.eos_id = max_batch, block_size, eos_id
+        self.positions = [0] * max_batch
+
+    def prefill(self, slot: int, ids: list[int]) -> Any:
+        raise NotImplementedError
+
+    def decode(self, slots: list[int], tokens: list[int]) -> Any:
+        raise NotImplementedError
+
+    def _check_slot(self, slot: int) -> None:
+        if not 0 <= slot < self.max_batch:
+            raise ValueError(f"slot {slot} out of range 0..{self.max_batch - 1}")
+
+    def position(self, slot: int) -> int:
+        """Tokens held in the slot's cache (the position the next token goes to)."""
+        self._check_slot(slot)
+        return self.positions[slot]
+
+    def release(self, slot: int) -> None:
+        self._check_slot(slot)
+        self.positions[slot] = 0
+
+    def _check_prefill(self, slot: int, ids: list[int]) -> None:
+        self._check_slot(slot)
+        if not 0 < len(ids) < self.block_size:
+            raise ValueError(f"prompt of {len(ids)} tokens: need 1..{self.block_size - 1} (the caller trims)")
+
+    def _check_decode(self, slots: list[int], tokens: list[int]) -> None:
+        if len(slots) != len(tokens) or not slots or len(set(slots)) != len(slots):
+            raise ValueError("decode needs as many tokens as distinct slots, at least one")
+        for s in slots:
+            self._check_slot(s)
+            if self.positions[s] == 0 or self.positions[s] >= self.block_size:
+                raise ValueError(f"slot {s} is at position {self.positions[s]}: prefill it / it is full")
+
+    def generate(self, ids: list[int], params: SamplingParams) -> Iterator[int]:
+        """Sample up to max_new_tokens after `ids` in slot 0; stops at <|eos|> (not yielded, and never
+        before min_new_tokens) or when the context (block_size) is full."""
+        gen = new_generator(params.seed)
+        logits = self.prefill(0, ids)
+        for n in range(params.max_new_tokens):
+            logits = forbid_eos(logits[None], self.eos_id, [n < params.min_new_tokens])[0]
+            token = int(sample_next_token(logits[None], params, gen)[0])
+            if token == self.eos_id:
+                return
+            yield token
+            if self.positions[0] >= self.block_size:
+                return
+            logits = self.decode([0], [token])[0]

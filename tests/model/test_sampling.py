@@ -1,0 +1,67 @@
+"""model/sampling.py: the numpy sampler both engines share."""
+
+import numpy as np
+import pytest
+import torch
+
+from model.sampling import SamplingParams, forbid_eos, new_generator, sample_next_token
+
+
+def test_sample_top_k_one_equals_greedy():
+    logits = np.random.default_rng(0).standard_normal((5, 100)).astype(np.float32)
+    got = sample_next_token(logits, SamplingParams(temperature=2.0, top_k=1), new_generator(0))
+    assert got.tolist() == logits.argmax(-1).tolist()
+    assert sample_next_token(logits, SamplingParams(temperature=0.0)).tolist() == logits.argmax(-1).tolist()
+
+
+def test_sample_top_k_and_top_p_keep_only_the_head():
+    logits = np.tile(np.array([[5.0, 4.0, 3.0, -10.0, -10.0]], np.float32), (200, 1))
+    gen = new_generator(0)
+    top2 = sample_next_token(logits, SamplingParams(temperature=1.0, top_k=2, top_p=1.0), gen)
+    assert set(top2.tolist()) == {0, 1}
+    # probs are ~0.665, 0.245, 0.090: top_p 0.5 keeps only the first, 0.8 the first two
+    assert set(
+        sample_next_token(logits, SamplingParams(temperature=1.0, top_k=0, top_p=0.5), gen).tolist()
+    ) == {0}
+    assert set(
+        sample_next_token(logits, SamplingParams(temperature=1.0, top_k=0, top_p=0.8), gen).tolist()
+    ) == {0, 1}
+
+
+def test_sample_frequencies_follow_the_softmax():
+    """20,000 draws at temperature 1 over three logits: each token's share within 0.02 of softmax."""
+    logits = np.tile(np.array([[2.0, 1.0, 0.0]], np.float32), (20_000, 1))
+    drawn = sample_next_token(logits, SamplingParams(temperature=1.0, top_k=0, top_p=1.0), new_generator(1))
+    expected = np.exp([2.0, 1.0, 0.0]) / np.exp([2.0, 1.0, 0.0]).sum()
+    assert np.abs(np.bincount(drawn, minlength=3) / len(drawn) - expected).max() < 0.02
+
+
+def test_sample_per_row_params_and_generators():
+    logits = np.random.default_rng(1).standard_normal((2, 50)).astype(np.float32)
+    params = [SamplingParams(temperature=0.0), SamplingParams(temperature=1.0, seed=3)]
+    a = sample_next_token(logits, params, [None, new_generator(3)])
+    b = sample_next_token(logits, params, [None, new_generator(3)])
+    assert a.tolist() == b.tolist() and a[0] == logits[0].argmax()
+    with pytest.raises(ValueError):
+        sample_next_token(logits, params[:1], [None, new_generator(3)])
+
+
+def test_a_seeded_row_draws_the_same_alone_or_in_a_batch():
+    logits = np.random.default_rng(2).standard_normal((4, 60)).astype(np.float32)
+    params = SamplingParams(temperature=1.0, top_k=20, seed=9)
+    alone = sample_next_token(logits[2:3], params, [new_generator(9)])
+    batch = sample_next_token(logits, params, [new_generator(i) for i in (5, 6, 9, 7)])
+    assert batch[2] == alone[0]
+
+
+def test_torch_logits_are_accepted():
+    logits = torch.randn(3, 40)
+    assert sample_next_token(logits, SamplingParams(temperature=0)).tolist() == logits.argmax(-1).tolist()
+
+
+def test_forbid_eos_only_in_marked_rows():
+    logits = np.zeros((2, 5), np.float32)
+    logits[:, 3] = 9.0
+    out = forbid_eos(logits, 3, [True, False])
+    assert out[0, 3] == -np.inf and out[1, 3] == 9.0 and logits[0, 3] == 9.0  # the input is left alone
+    assert forbid_eos(logits, 3, [False, False])[0, 3] == 9.0
