@@ -2,7 +2,8 @@
 
 A generation runs as its own task and saves the answer as it grows (every SAVE_EVERY_TOKENS tokens and
 every SAVE_EVERY_SECONDS), so a client that goes away changes nothing: the answer runs to its end unless
-it is stopped (a database flag, read every STOP_POLL_TOKENS tokens and every save) or fails. `follow`
+it is stopped (a database flag: one query for every stream of the process each STOP_POLL_TOKENS decode
+steps, see StopWatch, and read by every save) or fails. `follow`
 replays a saved answer and then tails it, from any process, by reading the database.
 """
 
@@ -12,6 +13,7 @@ import json
 import logging
 import threading
 import time
+import weakref
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -84,9 +86,16 @@ class Generation:
         task.add_done_callback(_running.discard)
 
     async def events(self) -> AsyncIterator[bytes]:
-        """The SSE body. A client that goes away closes only this reader: the generation goes on."""
+        """The SSE body. A client that goes away closes only this reader: the generation goes on.
+        Whatever is queued goes out as one write (one send per wake-up, not per event)."""
         while (chunk := await self.queue.get()) is not None:
-            yield chunk
+            parts = [chunk]
+            while not self.queue.empty():
+                if (chunk := self.queue.get_nowait()) is None:
+                    yield b"".join(parts)
+                    return
+                parts.append(chunk)
+            yield b"".join(parts)
 
     def _meta(self, position: int, cold_start: bool) -> bytes:
         turn = self.turn
@@ -120,7 +129,8 @@ class Generation:
         streamer = TextStreamer(self.model.tokenizer)
         answer = self.answer
         reason, error, started, first = "error", None, time.perf_counter(), True
-        check: asyncio.Task[None] | None = None
+        stops = stop_watch()
+        stops.watch(self)
         saver = asyncio.create_task(self._keep_saving())
         try:
             cold_start = self.model.claim_cold_start()
@@ -135,8 +145,7 @@ class Generation:
                 elif kind == "token":
                     answer.ids.append(value)
                     n = len(answer.ids)
-                    if n % STOP_POLL_TOKENS == 0 and (check is None or check.done()):
-                        check = asyncio.create_task(self._check_stop_flag())
+                    stops.tick()
                     if text := streamer.put(value):
                         answer.parts.append(text)
                         put(sse("token", {"text": text}, event_id=n - 1))
@@ -151,11 +160,12 @@ class Generation:
             self.cancelled.set()
             error = f"{type(exc).__name__}: {exc}"
         finally:
-            # the saver and the stop check end by themselves: cancelling a database call midway can leave
-            # the connection hanging (seen with psycopg), so they finish what they are doing first
+            # the saver ends by itself: cancelling a database call midway can leave the connection
+            # hanging (seen with psycopg), so it finishes what it is doing first
+            stops.unwatch(self)
             self._finished = True
             self._save_now.set()
-            await asyncio.gather(saver, *([check] if check else []), return_exceptions=True)
+            await asyncio.gather(saver, return_exceptions=True)
         if tail := streamer.end():
             answer.parts.append(tail)
             put(sse("token", {"text": tail}, event_id=len(answer.ids) - 1))
@@ -201,20 +211,65 @@ class Generation:
             except Exception:  # the database is away for a moment: the final save tries again
                 log.warning("could not save the partial answer", exc_info=True)
 
-    async def _check_stop_flag(self) -> None:
+
+class StopWatch:
+    """The stop flags of every answer one event loop is generating, read in one query once every
+    STOP_POLL_TOKENS decode steps (counted as STOP_POLL_TOKENS tokens per stream watched): one
+    stream is checked every 8 tokens as before, and 8 streams cost one query, not eight."""
+
+    def __init__(self) -> None:
+        self.watched: dict[Generation, None] = {}  # insertion-ordered set
+        self.tokens = 0
+        self.task: asyncio.Task[None] | None = None
+
+    def watch(self, generation: Generation) -> None:
+        self.watched[generation] = None
+
+    def unwatch(self, generation: Generation) -> None:
+        self.watched.pop(generation, None)
+
+    def tick(self) -> None:
+        """One token of one watched stream."""
+        self.tokens += 1
+        if self.tokens < STOP_POLL_TOKENS * max(1, len(self.watched)):
+            return
+        if self.task is None or self.task.done():  # one query in flight at most
+            self.tokens = 0
+            self.task = asyncio.get_running_loop().create_task(self._check(list(self.watched)))
+            _running.add(self.task)
+            self.task.add_done_callback(_running.discard)
+
+    async def _check(self, generations: list[Generation]) -> None:
         try:
-            if await stop_requested(self.turn.conversation_id):
-                self.cancelled.set()
+            stopped = await stops_requested({g.turn.conversation_id for g in generations})
         except Exception:  # the database is away for a moment: keep generating, read it again later
-            log.warning("could not read the stop flag", exc_info=True)
+            log.warning("could not read the stop flags", exc_info=True)
+            return
+        for generation in generations:
+            if generation.turn.conversation_id in stopped:
+                generation.cancelled.set()
 
 
-async def stop_requested(conversation_id: int) -> bool:
+_stop_watches: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, StopWatch] = weakref.WeakKeyDictionary()
+
+
+def stop_watch() -> StopWatch:
+    loop = asyncio.get_running_loop()
+    watch = _stop_watches.get(loop)
+    if watch is None:
+        watch = _stop_watches[loop] = StopWatch()
+    return watch
+
+
+async def stops_requested(conversation_ids: set[int]) -> set[int]:
+    """Which of these conversations have a stop requested."""
     async with get_sessionmaker()() as session:
-        flag = await session.scalar(
-            select(Conversation.stop_requested_at).where(Conversation.id == conversation_id)
+        rows = await session.scalars(
+            select(Conversation.id).where(
+                Conversation.id.in_(conversation_ids), Conversation.stop_requested_at.is_not(None)
+            )
         )
-    return flag is not None
+        return set(rows)
 
 
 async def save_answer(turn: Turn, answer: Answer, finish_reason: str | None) -> bool:

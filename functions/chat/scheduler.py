@@ -35,6 +35,8 @@ class Job:
     last_token: int = -1
     generator: np.random.Generator | None = None
     finished: bool = False
+    # called once after each scheduler step that emitted to this job: delivers what emit buffered
+    flush: Callable[[], None] | None = None
 
 
 class QueueFull(Exception):
@@ -49,6 +51,7 @@ class Scheduler:
         self._free = list(range(max_batch - 1, -1, -1))
         self._cv = threading.Condition()
         self._closed = False
+        self._to_flush: dict[Callable[[], None], None] = {}  # this step's flushes, each once, in order
         self._thread = threading.Thread(target=self._run, name="slm-scheduler", daemon=True)
         self._thread.start()
 
@@ -93,7 +96,7 @@ class Scheduler:
                     job.slot = self._free.pop()
                     admitted.append(job)
                 for position, job in enumerate(self._waiting, start=1):
-                    job.emit(("queue", position))
+                    self._emit(job, ("queue", position))
             for job in stopped:
                 self._finish(job, "stopped")
             try:
@@ -104,14 +107,27 @@ class Scheduler:
                 log.exception("generation step failed")
                 for job in list(self._active.values()) + admitted:
                     self._finish(job, "error", f"generation failed: {type(exc).__name__}: {exc}")
+            self._flush()
         for job in list(self._active.values()) + list(self._waiting):
             self._finish(job, "stopped")
+        self._flush()
+
+    def _emit(self, job: Job, event: Event) -> None:
+        job.emit(event)
+        if job.flush is not None:
+            self._to_flush[job.flush] = None
+
+    def _flush(self) -> None:
+        """The end of a step: each event loop that was sent events gets them in one wake-up."""
+        flushes, self._to_flush = self._to_flush, {}
+        for flush in flushes:
+            flush()
 
     def _prefill(self, job: Job) -> None:
         if job.cancelled.is_set():
             return self._finish(job, "stopped")
         self._active[job.slot] = job
-        job.emit(("start", None))
+        self._emit(job, ("start", None))
         job.generator = new_generator(job.params.seed)
         logits = self._allowed(self.engine.prefill(job.slot, job.prompt)[None], [job])
         self._accept(job, int(sample_next_token(logits, job.params, job.generator)[0]))
@@ -136,7 +152,7 @@ class Scheduler:
             return self._finish(job, "eos")
         job.generated += 1
         job.last_token = token
-        job.emit(("token", token))
+        self._emit(job, ("token", token))
         if job.generated >= job.max_new_tokens:
             self._finish(job, "length")
 
@@ -151,4 +167,4 @@ class Scheduler:
             with self._cv:
                 self._free.append(job.slot)
             job.slot = -1
-        job.emit(("error", error) if error else ("done", reason))
+        self._emit(job, ("error", error) if error else ("done", reason))

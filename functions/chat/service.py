@@ -5,6 +5,7 @@ import asyncio
 import logging
 import threading
 import time
+import weakref
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Annotated, Any
@@ -37,6 +38,50 @@ def overloaded() -> APIError:
         "Too many answers are being generated; try again shortly",
         headers={"Retry-After": str(OVERLOADED_RETRY_SECONDS)},
     )
+
+
+class Outbox:
+    """Events from the scheduler thread to one event loop, delivered in one wake-up per scheduler step
+    (Scheduler calls flush at the end of each): one hand-off per step instead of one per token and
+    stream."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self._lock = threading.Lock()
+        self._pending: list[tuple[asyncio.Queue[Event], Event]] = []
+        self._scheduled = False  # a delivery is on its way: what is put now rides along
+
+    def put(self, queue: asyncio.Queue[Event], event: Event) -> None:
+        with self._lock:
+            self._pending.append((queue, event))
+
+    def flush(self) -> None:
+        with self._lock:
+            if not self._pending or self._scheduled:
+                return
+            self._scheduled = True
+        try:
+            self.loop.call_soon_threadsafe(self._deliver)
+        except RuntimeError:  # the loop has closed (its server went away): nobody is listening
+            with self._lock:
+                self._pending.clear()
+                self._scheduled = False
+
+    def _deliver(self) -> None:
+        with self._lock:
+            batch, self._pending, self._scheduled = self._pending, [], False
+        for queue, event in batch:
+            queue.put_nowait(event)
+
+
+_outboxes: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Outbox] = weakref.WeakKeyDictionary()
+
+
+def outbox_of(loop: asyncio.AbstractEventLoop) -> Outbox:
+    outbox = _outboxes.get(loop)
+    if outbox is None:
+        outbox = _outboxes[loop] = Outbox(loop)
+    return outbox
 
 
 def choose_engine(setting: str, config: dict[str, Any]) -> str:
@@ -110,15 +155,15 @@ class ChatModel:
         """Queue one generation now and return its events, ("queue", position) first; setting `cancelled`
         ends it with ("done", "stopped") within one decode step. A queue that filled since the route's
         check is a 503 `overloaded` here, before any response is sent."""
-        loop = asyncio.get_running_loop()
+        outbox = outbox_of(asyncio.get_running_loop())
         queue: asyncio.Queue[Event] = asyncio.Queue()
         budget = min(params.max_new_tokens, self.block_size - len(prompt))
 
         def emit(event: Event) -> None:
-            loop.call_soon_threadsafe(queue.put_nowait, event)
+            outbox.put(queue, event)
 
         try:
-            position = self.scheduler.submit(Job(prompt, params, budget, emit, cancelled))
+            position = self.scheduler.submit(Job(prompt, params, budget, emit, cancelled, flush=outbox.flush))
         except QueueFull as exc:
             raise overloaded() from exc
 
