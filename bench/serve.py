@@ -1,11 +1,14 @@
-"""Serving benchmark: concurrent chat streams against a live server on this machine (not a test).
+"""Serving benchmark: concurrent chat streams against the chat function on this machine (not a test).
 
-    python bench/serve.py                       # starts its own server (SQLite in a temp dir) and measures
-    python bench/serve.py --streams 1 4 8 16 --tokens 64
+    python bench/serve.py                                  # the ONNX Runtime and torch engines, one run
+    python bench/serve.py --engines onnx --streams 1 8 --tokens 128
+    python bench/serve.py --before ../slm-old              # also a server from another checkout
 
-For each concurrency level it prints aggregate tokens/s, p50/p95 time to first token, the p50 gap between
-tokens, and the ratio of aggregate tokens/s to one stream; then the cold start: process start to the first
-token of the first request.
+Each server is the chat function alone, started as compose starts it (`uvicorn functions.chat.app:app`,
+SQLite in a temp dir). Every answer is full length (min_new_tokens = max_new_tokens = --tokens). For
+each concurrency level it prints aggregate tokens/s, its ratio to one stream, p50/p95 time to first
+token and the p50 gap between tokens; for each server the cold start (process start to the first token
+of the first request), the resident set idle after that answer, and its peak during the levels.
 """
 
 import argparse
@@ -17,7 +20,6 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 from pathlib import Path
 
 import httpx
@@ -28,9 +30,9 @@ ROOT = Path(__file__).resolve().parent.parent
 JWT_KEY = "benchmark-only-jwt-key-0123456789abcdef"
 
 
-def prepare(database: str) -> dict[str, str]:
-    """A migrated database with one user, and that user's token, made before the server starts, so the
-    cold start measures the server alone."""
+def prepare(database: str, name: str) -> dict[str, str]:
+    """A migrated database with a user (the first call migrates), and that user's token, made before the
+    server starts, so the cold start measures the server alone."""
     sys.path.insert(0, str(ROOT))
     from sqlalchemy import create_engine
     from sqlalchemy.orm import Session
@@ -42,7 +44,7 @@ def prepare(database: str) -> dict[str, str]:
     upgrade(database)
     engine = create_engine(sync_url(database))
     with Session(engine) as session:
-        user = User(email="cold@example.com", password_hash=hash_password("benchmark password", 4))
+        user = User(email=f"{name}@example.com", password_hash=hash_password("benchmark password", 4))
         session.add(user)
         session.commit()
         token = create_access_token(user.id, JWT_KEY, 60)
@@ -50,20 +52,45 @@ def prepare(database: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
-def start(database: str, port: int) -> tuple[subprocess.Popen[bytes], float]:
-    env = {**os.environ, "SLM_DATABASE_URL": database, "SLM_JWT_SECRET": JWT_KEY, "PYTHONPATH": str(ROOT)}
+def start(database: str, port: int, root: Path, engine: str) -> tuple[subprocess.Popen[bytes], float]:
+    env = {
+        **os.environ,
+        "SLM_DATABASE_URL": database,
+        "SLM_JWT_SECRET": JWT_KEY,
+        "SLM_CHAT_ENGINE": engine,
+        "SLM_MIGRATE_ON_START": "false",
+        "SLM_CHAT_MAX_MESSAGES_PER_MINUTE": "10000",  # the benchmark is one client, not abuse
+        "PYTHONPATH": str(root),
+    }
     began = time.perf_counter()
-    command = [
-        sys.executable,
-        "-m",
-        "uvicorn",
-        "infra.router.app:app",
-        "--port",
-        str(port),
-        "--log-level",
-        "warning",
-    ]
-    return subprocess.Popen(command, cwd=ROOT, env=env), began
+    command = [sys.executable, "-m", "uvicorn", "functions.chat.app:app", "--port", str(port)]
+    return subprocess.Popen([*command, "--log-level", "warning"], cwd=root, env=env), began
+
+
+class Memory:
+    """The server's VmRSS, sampled every 20 ms while `peak` is being watched."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid, self.peak_mb, self._watching = pid, 0.0, False
+
+    def now(self) -> float:
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        return float("nan")
+
+    def watch(self) -> None:
+        self._watching = True
+
+        def sample() -> None:
+            while self._watching:
+                self.peak_mb = max(self.peak_mb, self.now())
+                time.sleep(0.02)
+
+        threading.Thread(target=sample, daemon=True).start()
+
+    def stop(self) -> None:
+        self._watching = False
 
 
 def wait_ready(url: str, timeout: float = 180) -> None:
@@ -78,12 +105,6 @@ def wait_ready(url: str, timeout: float = 180) -> None:
     raise SystemExit("server did not become healthy")
 
 
-def register(url: str) -> dict[str, str]:
-    body = {"email": f"bench-{uuid.uuid4().hex[:10]}@example.com", "password": "benchmark password"}
-    token = httpx.post(f"{url}/api/auth/register", json=body, timeout=30).json()["access_token"]
-    return {"Authorization": f"Bearer {token}"}
-
-
 def one_stream(url: str, headers: dict[str, str], tokens: int, seed: int) -> dict[str, float | int]:
     """Time one chat stream: first-token latency, gaps between token events, tokens generated."""
     body = {
@@ -93,6 +114,7 @@ def one_stream(url: str, headers: dict[str, str], tokens: int, seed: int) -> dic
         "top_k": 0,
         "top_p": 1.0,
         "max_new_tokens": tokens,
+        "min_new_tokens": tokens,
         "seed": seed,
     }
     began, arrivals, done = time.perf_counter(), [], {}
@@ -141,38 +163,59 @@ def level(url: str, users: list[dict[str, str]], streams: int, tokens: int) -> d
     }
 
 
+def serve(root: Path, engine: str, args: argparse.Namespace) -> dict:
+    """One server's cold start, memory and levels."""
+    with tempfile.TemporaryDirectory() as tmp:
+        url, database = f"http://127.0.0.1:{args.port}", f"sqlite+aiosqlite:///{tmp}/bench.db"
+        users = [prepare(database, f"user{i}") for i in range(4)]
+        process, began = start(database, args.port, root, engine)
+        try:
+            wait_ready(url)
+            cold_start = float(one_stream(url, users[0], 8, seed=0)["first"]) - began
+            memory = Memory(process.pid)
+            time.sleep(1.0)
+            idle = memory.now()
+            memory.watch()
+            rows = [level(url, users, n, args.tokens) for n in args.streams]
+            memory.stop()
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+    return {"cold_start": cold_start, "idle_mb": idle, "peak_mb": memory.peak_mb, "rows": rows}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--streams", type=int, nargs="+", default=[1, 4, 8, 16], help="concurrency levels")
-    parser.add_argument("--tokens", type=int, default=64, help="max_new_tokens per stream")
-    parser.add_argument("--port", type=int, default=8765, help="port of the server this script starts")
+    parser.add_argument("--tokens", type=int, default=128, help="new tokens per answer (all full length)")
+    parser.add_argument("--engines", nargs="+", default=["onnx", "torch"], choices=["onnx", "torch"])
+    parser.add_argument("--before", type=Path, help="also serve from this checkout (its own engine), first")
+    parser.add_argument("--port", type=int, default=8765, help="port of the servers this script starts")
     args = parser.parse_args()
 
-    with tempfile.TemporaryDirectory() as tmp:
-        url, database = f"http://127.0.0.1:{args.port}", f"sqlite+aiosqlite:///{tmp}/bench.db"
-        cold_user = prepare(database)
-        process, began = start(database, args.port)
-        try:
-            wait_ready(url)
-            cold_start = float(one_stream(url, cold_user, 8, seed=0)["first"]) - began
-            users = [register(url) for _ in range(4)]
-            rows = [level(url, users, n, args.tokens) for n in args.streams]
-        finally:
-            process.terminate()
-            process.wait(timeout=30)
+    servers = [(f"before ({args.before})", args.before, "torch")] if args.before else []
+    servers += [(f"{engine} engine", ROOT, engine) for engine in args.engines]
+    results = {name: serve(root, engine, args) for name, root, engine in servers}
 
-    base = rows[0]["tokens_per_second"]
-    print(f"\nServing benchmark: {args.tokens} new tokens per stream, {os.cpu_count()} CPUs visible\n")
-    print("| streams | aggregate tok/s | × 1 stream | TTFT p50 (s) | TTFT p95 (s) | inter-token p50 (ms) |")
-    print("|---:|---:|---:|---:|---:|---:|")
-    for row in rows:
-        print(
-            f"| {row['streams']} | {row['tokens_per_second']:.1f} | {row['tokens_per_second'] / base:.2f} | "
-            f"{row['ttft_p50']:.3f} | {row['ttft_p95']:.3f} | {row['gap_p50'] * 1000:.1f} |"
-        )
-    print(f"\ncold start (process start to first token): {cold_start:.2f} s")
+    print(f"\nServing benchmark: {args.tokens} new tokens per answer, {os.cpu_count()} CPUs visible\n")
+    print(
+        "| server | streams | aggregate tok/s | × 1 stream | TTFT p50 (s) | TTFT p95 (s) | inter-token p50 (ms) |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for name, result in results.items():
+        base = result["rows"][0]["tokens_per_second"]
+        for row in result["rows"]:
+            print(
+                f"| {name} | {row['streams']} | {row['tokens_per_second']:.1f} | "
+                f"{row['tokens_per_second'] / base:.2f} | {row['ttft_p50']:.3f} | {row['ttft_p95']:.3f} | "
+                f"{row['gap_p50'] * 1000:.1f} |"
+            )
+    print("\n| server | cold start (s) | RSS idle (MB) | RSS peak under load (MB) |")
+    print("|---|---:|---:|---:|")
+    for name, result in results.items():
+        print(f"| {name} | {result['cold_start']:.2f} | {result['idle_mb']:.0f} | {result['peak_mb']:.0f} |")
 
 
 if __name__ == "__main__":

@@ -46,6 +46,10 @@ class Settings(BaseSettings):
     chat_engine: Literal["auto", "onnx", "torch"] = "auto"
     chat_max_queue: int = Field(default=64, ge=0, le=10_000)  # requests waiting for a slot; more get 503
     model_dir: Path = REPO_ROOT / "model" / "checkpoints" / "default"
+    # PostgreSQL connections per process: pool_size kept open, max_overflow more under load (each
+    # PostgreSQL connection is a backend process of ~10 MB; compose keeps them few on a 1 GiB box)
+    db_pool_size: int = Field(default=5, ge=1)
+    db_max_overflow: int = Field(default=10, ge=0)
     frontend_dir: Path = REPO_ROOT / "frontend" / "out"
     aws_region: str | None = None
 

@@ -59,7 +59,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     up.add_argument("--branch", default="main", help="branch the host checks out")
     up.add_argument(
-        "--instance-type", default="t3.medium", help="EC2 instance type (4 GiB memory suits the stack)"
+        "--instance-type",
+        default="t3.micro",
+        help="EC2 instance type: t3.micro or t2.micro (1 GiB, free tier) run the stack (~750 MB measured "
+        "under load, 2 GB swap as a safety net); t3.small / t3.medium leave room for more streams",
     )
     up.add_argument("--volume-gib", type=int, default=30, help="root volume size in GiB")
     up.add_argument(

@@ -22,7 +22,7 @@ USER_DATA = Path(__file__).with_name("user-data.sh")
 @dataclass
 class Options:
     name: str = "slm"
-    instance_type: str = "t3.medium"
+    instance_type: str = "t3.micro"  # 1 GiB: the compose stack is sized for it
     domain: str = ""  # empty: the Elastic IP's address (self-signed certificate)
     email: str = ""
     repo_url: str = ""

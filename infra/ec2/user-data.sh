@@ -12,12 +12,13 @@ APP_DIR=/opt/slm
 COMPOSE_VERSION=v2.32.4
 BUILDX_VERSION=v0.19.3
 
-# Swap: building the chat image needs more memory than a small instance has.
+# Swap: a safety net on a 1 GiB instance (image builds, a burst of streams), used only under pressure.
 if ! swapon --show | grep -q /swapfile; then
     dd if=/dev/zero of=/swapfile bs=1M count=2048 status=none
     chmod 600 /swapfile && mkswap /swapfile && swapon /swapfile
     echo "/swapfile none swap defaults 0 0" >> /etc/fstab
 fi
+echo "vm.swappiness=10" > /etc/sysctl.d/90-slm-swap.conf && sysctl -q -p /etc/sysctl.d/90-slm-swap.conf
 
 dnf install -y docker git openssl
 systemctl enable --now docker

@@ -121,3 +121,21 @@ def test_functions_believe_forwarded_addresses_from_nginx_only(config) -> None:
         env = services[name]["environment"]
         assert env["FORWARDED_ALLOW_IPS"] == nginx_ip, name
         assert "*" not in " ".join(services[name].get("entrypoint") or [])
+
+
+def test_every_service_has_a_memory_limit_for_a_small_box(config) -> None:
+    for name, service in config["services"].items():
+        assert int(service["mem_limit"]) <= 448 * 2**20, name  # the chat function is the largest
+    chat = config["services"]["chat"]
+    # 8 slots of full-length answers measured at ~345 MB (bench/memory.py): the limit leaves room
+    assert chat["environment"]["SLM_CHAT_MAX_BATCH"] == "8" and int(chat["mem_limit"]) >= 400 * 2**20
+
+
+def test_postgres_allows_every_pool_the_functions_may_open(config) -> None:
+    """max_connections covers each long-running function's pool at its fullest, plus migrate and one admin."""
+    command = config["services"]["db"]["command"]
+    settings = dict(command[i + 1].split("=", 1) for i, arg in enumerate(command) if arg == "-c")
+    env = config["services"]["chat"]["environment"]
+    per_function = int(env["SLM_DB_POOL_SIZE"]) + int(env["SLM_DB_MAX_OVERFLOW"])
+    assert int(settings["max_connections"]) >= 3 * per_function + 2
+    assert settings["shared_buffers"] == "32MB"
