@@ -1,11 +1,11 @@
-"""Decode benchmark: our engine (fp32 and int8) against HF transformers' GPT-2 of the same shape.
+"""Decode benchmark: our engines (torch fp32 and int8, ONNX Runtime int8) against HF transformers' GPT-2.
 
     python -m bench.decode                       # default checkpoint, 2 threads
     python -m bench.decode --checkpoint runs/x --threads 4 --no-hf
 
 Every engine runs in its own subprocess, so its peak RSS is its own. Measured per engine: batch-1
 greedy decode tok/s (64-token prompt, 256 new tokens), 300-token prefill ms, peak RSS; and for
-int8, the aggregate tok/s of 1/4/8/16 streams decoded together. Times are the best of --repeats
+both int8 engines, the aggregate tok/s of 1/4/8/16 streams decoded together. Times are the best of --repeats
 runs. Without a checkpoint a randomly initialised model of the real shape is used (decode speed
 does not depend on the weights); the output says which. This is a benchmark, not a test.
 """
@@ -44,17 +44,34 @@ def peak_rss_mb() -> float:
 
 
 def worker_engine(args: argparse.Namespace) -> dict:
-    import torch
+    """Our engine on --dir: torch's (fp32 or int8) or, for --worker onnx, ONNX Runtime's (no torch)."""
+    import numpy as np
 
-    from model.checkpoint import load_checkpoint
-    from model.engine import Engine, SamplingParams
+    from model.config import read_config
+    from model.sampling import SamplingParams
 
-    torch.manual_seed(0)
-    model, _, _ = load_checkpoint(args.dir)
-    cfg = model.config
-    prompt = torch.randint(4, cfg.vocab_size, (args.prompt_tokens,)).tolist()
-    long_prompt = torch.randint(4, cfg.vocab_size, (args.prefill_tokens,)).tolist()
-    engine = Engine(model, max_batch=1, eos_id=-1)  # no eos: every run makes exactly new_tokens
+    rng = np.random.default_rng(0)
+    vocab = read_config(args.dir)["model"]["vocab_size"]
+    if args.worker == "onnx":
+        from model.ort_engine import OrtEngine
+
+        def make(batch: int):
+            return OrtEngine.from_checkpoint(args.dir, max_batch=batch, threads=args.threads, eos_id=-1)
+    else:
+        import torch
+
+        from model.checkpoint import load_checkpoint
+        from model.engine import Engine
+
+        torch.set_num_threads(args.threads)
+        model, _, _ = load_checkpoint(args.dir)
+
+        def make(batch: int):
+            return Engine(model, max_batch=batch, eos_id=-1)
+
+    prompt = rng.integers(4, vocab, args.prompt_tokens).tolist()
+    long_prompt = rng.integers(4, vocab, args.prefill_tokens).tolist()
+    engine = make(1)  # no eos: every run makes exactly new_tokens
     params = SamplingParams(temperature=0.0, max_new_tokens=args.new_tokens)
     list(engine.generate(prompt, SamplingParams(temperature=0.0, max_new_tokens=16)))  # warm up
     decode_s = best_of(args.repeats, lambda: list(engine.generate(prompt, params)))
@@ -66,7 +83,7 @@ def worker_engine(args: argparse.Namespace) -> dict:
     }
     if args.batched:
         del engine
-        engine = Engine(model, max_batch=max(BATCHES), eos_id=-1)
+        engine = make(max(BATCHES))
         steps = args.new_tokens // 4
         result["batched_tok_s"] = {}
         for b in BATCHES:
@@ -88,6 +105,7 @@ def worker_hf(args: argparse.Namespace) -> dict:
     import torch
     from transformers import GPT2Config, GPT2LMHeadModel
 
+    torch.set_num_threads(args.threads)
     from model.checkpoint import read_config
 
     cfg = read_config(args.dir)["model"]
@@ -181,15 +199,12 @@ def main() -> None:
     p.add_argument("--prefill-tokens", type=int, default=300, help="prompt length for the prefill timing")
     p.add_argument("--repeats", type=int, default=3, help="runs per measurement; the best one counts")
     p.add_argument("--no-hf", action="store_true", help="skip the HF transformers baseline")
-    p.add_argument("--worker", choices=["fp32", "int8", "hf"], help=argparse.SUPPRESS)
+    p.add_argument("--worker", choices=["fp32", "int8", "onnx", "hf"], help=argparse.SUPPRESS)
     p.add_argument("--dir", type=Path, help=argparse.SUPPRESS)
     p.add_argument("--batched", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
 
     if args.worker:
-        import torch
-
-        torch.set_num_threads(args.threads)
         print(json.dumps(worker_hf(args) if args.worker == "hf" else worker_engine(args)))
         return
 
@@ -197,7 +212,11 @@ def main() -> None:
         fp32_dir, int8_dir, what = prepare(args.checkpoint, Path(tmp))
         print(f"model: {what}")
         print(f"threads: {args.threads}; prompt {args.prompt_tokens} + {args.new_tokens} new tokens, greedy")
-        rows = {"fp32": run_worker("fp32", fp32_dir, args), "int8": run_worker("int8", int8_dir, args, True)}
+        rows = {
+            "fp32": run_worker("fp32", fp32_dir, args),
+            "int8": run_worker("int8", int8_dir, args, True),
+            "int8 on ONNX Runtime (served)": run_worker("onnx", int8_dir, args, True),
+        }
         if not args.no_hf:
             rows["HF GPT2LMHeadModel"] = run_worker("hf", fp32_dir, args)
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
@@ -214,10 +233,10 @@ def main() -> None:
             speed, prefill = r["decode_tok_s"] / base["decode_tok_s"], r["prefill_ms"] / base["prefill_ms"]
             line += f" {speed:.2f}x | {prefill:.2f}x |"
         print(line)
-    batched = {int(b): v for b, v in rows["int8"]["batched_tok_s"].items()}
-    one = batched[1]
-    cells = ", ".join(f"{b} streams {v:.0f} tok/s ({v / one:.1f}x)" for b, v in batched.items())
-    print(f"\nint8 batched decode, aggregate: {cells}")
+    for name in ("int8", "int8 on ONNX Runtime (served)"):
+        batched = {int(b): v for b, v in rows[name]["batched_tok_s"].items()}
+        cells = ", ".join(f"{b} streams {v:.0f} tok/s ({v / batched[1]:.1f}x)" for b, v in batched.items())
+        print(f"\n{name} batched decode, aggregate: {cells}")
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 import onnxruntime as ort
-from onnx import TensorProto, helper, numpy_helper
+from onnx import ModelProto, TensorProto, helper, numpy_helper
 from safetensors import SafetensorError
 from safetensors.numpy import load_file
 
@@ -40,11 +40,12 @@ F32 = TensorProto.FLOAT
 
 
 class _Graph:
-    """Nodes, weights and unique names for one ONNX graph."""
+    """Nodes, weights and unique names for one ONNX graph. Weights go straight into the model's
+    initializers, one tensor at a time: the weights are never held twice over in protobufs."""
 
     def __init__(self) -> None:
         self.nodes: list[Any] = []
-        self.weights: list[Any] = []
+        self.model = ModelProto()
         self.count = 0
 
     def name(self, hint: str) -> str:
@@ -59,7 +60,7 @@ class _Graph:
 
     def const(self, array: np.ndarray, hint: str) -> str:
         name = self.name(hint)
-        self.weights.append(numpy_helper.from_array(np.ascontiguousarray(array), name))
+        self.model.graph.initializer.append(numpy_helper.from_array(np.ascontiguousarray(array), name))
         return name
 
 
@@ -73,8 +74,8 @@ def _rms_norm(g: _Graph, x: str, weight: np.ndarray | None, eps: float) -> str:
 
 def _linear(g: _Graph, x: str, w: dict[str, np.ndarray], name: str) -> str:
     """x @ (q * scale).T for the stored int8 q (out, in) and fp16 scale (out,)."""
-    q = w[f"{name}.weight"]
-    scale = w[f"{name}.weight_scale"].astype(np.float32)
+    q = w.pop(f"{name}.weight")
+    scale = w.pop(f"{name}.weight_scale").astype(np.float32)
     inputs = [x, g.const(q.T, name + ".q"), g.const(scale, name + ".scale")]
     zero = g.const(np.zeros(q.shape[0], np.int8), name + ".zero")
     return g.op("DynamicQuantizeMatMul", [*inputs, zero], name, domain=MS)
@@ -85,7 +86,8 @@ def build_model(weights: dict[str, np.ndarray], config: dict[str, Any]) -> bytes
     QK-norm, ReLU², untied head). Inputs: ids (B, S) int64; seqlens (B,) int32 = each row's length
     after this step minus one; total (scalar int32) = the longest row's length after this step; per
     layer past_key_i / past_value_i (B, H, block, D), updated in place when bound as the outputs
-    present_key_i / present_value_i. Output: logits (B, V) at each row's last position."""
+    present_key_i / present_value_i. Output: logits (B, V) at each row's last position.
+    `weights` is emptied as it is read (each array is freed once it is in the graph)."""
     c = config
     if (c.get("norm"), c.get("pos"), c.get("mlp"), c.get("qk_norm")) != ("rms", "rope", "relu2", True):
         raise ValueError("the ONNX engine runs the default architecture only (rms, rope, relu2, qk_norm)")
@@ -94,8 +96,10 @@ def build_model(weights: dict[str, np.ndarray], config: dict[str, Any]) -> bytes
     g = _Graph()
     # embeddings: int8 rows times their scales
     ids = "ids"
-    table = g.const(weights["transformer.wte.weight"], "wte.q")
-    table_scale = g.const(weights["transformer.wte.weight_scale"].astype(np.float32)[:, None], "wte.scale")
+    table = g.const(weights.pop("transformer.wte.weight"), "wte.q")
+    table_scale = g.const(
+        weights.pop("transformer.wte.weight_scale").astype(np.float32)[:, None], "wte.scale"
+    )
     x = g.op(
         "Mul", [g.op("Cast", [g.op("Gather", [table, ids])], to=F32), g.op("Gather", [table_scale, ids])]
     )
@@ -109,7 +113,7 @@ def build_model(weights: dict[str, np.ndarray], config: dict[str, Any]) -> bytes
     outputs = []
     for i in range(n_layer):
         p = f"transformer.h.{i}"
-        h = _rms_norm(g, x, weights[f"{p}.ln_1.weight"], eps)
+        h = _rms_norm(g, x, weights.pop(f"{p}.ln_1.weight"), eps)
         q, k, v = g.op("Split", [_linear(g, h, weights, f"{p}.attn.c_attn"), split], "qkv", outputs=3, axis=2)
         q, k = (  # QK-norm: each head's vector to unit RMS
             g.op("Reshape", [_rms_norm(g, g.op("Reshape", [t, per_head]), None, eps), merged]) for t in (q, k)
@@ -129,7 +133,8 @@ def build_model(weights: dict[str, np.ndarray], config: dict[str, Any]) -> bytes
         outputs += [f"present_key_{i}", f"present_value_{i}"]
         x = g.op("Add", [x, _linear(g, attn, weights, f"{p}.attn.c_proj")])
         h = g.op(
-            "Relu", [_linear(g, _rms_norm(g, x, weights[f"{p}.ln_2.weight"], eps), weights, f"{p}.mlp.c_fc")]
+            "Relu",
+            [_linear(g, _rms_norm(g, x, weights.pop(f"{p}.ln_2.weight"), eps), weights, f"{p}.mlp.c_fc")],
         )
         x = g.op("Add", [x, _linear(g, g.op("Mul", [h, h]), weights, f"{p}.mlp.c_proj")])
     # the head on each row's last position only
@@ -143,7 +148,7 @@ def build_model(weights: dict[str, np.ndarray], config: dict[str, Any]) -> bytes
         ],
     )
     last = g.op("Squeeze", [last, g.const(np.array([1], np.int64), "ax1")])
-    _linear(g, _rms_norm(g, last, weights["transformer.ln_f.weight"], eps), weights, "lm_head")
+    _linear(g, _rms_norm(g, last, weights.pop("transformer.ln_f.weight"), eps), weights, "lm_head")
     g.nodes[-1].output[0] = "logits"
     kv_shape = ["batch", n_head, block, head]
     inputs = [
@@ -156,15 +161,17 @@ def build_model(weights: dict[str, np.ndarray], config: dict[str, Any]) -> bytes
         helper.make_tensor_value_info("seqlens", TensorProto.INT32, ["batch"]),
         helper.make_tensor_value_info("total", TensorProto.INT32, []),
     ]
-    graph = helper.make_graph(
-        g.nodes,
-        "slm",
-        inputs,
+    if weights:
+        raise ValueError(f"the checkpoint has weights this graph does not use: {sorted(weights)[:4]}")
+    model = g.model
+    model.graph.name = "slm"
+    model.graph.node.extend(g.nodes)
+    model.graph.input.extend(inputs)
+    model.graph.output.extend(
         [helper.make_tensor_value_info("logits", F32, ["batch", c["vocab_size"]])]
-        + [helper.make_tensor_value_info(name, F32, kv_shape) for name in outputs],
-        initializer=g.weights,
+        + [helper.make_tensor_value_info(name, F32, kv_shape) for name in outputs]
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21), helper.make_opsetid(MS, 1)])
+    model.opset_import.extend([helper.make_opsetid("", 21), helper.make_opsetid(MS, 1)])
     model.ir_version = 10
     return model.SerializeToString()
 
