@@ -151,6 +151,7 @@ def evaluate(
         if items
     }
     engine = Engine(model, max_batch=1)
+    samples = {p: greedy(engine, tok, [{"role": "user", "content": p}]) for p in PROMPTS}
     return {
         "val_loss": {k: v["gpt"]["loss"] for k, v in sources.items()},
         "val_perplexity": {k: v["gpt"]["perplexity"] for k, v in sources.items()},
@@ -158,9 +159,19 @@ def evaluate(
         "skills": skill_accuracy(engine, tok, skills, skill_questions)
         if skills and skills.is_file()
         else None,
-        "samples": {p: greedy(engine, tok, [{"role": "user", "content": p}]) for p in PROMPTS},
+        "samples": samples,
+        "samples_without_repeats": sum(not repeats_a_3gram(a) for a in samples.values()) / len(samples),
         "eval_settings": {"max_rows_per_source": max_rows, "block_size": model.config.block_size},
     }
+
+
+def repeats_a_3gram(text: str) -> bool:
+    """Whether some sequence of 3 words occurs twice in the answer (words: lower-cased, punctuation
+    around them dropped), the mark of a greedy answer that loops."""
+    words = [w.strip(".,!?;:\"'()").lower() for w in text.split()]
+    words = [w for w in words if w]
+    grams = [tuple(words[i : i + 3]) for i in range(len(words) - 2)]
+    return len(grams) != len(set(grams))
 
 
 def _fmt(x: float | None, digits: int = 3) -> str:
@@ -277,7 +288,9 @@ def report_card(config: dict[str, Any]) -> str:
         best = int8 or fp32
         for prompt, answer in best["samples"].items():
             lines.append(f"- **{prompt}** → {answer or '(empty)'}")
-        lines += ["", f"({'int8' if int8 else 'fp32'} weights, temperature 0.)"]
+        clean = best.get("samples_without_repeats")
+        note = "" if clean is None else f" {clean:.0%} of them repeat no 3-word sequence."
+        lines += ["", f"({'int8' if int8 else 'fp32'} weights, temperature 0.){note}"]
     return "\n".join(lines) + "\n"
 
 

@@ -55,3 +55,13 @@ def test_evaluate_scores_fp32_and_int8_and_the_card_shows_the_change(
     )
     assert "- **Hello!** → " in card
     assert "| chat | " in card and "× |" in card  # the baseline table, GPT / trigram
+
+
+def test_a_repeated_three_word_sequence_marks_a_looping_answer():
+    from model.evaluate import repeats_a_3gram
+
+    assert repeats_a_3gram("I love to cook. I love to cook.")
+    assert repeats_a_3gram("I am taking a class and I am taking a break")  # "i am taking" twice
+    assert repeats_a_3gram("I love to cook, and I love to bake.")  # "i love to" twice
+    assert not repeats_a_3gram("I love to cook, and I like to bake.")
+    assert not repeats_a_3gram("7 + 5 = 12.") and not repeats_a_3gram("") and not repeats_a_3gram("Hi!")
