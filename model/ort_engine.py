@@ -249,13 +249,14 @@ class OrtEngine(Slots):
     def decode(self, slots: list[int], tokens: list[int]) -> np.ndarray:
         """One batched step: tokens[i] to slots[i] at that slot's position; returns (len(slots), V).
         The pass covers the span of slots from the lowest to the highest asked for; a slot in
-        between that was not asked for is fed a dummy token at its own position and left as it was."""
+        between that was not asked for is fed a dummy token whose key lands one past its length, where
+        its own next token overwrites it: its stream is unchanged (a full slot, which cannot decode
+        again, has its last key overwritten instead; the scheduler releases such a slot)."""
         self._check_decode(slots, tokens)
         first, last = min(slots), max(slots)
         feed = dict(zip(slots, tokens, strict=True))
         span = range(first, last + 1)
-        # a slot not asked for writes its dummy key one past its length, which nothing reads before
-        # that slot's own next token overwrites it (an empty slot writes at 0; prefill rewrites it)
+        # an empty slot writes its dummy key at 0, which its prefill rewrites
         ids = np.array([[feed.get(s, 0)] for s in span], np.int64)
         lengths = [
             self.positions[s] + 1 if s in feed else min(self.positions[s] + 1, self.block_size) for s in span
