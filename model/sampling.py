@@ -70,27 +70,33 @@ def sample_next_token(
     sampled = [i for i, p in enumerate(rows) if p.temperature > 0 and p.top_k != 1]
     if not sampled:
         return out
-    x = x_all[sampled].astype(np.float64)
+    x = x_all[sampled]
     # shifted to <= 0 and the temperature floored: a tiny temperature is near-greedy, never inf/nan
     temperature = np.array([max(rows[i].temperature, 1e-6) for i in sampled])[:, None]
-    x = (x - x.max(-1, keepdims=True)) / temperature
     ks = np.array([rows[i].top_k if 0 < rows[i].top_k < V else V for i in sampled])
     k = int(ks.max())
-    if k < V:  # each row's k best, best first (argpartition, then sort only those)
-        part = np.argpartition(-x, k - 1, axis=-1)[:, :k]
+    top_p = np.array([rows[i].top_p if rows[i].top_p < 1.0 else math.inf for i in sampled])
+    u = np.array([(gens[i] or _SHARED).random() for i in sampled])  # one draw per sampled row
+    if k == V and np.isinf(top_p).all():  # the whole softmax: no order needed, no sort of 16k logits
+        cdf = np.cumsum(np.exp((x - x.max(-1, keepdims=True)) / temperature.astype(np.float32)), -1)
+        drawn = [np.searchsorted(cdf[r], u[r] * cdf[r, -1], side="left") for r in range(len(sampled))]
+        out[sampled] = np.minimum(drawn, V - 1)
+        return out
+    if k < V:  # each row's k best, best first: a partition of the raw logits (the order is the same
+        part = np.argpartition(x, V - k, axis=-1)[:, V - k :]  # at any temperature), then sort those k
         order = np.argsort(-np.take_along_axis(x, part, -1), axis=-1, kind="stable")
         idx = np.take_along_axis(part, order, -1)
     else:
         idx = np.argsort(-x, axis=-1, kind="stable")
-    x = np.take_along_axis(x, idx, -1)
+    x = np.take_along_axis(x, idx, -1).astype(np.float64)
+    x = (x - x[:, :1]) / temperature
     x = np.where(np.arange(k)[None, :] >= ks[:, None], -np.inf, x)  # each row's own top-k
-    probs = np.exp(x - x.max(-1, keepdims=True))
+    probs = np.exp(x)
     probs /= probs.sum(-1, keepdims=True)
-    top_p = np.array([rows[i].top_p if rows[i].top_p < 1.0 else math.inf for i in sampled])
     keep = (np.cumsum(probs, -1) - probs) < top_p[:, None]
     keep[:, 0] = True
     cdf = np.cumsum(probs * keep, -1)
-    u = np.array([(gens[i] or _SHARED).random() for i in sampled]) * cdf[:, -1]
+    u = u * cdf[:, -1]
     choice = np.minimum([np.searchsorted(cdf[r], u[r], side="left") for r in range(len(sampled))], k - 1)
     out[sampled] = idx[np.arange(len(sampled)), choice]
     return out
