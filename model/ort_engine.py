@@ -206,6 +206,7 @@ class OrtEngine(Slots):
         shape = (self.n_layer, 2, max_batch, n_head, self.block_size, config["n_embd"] // n_head)
         nbytes = int(np.prod(shape)) * 4
         self.cache = np.frombuffer(zeroed_pages(nbytes), np.float32).reshape(shape)  # committed as written
+        self._bindings: dict[tuple[int, int], tuple[Any, np.ndarray]] = {}
 
     @classmethod
     def from_checkpoint(cls, directory: str | Path, **kwargs: Any) -> OrtEngine:
@@ -222,22 +223,31 @@ class OrtEngine(Slots):
             raise CheckpointError(f"checkpoint {directory}: {WEIGHTS} is corrupt ({e})") from e
         return cls(weights, meta["model"], **kwargs)
 
+    def _binding(self, first: int, count: int) -> tuple[Any, np.ndarray]:
+        """The IO binding of the slots first..first+count-1 (their cache rows bound in place as both
+        past and present) and its logits buffer: made once per span, reused by every step after."""
+        key = (first, count)
+        if key not in self._bindings:
+            binding = self.session.io_binding()
+            logits = np.empty((count, self.config["vocab_size"]), np.float32)  # written in place
+            binding.bind_ortvalue_output("logits", ort.OrtValue.ortvalue_from_numpy(logits))
+            for i in range(self.n_layer):
+                for j, kind in enumerate(("key", "value")):
+                    rows = self.cache[i, j, first : first + count]  # contiguous: slots lead the layout
+                    value = ort.OrtValue.ortvalue_from_numpy(rows)
+                    binding.bind_ortvalue_input(f"past_{kind}_{i}", value)
+                    binding.bind_ortvalue_output(f"present_{kind}_{i}", value)
+            self._bindings[key] = (binding, logits)
+        return self._bindings[key]
+
     def _run(self, first: int, count: int, ids: np.ndarray, lengths: list[int]) -> np.ndarray:
-        """One forward pass over the slots first..first+count-1 (the cache rows bound in place)."""
-        binding = self.session.io_binding()
-        logits = np.empty((count, self.config["vocab_size"]), np.float32)  # written in place, never copied
-        binding.bind_ortvalue_output("logits", ort.OrtValue.ortvalue_from_numpy(logits))
+        """One forward pass over the slots first..first+count-1; a copy of the logits (B, V)."""
+        binding, logits = self._binding(first, count)
         binding.bind_cpu_input("ids", ids)
         binding.bind_cpu_input("seqlens", np.array([n - 1 for n in lengths], np.int32))
         binding.bind_cpu_input("total", np.array(max(lengths), np.int32))
-        for i in range(self.n_layer):
-            for j, kind in enumerate(("key", "value")):
-                rows = self.cache[i, j, first : first + count]  # contiguous: slots lead the layout
-                value = ort.OrtValue.ortvalue_from_numpy(rows)
-                binding.bind_ortvalue_input(f"past_{kind}_{i}", value)
-                binding.bind_ortvalue_output(f"present_{kind}_{i}", value)
         self.session.run_with_iobinding(binding)
-        return logits  # (copy_outputs_to_cpu would copy every bound output, the caches included)
+        return logits.copy()  # the buffer is the next step's (copy_outputs_to_cpu would copy the caches too)
 
     def prefill(self, slot: int, ids: list[int]) -> np.ndarray:
         """Fill the slot's cache with `ids` (from position 0); returns the last position's logits (V,)."""
