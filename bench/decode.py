@@ -52,11 +52,15 @@ def worker_engine(args: argparse.Namespace) -> dict:
 
     rng = np.random.default_rng(0)
     vocab = read_config(args.dir)["model"]["vocab_size"]
-    if args.worker == "onnx":
+    if args.worker.startswith("onnx"):
         from model.ort_engine import OrtEngine
 
+        matmul = "nbits" if args.worker == "onnx-nbits" else "dq"
+
         def make(batch: int):
-            return OrtEngine.from_checkpoint(args.dir, max_batch=batch, threads=args.threads, eos_id=-1)
+            return OrtEngine.from_checkpoint(
+                args.dir, max_batch=batch, threads=args.threads, eos_id=-1, matmul=matmul
+            )
     else:
         import torch
 
@@ -199,7 +203,7 @@ def main() -> None:
     p.add_argument("--prefill-tokens", type=int, default=300, help="prompt length for the prefill timing")
     p.add_argument("--repeats", type=int, default=3, help="runs per measurement; the best one counts")
     p.add_argument("--no-hf", action="store_true", help="skip the HF transformers baseline")
-    p.add_argument("--worker", choices=["fp32", "int8", "onnx", "hf"], help=argparse.SUPPRESS)
+    p.add_argument("--worker", choices=["fp32", "int8", "onnx", "onnx-nbits", "hf"], help=argparse.SUPPRESS)
     p.add_argument("--dir", type=Path, help=argparse.SUPPRESS)
     p.add_argument("--batched", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -216,6 +220,7 @@ def main() -> None:
             "fp32": run_worker("fp32", fp32_dir, args),
             "int8": run_worker("int8", int8_dir, args, True),
             "int8 on ONNX Runtime (served)": run_worker("onnx", int8_dir, args, True),
+            "int8 on ONNX Runtime, MatMulNBits": run_worker("onnx-nbits", int8_dir, args, True),
         }
         if not args.no_hf:
             rows["HF GPT2LMHeadModel"] = run_worker("hf", fp32_dir, args)
@@ -233,7 +238,7 @@ def main() -> None:
             speed, prefill = r["decode_tok_s"] / base["decode_tok_s"], r["prefill_ms"] / base["prefill_ms"]
             line += f" {speed:.2f}x | {prefill:.2f}x |"
         print(line)
-    for name in ("int8", "int8 on ONNX Runtime (served)"):
+    for name in ("int8", "int8 on ONNX Runtime (served)", "int8 on ONNX Runtime, MatMulNBits"):
         batched = {int(b): v for b, v in rows[name]["batched_tok_s"].items()}
         cells = ", ".join(f"{b} streams {v:.0f} tok/s ({v / batched[1]:.1f}x)" for b, v in batched.items())
         print(f"\n{name} batched decode, aggregate: {cells}")

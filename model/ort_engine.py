@@ -36,6 +36,7 @@ from model.sampling import Slots
 from model.tokenizer import EOS_ID
 
 MS = "com.microsoft"
+MATMUL = "dq"  # the int8 kernel (see _linear); bench/decode.py measures both
 F32 = TensorProto.FLOAT
 
 
@@ -72,16 +73,26 @@ def _rms_norm(g: _Graph, x: str, weight: np.ndarray | None, eps: float) -> str:
     return y if weight is None else g.op("Mul", [y, g.const(weight.astype(np.float32), "gain")])
 
 
-def _linear(g: _Graph, x: str, w: dict[str, np.ndarray], name: str) -> str:
-    """x @ (q * scale).T for the stored int8 q (out, in) and fp16 scale (out,)."""
+def _linear(g: _Graph, x: str, w: dict[str, np.ndarray], name: str, matmul: str) -> str:
+    """x @ (q * scale).T for the stored int8 q (out, in) and fp16 scale (out,), in one of two kernels
+    on the same numbers: "dq", DynamicQuantizeMatMul (activations quantized per tensor on the fly,
+    like fbgemm), or "nbits", MatMulNBits with 8-bit weights in one block per row (q + 128 as
+    unsigned) and int8 compute (accuracy_level 4: each activation row quantized on its own)."""
     q = w.pop(f"{name}.weight")
     scale = w.pop(f"{name}.weight_scale").astype(np.float32)
+    n, k = q.shape
+    if matmul == "nbits":
+        unsigned = (q.astype(np.int16) + 128).astype(np.uint8).reshape(n, 1, k)
+        inputs = [x, g.const(unsigned, name + ".q"), g.const(scale, name + ".scale")]
+        zero = g.const(np.full(n, 128, np.uint8), name + ".zero")
+        attrs = {"K": k, "N": n, "bits": 8, "block_size": k, "accuracy_level": 4}
+        return g.op("MatMulNBits", [*inputs, zero], name, domain=MS, **attrs)
     inputs = [x, g.const(q.T, name + ".q"), g.const(scale, name + ".scale")]
-    zero = g.const(np.zeros(q.shape[0], np.int8), name + ".zero")
+    zero = g.const(np.zeros(n, np.int8), name + ".zero")
     return g.op("DynamicQuantizeMatMul", [*inputs, zero], name, domain=MS)
 
 
-def build_model(weights: dict[str, np.ndarray], config: dict[str, Any]) -> bytes:
+def build_model(weights: dict[str, np.ndarray], config: dict[str, Any], matmul: str = MATMUL) -> bytes:
     """The serialized ONNX model of an int8 checkpoint of the default architecture (RMSNorm, rotary,
     QK-norm, ReLU², untied head). Inputs: ids (B, S) int64; seqlens (B,) int32 = each row's length
     after this step minus one; total (scalar int32) = the longest row's length after this step; per
@@ -114,7 +125,9 @@ def build_model(weights: dict[str, np.ndarray], config: dict[str, Any]) -> bytes
     for i in range(n_layer):
         p = f"transformer.h.{i}"
         h = _rms_norm(g, x, weights.pop(f"{p}.ln_1.weight"), eps)
-        q, k, v = g.op("Split", [_linear(g, h, weights, f"{p}.attn.c_attn"), split], "qkv", outputs=3, axis=2)
+        q, k, v = g.op(
+            "Split", [_linear(g, h, weights, f"{p}.attn.c_attn", matmul), split], "qkv", outputs=3, axis=2
+        )
         q, k = (  # QK-norm: each head's vector to unit RMS
             g.op("Reshape", [_rms_norm(g, g.op("Reshape", [t, per_head]), None, eps), merged]) for t in (q, k)
         )
@@ -131,12 +144,16 @@ def build_model(weights: dict[str, np.ndarray], config: dict[str, Any]) -> bytes
         )
         g.nodes[-1].output[1:] = [f"present_key_{i}", f"present_value_{i}"]
         outputs += [f"present_key_{i}", f"present_value_{i}"]
-        x = g.op("Add", [x, _linear(g, attn, weights, f"{p}.attn.c_proj")])
+        x = g.op("Add", [x, _linear(g, attn, weights, f"{p}.attn.c_proj", matmul)])
         h = g.op(
             "Relu",
-            [_linear(g, _rms_norm(g, x, weights.pop(f"{p}.ln_2.weight"), eps), weights, f"{p}.mlp.c_fc")],
+            [
+                _linear(
+                    g, _rms_norm(g, x, weights.pop(f"{p}.ln_2.weight"), eps), weights, f"{p}.mlp.c_fc", matmul
+                )
+            ],
         )
-        x = g.op("Add", [x, _linear(g, g.op("Mul", [h, h]), weights, f"{p}.mlp.c_proj")])
+        x = g.op("Add", [x, _linear(g, g.op("Mul", [h, h]), weights, f"{p}.mlp.c_proj", matmul)])
     # the head on each row's last position only
     last = g.op(
         "Slice",
@@ -148,7 +165,7 @@ def build_model(weights: dict[str, np.ndarray], config: dict[str, Any]) -> bytes
         ],
     )
     last = g.op("Squeeze", [last, g.const(np.array([1], np.int64), "ax1")])
-    _linear(g, _rms_norm(g, last, weights.pop("transformer.ln_f.weight"), eps), weights, "lm_head")
+    _linear(g, _rms_norm(g, last, weights.pop("transformer.ln_f.weight"), eps), weights, "lm_head", matmul)
     g.nodes[-1].output[0] = "logits"
     kv_shape = ["batch", n_head, block, head]
     inputs = [
@@ -189,7 +206,7 @@ class OrtEngine(Slots):
 
     def __init__(
         self, weights: dict[str, np.ndarray], config: dict[str, Any], max_batch: int = 16,
-        threads: int = 2, eos_id: int = EOS_ID,
+        threads: int = 2, eos_id: int = EOS_ID, matmul: str = MATMUL,
     ) -> None:  # fmt: skip
         super().__init__(max_batch, config["block_size"], eos_id)
         self.config, self.n_layer = config, config["n_layer"]
@@ -200,7 +217,7 @@ class OrtEngine(Slots):
         # no arena: a growing arena keeps its high-water mark; plain malloc gives big buffers back
         options.enable_cpu_mem_arena = options.enable_mem_pattern = False
         self.session = ort.InferenceSession(
-            build_model(weights, config), options, providers=["CPUExecutionProvider"]
+            build_model(weights, config, matmul), options, providers=["CPUExecutionProvider"]
         )
         _give_back_freed_memory()  # the graph's bytes and the numpy weights, copied into the session
         shape = (self.n_layer, 2, max_batch, n_head, self.block_size, config["n_embd"] // n_head)

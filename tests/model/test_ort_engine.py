@@ -121,3 +121,16 @@ def test_the_chat_function_serves_without_importing_torch():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split()[-1] == "False"
+
+
+def test_the_matmulnbits_kernel_follows_the_reference_too(engines):
+    """The other int8 kernel (bench/decode.py measures both) on the same numbers and tolerance."""
+    _, reference, tok = engines
+    nbits = OrtEngine.from_checkpoint(DEFAULT_CHECKPOINT, max_batch=1, matmul="nbits")
+    ids = render_prompt(tok, [{"role": "user", "content": PROMPTS[0]}])
+    got, want = nbits.prefill(0, ids), reference.prefill(0, ids).numpy()
+    for _ in range(24):
+        _check(got, want)
+        token = int(want.argmax())
+        got, want = nbits.decode([0], [token])[0], reference.decode([0], [token])[0].numpy()
+    reference.release(0)
