@@ -61,3 +61,18 @@ def model_config(meta: dict[str, Any]) -> GPTConfig:
     known = {f.name for f in fields(GPTConfig)}
     recorded = {k: v for k, v in meta["model"].items() if k in known}
     return GPTConfig(**{**({} if "norm" in recorded else LEGACY_ARCHITECTURE), **recorded})
+
+
+def training_stages(training: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """Every stage config.json records, oldest first. A warm start keeps the record of the model it
+    started from under "earlier" (model/train.py); those stages are named by how many runs before
+    the last one they were ("pretrain, 1 run before")."""
+    runs = []
+    while training:
+        runs.append({k: v for k, v in training.items() if k != "earlier"})
+        training = training.get("earlier") or {}
+    named = []
+    for back, run in reversed(list(enumerate(runs))):
+        suffix = "" if back == 0 else f", {back} run{'s' if back > 1 else ''} before"
+        named += [(f"{name}{suffix}", stage) for name, stage in run.items()]
+    return named

@@ -23,6 +23,7 @@ from typing import Any
 import torch
 
 from model.checkpoint import CONFIG, load_checkpoint
+from model.config import training_stages
 from model.data import (
     Messages,
     encode_item,
@@ -231,7 +232,7 @@ def report_card(config: dict[str, Any]) -> str:
         "| stage | steps | tokens | minutes | device | processes × threads | autocast | recipe | final val loss |",
         "|---|---:|---:|---:|---|---|---|---|---:|",
     ]
-    for stage, t in config.get("training", {}).items():
+    for stage, t in training_stages(config.get("training", {})):
         lines.append(
             f"| {stage} | {t['steps']:,} | {t['tokens']:,} | {t['minutes']} | {t['device']} | "
             f"{t['processes']} × {t['threads']} | {t['autocast']} | {t.get('recipe', 'adamw + cosine')}"
@@ -313,8 +314,8 @@ def main() -> None:
     path = args.checkpoint / CONFIG
     config = json.loads(path.read_text())
     precision = "int8" if config.get("quantization") else "fp32"
-    stages: list[dict[str, Any]] = list(config.get("training", {}).values())
-    seed = int(stages[0].get("args", {}).get("seed", 1234)) if stages else 1234
+    stages = [t for _, t in training_stages(config.get("training", {}))]
+    seed = int(stages[-1].get("args", {}).get("seed", 1234)) if stages else 1234
     train, val = splits(None if args.no_corpus else args.data, args.conversations, seed)
     skills = None if args.no_corpus else args.data / "val" / "skills.jsonl"
     scores = evaluate(args.checkpoint, val, skills, args.max_rows, args.skill_questions, train=train)

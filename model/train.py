@@ -142,7 +142,10 @@ def record(
 def save(
     out: Path, model: GPT, tok: Tokenizer, opt: Optimizers, run: Progress, meta: dict, stage: dict
 ) -> None:
-    training = {**run.history.get("training", {}), stage["stage"]: stage}
+    training = dict(run.history.get("training", {}))
+    if stage["stage"] in training:  # a warm start from a trained model: its whole record stays, nested
+        training = {"earlier": training}
+    training[stage["stage"]] = stage
     save_checkpoint(out, model, tok, {**meta, "training": training})
     state = {"optimizer": opt.state_dict(), "step": run.step, "tokens": run.tokens, "elapsed": run.elapsed}
     torch.save({**state, "history": run.history}, out / STATE)

@@ -5,6 +5,7 @@ import { useEffect, useState } from "react";
 
 import { apiJson } from "@/lib/api";
 import { goToLogin, readSession } from "@/lib/session";
+import { type Training, trainingStages } from "@/lib/training";
 
 // GET /api/model: the checkpoint's config.json (model/checkpoint.py), read as a page people read.
 interface Measure {
@@ -27,16 +28,6 @@ interface Scores {
   skills?: { exact_match: number; questions: number; per_skill: Record<string, number> };
   samples?: Record<string, string>;
 }
-interface Stage {
-  steps?: number;
-  tokens?: number;
-  minutes?: number;
-  device?: string;
-  recipe?: string;
-  warm_start?: string | null;
-  val_loss?: number;
-  autocast?: string;
-}
 interface CorpusSource {
   kind?: string;
   registry?: string;
@@ -50,7 +41,7 @@ interface Card {
   parameters?: number;
   config?: Record<string, string | number | boolean>;
   scores?: Record<string, Scores>;
-  training?: Record<string, Stage>;
+  training?: Training;
   data?: Record<string, { corpus?: { sources?: Record<string, CorpusSource> }; sources?: Record<string, number> }>;
   license?: Record<string, string>;
   quantization?: { scheme?: string; int8_parameters?: number; fp32_parameters?: number; note?: string };
@@ -249,7 +240,7 @@ export default function ModelCard() {
                 head={["Stage", "Steps", "Tokens", "Minutes", "Recipe", "Device", "Val loss"]}
                 minWidth="38rem"
                 text={[4, 5]}
-                rows={Object.entries(card.training).map(([name, t]) => [
+                rows={trainingStages(card.training).map(([name, t]) => [
                   t.warm_start ? `${name} (from ${t.warm_start})` : name,
                   num(t.steps, 0),
                   num(t.tokens, 0),

@@ -126,6 +126,10 @@ def test_warm_start_from_an_int8_checkpoint_trains(corpus: Path, tmp_path: Path)
     warm, _, meta = load_checkpoint(tmp_path / "warm")
     assert meta["training"]["pretrain"]["warm_start"] == str(tmp_path / "int8")
     assert meta["training"]["pretrain"]["steps"] == 2
+    # every stage stays on record: the run warm-started from keeps its own, under "earlier"
+    assert (
+        meta["training"]["earlier"]["pretrain"]["steps"] == 3 and "earlier" not in meta["training"]["earlier"]
+    )
     # it started from the dequantized int8 weights and moved away from them
     ref = dequantized(int8).state_dict()
     moved = [k for k, v in warm.state_dict().items() if not torch.equal(v, ref[k])]

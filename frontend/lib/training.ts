@@ -1,0 +1,30 @@
+/** The model card's training record (config.json "training"), as the model page shows it. */
+
+export interface Stage {
+  steps?: number;
+  tokens?: number;
+  minutes?: number;
+  device?: string;
+  recipe?: string;
+  warm_start?: string | null;
+  val_loss?: number;
+  autocast?: string;
+}
+
+// config.json's training record: stages by name; a warm start keeps the model it started from's
+// record under "earlier" (model/train.py)
+export type Training = { earlier?: Training } & { [stage: string]: Stage | Training | undefined };
+
+/** Every stage, oldest first; earlier runs' stages say how many runs before the last they were. */
+export function trainingStages(training: Training): [string, Stage][] {
+  const runs: [string, Stage][][] = [];
+  for (let t: Training | undefined = training; t; t = t.earlier) {
+    runs.push(Object.entries(t).filter(([k]) => k !== "earlier") as [string, Stage][]);
+  }
+  return runs.reverse().flatMap((run, i) => {
+    const back = runs.length - 1 - i;
+    const suffix = back === 0 ? "" : `, ${back} run${back > 1 ? "s" : ""} before`;
+    return run.map(([name, stage]): [string, Stage] => [`${name}${suffix}`, stage]);
+  });
+}
+
