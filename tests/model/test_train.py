@@ -134,3 +134,19 @@ def test_warm_start_from_an_int8_checkpoint_trains(corpus: Path, tmp_path: Path)
     ref = dequantized(int8).state_dict()
     moved = [k for k, v in warm.state_dict().items() if not torch.equal(v, ref[k])]
     assert moved and all(warm.state_dict()[k].dtype == torch.float32 for k in ref)
+
+
+def test_training_stages_list_every_run_oldest_first():
+    from model.config import training_stages
+
+    training = {
+        "earlier": {"earlier": {"pretrain": {"s": 1}}, "pretrain": {"s": 2}, "sft": {"s": 3}},
+        "sft": {"s": 4},
+    }
+    assert training_stages(training) == [
+        ("pretrain, 2 runs before", {"s": 1}),
+        ("pretrain, 1 run before", {"s": 2}),
+        ("sft, 1 run before", {"s": 3}),
+        ("sft", {"s": 4}),
+    ]
+    assert training_stages({}) == [] and training_stages({"pretrain": {"s": 1}}) == [("pretrain", {"s": 1})]
