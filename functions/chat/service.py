@@ -85,8 +85,8 @@ def outbox_of(loop: asyncio.AbstractEventLoop) -> Outbox:
 
 
 def choose_engine(setting: str, config: dict[str, Any]) -> str:
-    """ "onnx" or "torch" for SLM_CHAT_ENGINE and a checkpoint's config.json ("auto": onnx for an
-    int8 checkpoint when onnxruntime is installed, else torch)."""
+    """The engine, onnx or torch, for SLM_CHAT_ENGINE and a checkpoint's config.json ("auto": onnx for
+    an int8 checkpoint when onnxruntime is installed, else torch)."""
     int8 = config.get("quantization") is not None
     if setting == "onnx" and not int8:
         raise ValueError("SLM_CHAT_ENGINE=onnx serves int8 checkpoints only (python -m model.export)")
