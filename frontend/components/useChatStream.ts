@@ -87,12 +87,15 @@ export function useChatStream(callbacks: StreamCallbacks) {
                 return { ...m, id: userId, siblingIds: [...(m.siblingIds ?? []).filter((s) => s > 0), userId] };
               }
               if (m.key !== target) return m;
-              const siblings = (m.siblingIds ?? []).filter((s) => s > 0 && s !== answerId);
+              // a new answer joins its versions at the end; one being followed keeps its place among them
+              const known = (m.siblingIds ?? []).filter((s) => s > 0);
+              const siblingIds =
+                answerId === undefined ? m.siblingIds : known.includes(answerId) ? known : [...known, answerId];
               return {
                 ...m,
                 id: answerId,
                 parentId: userId,
-                siblingIds: answerId === undefined ? m.siblingIds : [...siblings, answerId],
+                siblingIds,
                 content: following && event.data.in_progress ? "" : m.content, // the replay starts at token 0
                 waiting: { queuePosition: event.data.queue_position ?? 0, coldStart: event.data.cold_start ?? false },
               };
