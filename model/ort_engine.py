@@ -286,8 +286,8 @@ class OrtEngine(Slots):
         # an empty slot writes its dummy key at 0, which its prefill rewrites
         ids = np.array([[feed.get(s, 0)] for s in span], np.int64)
         lengths = [
-            self.positions[s] + 1 if s in feed else min(self.positions[s] + 1, self.block_size) for s in span
-        ]
+            min(self.positions[s] + 1, self.block_size) for s in span
+        ]  # asked-for slots are never full
         logits = self._run(first, len(span), ids, lengths)
         for s in slots:
             self.positions[s] += 1

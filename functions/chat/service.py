@@ -13,7 +13,7 @@ from typing import Annotated, Any
 from fastapi import Depends
 
 from functions.chat.scheduler import Event, Job, QueueFull, Scheduler
-from model.config import read_config
+from model.config import TOKENIZER, CheckpointError, read_config
 from model.runtime import cpu_budget
 from model.sampling import SamplingParams
 from model.tokenizer import Tokenizer
@@ -117,7 +117,9 @@ class ChatModel:
             from model.ort_engine import OrtEngine
 
             engine = OrtEngine.from_checkpoint(directory, max_batch=self.max_batch, threads=self.threads)
-            self.tokenizer = Tokenizer.from_file(directory / "tokenizer.json")
+            self.tokenizer = Tokenizer.from_file(directory / TOKENIZER)
+            if self.tokenizer.vocab_size != self.config["model"]["vocab_size"]:  # as load_checkpoint checks
+                raise CheckpointError(f"checkpoint {directory}: the tokenizer does not match the model")
         else:
             import torch
 
