@@ -1,25 +1,25 @@
 """One answer being generated for /api/chat, and following an answer from the database.
 
-A generation runs as its own task and saves the answer as it grows (every SAVE_EVERY_TOKENS tokens and
-every SAVE_EVERY_SECONDS), so a client that goes away changes nothing: the answer runs to its end unless
-it is stopped (a database flag: one query for every stream of the process each STOP_POLL_TOKENS decode
-steps, see StopWatch, and read by every save) or fails. `follow`
+A generation runs as its own task and its answer is saved as it grows (Saver: every answer an event loop
+is generating, in one transaction every SAVE_INTERVAL_SECONDS), so a client that goes away changes
+nothing: the answer runs to its end unless it is stopped (a database flag: one query for every stream of
+the process each STOP_POLL_TOKENS decode steps, see StopWatch, and read by every save) or fails. `follow`
 replays a saved answer and then tails it, from any process, by reading the database.
 """
 
 import asyncio
-import contextlib
 import json
 import logging
+import math
 import threading
 import time
 import weakref
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import select
+from sqlalchemy import Table, bindparam, select, update
 
 from functions.chat.context import Prompt
 from functions.chat.scheduler import Event
@@ -33,8 +33,8 @@ from shared.settings import get_settings
 
 log = logging.getLogger("slm.chat")
 STOP_POLL_TOKENS = 8  # the database stop flag is read every few tokens (works across processes and Lambda)
-SAVE_EVERY_TOKENS = 32
-SAVE_EVERY_SECONDS = 1.0
+SAVE_INTERVAL_SECONDS = 0.25  # how often the answers that grew are written (a follower polls as often)
+HEARTBEAT_SECONDS = 1.0  # an answer with nothing new (still queued) is written this often: it is alive
 FOLLOW_POLL_SECONDS = 0.25
 _running: set[asyncio.Task[None]] = set()
 
@@ -62,7 +62,8 @@ class Answer:
 
     ids: list[int] = field(default_factory=list)
     parts: list[str] = field(default_factory=list)
-    saved_tokens: int = -1
+    saved_tokens: int = -1  # len(ids) at the last save (-1: never saved)
+    saved_at: float = -math.inf  # time.monotonic() of the last save
 
     @property
     def text(self) -> str:
@@ -79,8 +80,6 @@ class Generation:
         self.cancelled = cancelled
         self.queue: asyncio.Queue[bytes | None] = asyncio.Queue()
         self.answer = Answer()
-        self._save_now = asyncio.Event()
-        self._finished = False
         task = asyncio.get_running_loop().create_task(self._run())
         _running.add(task)
         task.add_done_callback(_running.discard)
@@ -129,9 +128,9 @@ class Generation:
         streamer = TextStreamer(self.model.tokenizer)
         answer = self.answer
         reason, error, started, first = "error", None, time.perf_counter(), True
-        stops = stop_watch()
+        stops, saves = stop_watch(), saver()
         stops.watch(self)
-        saver = asyncio.create_task(self._keep_saving())
+        saves.watch(self)
         try:
             cold_start = self.model.claim_cold_start()
             async for kind, value in self.stream:
@@ -149,8 +148,6 @@ class Generation:
                     if text := streamer.put(value):
                         answer.parts.append(text)
                         put(sse("token", {"text": text}, event_id=n - 1))
-                    if n % SAVE_EVERY_TOKENS == 0:
-                        self._save_now.set()
                 elif kind == "done":
                     reason = value
                 else:
@@ -160,12 +157,10 @@ class Generation:
             self.cancelled.set()
             error = f"{type(exc).__name__}: {exc}"
         finally:
-            # the saver ends by itself: cancelling a database call midway can leave the connection
-            # hanging (seen with psycopg), so it finishes what it is doing first
             stops.unwatch(self)
-            self._finished = True
-            self._save_now.set()
-            await asyncio.gather(saver, return_exceptions=True)
+            # a partial save already under way finishes first (cancelling a database call midway can leave
+            # the connection hanging, seen with psycopg), so it can never land after the final one
+            await saves.unwatch(self)
         if tail := streamer.end():
             answer.parts.append(tail)
             put(sse("token", {"text": tail}, event_id=len(answer.ids) - 1))
@@ -195,21 +190,104 @@ class Generation:
                 put(sse("done", done | {"tokens_per_second": round(tokens / seconds, 1)}))
         put(None)
 
-    async def _keep_saving(self) -> None:
-        """Save the partial answer every SAVE_EVERY_SECONDS (or sooner when asked), also while it waits in
-        the queue: the save is the heartbeat that tells a live answer from a dead one. Each save reads
-        the stop flag too, so a request still queued honours a stop."""
-        while not self._finished:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._save_now.wait(), SAVE_EVERY_SECONDS)
-            self._save_now.clear()
-            if self._finished:  # the final save follows
-                return
-            try:
-                if await save_answer(self.turn, self.answer, None):
-                    self.cancelled.set()
-            except Exception:  # the database is away for a moment: the final save tries again
-                log.warning("could not save the partial answer", exc_info=True)
+
+class Saver:
+    """The partial answers of every generation one event loop runs, written together: every
+    SAVE_INTERVAL_SECONDS, one transaction updates each answer that grew (and, every HEARTBEAT_SECONDS,
+    one that did not: a queued answer's save is the heartbeat that tells it from a dead one) and reads
+    their conversations' stop flags. Eight streams cost one commit per interval, not one per stream
+    and 32 tokens. The final save of each answer is its own (save_answer)."""
+
+    def __init__(self) -> None:
+        self.watched: dict[Generation, None] = {}  # insertion-ordered set
+        self.task: asyncio.Task[None] | None = None
+        self.writing = asyncio.Lock()  # held while a batch is written
+
+    def watch(self, generation: Generation) -> None:
+        self.watched[generation] = None
+        if self.task is None or self.task.done():
+            self.task = asyncio.get_running_loop().create_task(self._run())
+            _running.add(self.task)
+            self.task.add_done_callback(_running.discard)
+
+    async def unwatch(self, generation: Generation) -> None:
+        """No more partial saves of this answer: returns once none is being written."""
+        self.watched.pop(generation, None)
+        async with self.writing:
+            pass
+
+    def due(self, now: float) -> list[Generation]:
+        """The answers to write now: those that grew since their last save, and those whose heartbeat is due."""
+        return [
+            g
+            for g in self.watched
+            if len(g.answer.ids) != g.answer.saved_tokens or now - g.answer.saved_at >= HEARTBEAT_SECONDS
+        ]
+
+    async def _run(self) -> None:
+        while self.watched:
+            await asyncio.sleep(SAVE_INTERVAL_SECONDS)
+            due = self.due(time.monotonic())
+            if not due:
+                continue
+            async with self.writing:
+                try:
+                    stop = await save_partial(due)
+                except Exception:  # the database is away for a moment: the next batch, or the final save
+                    log.warning("could not save the partial answers", exc_info=True)
+                    continue
+            for generation in due:
+                if generation.turn.conversation_id in stop:
+                    generation.cancelled.set()
+
+
+_savers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Saver] = weakref.WeakKeyDictionary()
+
+
+def saver() -> Saver:
+    loop = asyncio.get_running_loop()
+    found = _savers.get(loop)
+    if found is None:
+        found = _savers[loop] = Saver()
+    return found
+
+
+async def save_partial(generations: list[Generation]) -> set[int]:
+    """One transaction: each answer as it stands (an answer already finished is never touched), then
+    the conversations to stop: a stop requested, or deleted while the answer was generated."""
+    table = cast(Table, Message.__table__)
+    rows = []
+    for generation in generations:
+        answer = generation.answer
+        answer.saved_tokens, answer.saved_at = len(answer.ids), time.monotonic()
+        rows.append(
+            {
+                "message_id": generation.turn.assistant_message_id,
+                "new_content": answer.text,
+                "new_count": len(answer.ids),
+                "new_ids": " ".join(map(str, answer.ids)),
+                "now": utcnow(),
+            }
+        )
+    statement = (
+        update(table)
+        .where(table.c.id == bindparam("message_id"), table.c.finish_reason.is_(None))
+        .values(
+            content=bindparam("new_content"),
+            token_count=bindparam("new_count"),
+            token_ids=bindparam("new_ids"),
+            updated_at=bindparam("now"),
+        )
+    )
+    conversations = {g.turn.conversation_id for g in generations}
+    async with get_sessionmaker()() as session:
+        await (await session.connection()).execute(statement, rows)  # Core: one executemany, no ORM load
+        found = await session.execute(
+            select(Conversation.id, Conversation.stop_requested_at).where(Conversation.id.in_(conversations))
+        )
+        flags: dict[int, Any] = {row[0]: row[1] for row in found}
+        await session.commit()
+    return {c for c in conversations if c not in flags or flags[c] is not None}
 
 
 class StopWatch:
@@ -273,8 +351,8 @@ async def stops_requested(conversation_ids: set[int]) -> set[int]:
 
 
 async def save_answer(turn: Turn, answer: Answer, finish_reason: str | None) -> bool:
-    """Write the answer so far (finish_reason None: still in progress; set: the final save, which also
-    clears the conversation's stop flag). Returns whether a stop has been requested."""
+    """Write the answer (finish_reason None: still in progress; set: the final save, which also clears
+    the conversation's stop flag). Returns whether a stop has been requested."""
     async with get_sessionmaker()() as session:
         message = await session.get(Message, turn.assistant_message_id)
         conversation = await session.get(Conversation, turn.conversation_id)

@@ -1,0 +1,174 @@
+"""Saver: the partial answers of every stream of an event loop in one transaction, on SQLite and
+PostgreSQL; a finished answer is never overwritten, a stop or a deleted conversation stops its stream."""
+
+import asyncio
+import threading
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+
+from fastapi.testclient import TestClient
+from sqlalchemy import create_engine, text
+from sqlalchemy.orm import Session
+
+from functions.chat import generation
+from functions.chat.generation import HEARTBEAT_SECONDS, Answer, Saver, save_answer, save_partial
+from shared.migrate import sync_url
+from shared.models import Message
+from tests.conftest import register
+
+
+@dataclass(eq=False)
+class Stream:
+    """What the Saver reads of a Generation: its turn, its answer so far, the event that stops it."""
+
+    turn: SimpleNamespace
+    answer: Answer = field(default_factory=Answer)
+    cancelled: threading.Event = field(default_factory=threading.Event)
+
+
+def _streams(client: TestClient, database_url: str, count: int) -> list[Stream]:
+    """`count` conversations of one user, each with an empty assistant message in progress."""
+    headers = register(client).headers
+    ids = [
+        client.post("/api/conversations", json={"title": "t"}, headers=headers).json()["id"]
+        for _ in range(count)
+    ]
+    engine = create_engine(sync_url(database_url))
+    with Session(engine) as session:
+        messages = [Message(conversation_id=c, role="assistant", content="", token_count=0) for c in ids]
+        session.add_all(messages)
+        session.commit()
+        streams = [
+            Stream(SimpleNamespace(conversation_id=c, assistant_message_id=m.id))
+            for c, m in zip(ids, messages, strict=True)
+        ]
+    engine.dispose()
+    return streams
+
+
+def _grow(stream: Stream, token: int) -> None:
+    stream.answer.ids.append(token)
+    stream.answer.parts.append(f" t{token}")
+
+
+def _saved(database_url: str, message_id: int) -> tuple[str, int, str | None, str | None]:
+    engine = create_engine(sync_url(database_url))
+    with engine.connect() as connection:
+        row = connection.execute(
+            text("SELECT content, token_count, token_ids, finish_reason FROM messages WHERE id = :m"),
+            {"m": message_id},
+        ).one()
+    engine.dispose()
+    return row[0], row[1], row[2], row[3]
+
+
+def test_eight_growing_answers_are_saved_together_in_one_transaction_per_interval(
+    client: TestClient, use_database: str, monkeypatch
+) -> None:
+    streams = _streams(client, use_database, 8)
+    batches: list[list[int]] = []
+    written: asyncio.Queue[None] = asyncio.Queue()
+    real = generation.save_partial
+
+    async def counted(generations: list) -> set[int]:
+        batches.append([g.turn.assistant_message_id for g in generations])
+        stop = await real(generations)
+        written.put_nowait(None)
+        return stop
+
+    monkeypatch.setattr(generation, "save_partial", counted)
+    monkeypatch.setattr(generation, "SAVE_INTERVAL_SECONDS", 0.01)
+    monkeypatch.setattr(generation, "HEARTBEAT_SECONDS", 3600.0)  # only growth makes a write here
+
+    async def scenario() -> None:
+        saves = Saver()
+        for stream in streams:
+            saves.watch(stream)
+        for step in range(3):  # three decode steps, each saved before the next
+            for stream in streams:
+                _grow(stream, step)
+            await written.get()
+        for stream in streams:
+            await saves.unwatch(stream)
+        assert saves.task is not None
+        await saves.task  # nothing watched: the loop ends
+
+    asyncio.run(scenario())
+    every = [s.turn.assistant_message_id for s in streams]
+    assert batches == [every, every, every]  # one write per step for all eight, nothing in between
+    for stream in streams:
+        assert _saved(use_database, stream.turn.assistant_message_id) == (" t0 t1 t2", 3, "0 1 2", None)
+        assert not stream.cancelled.is_set()
+
+
+def test_an_answer_is_written_again_only_when_it_grew_or_its_heartbeat_is_due() -> None:
+    waiting, growing = Stream(SimpleNamespace()), Stream(SimpleNamespace())
+    saves = Saver()
+    saves.watched = {waiting: None, growing: None}
+    assert saves.due(100.0) == [waiting, growing]  # never saved: both, also the one still queued
+    for stream in (waiting, growing):
+        stream.answer.saved_tokens, stream.answer.saved_at = 0, 100.0
+    assert saves.due(100.1) == []
+    _grow(growing, 5)
+    assert saves.due(100.1) == [growing]
+    assert saves.due(100.0 + HEARTBEAT_SECONDS) == [waiting, growing]  # the queued one's heartbeat
+
+
+def test_a_stop_or_a_deleted_conversation_stops_the_stream_and_a_finished_answer_stays(
+    client: TestClient, use_database: str
+) -> None:
+    going, stopped, deleted, finished = _streams(client, use_database, 4)
+    engine = create_engine(sync_url(use_database))
+    with engine.begin() as connection:
+        connection.execute(
+            text("UPDATE conversations SET stop_requested_at = CURRENT_TIMESTAMP WHERE id = :c"),
+            {"c": stopped.turn.conversation_id},
+        )
+        connection.execute(
+            text("DELETE FROM conversations WHERE id = :c"), {"c": deleted.turn.conversation_id}
+        )
+    engine.dispose()
+    for stream in (going, stopped, deleted, finished):
+        _grow(stream, 1)
+    _grow(finished, 2)
+
+    async def scenario() -> set[int]:
+        await save_answer(finished.turn, finished.answer, "eos")  # the final save, before a late partial one
+        late = Stream(finished.turn)
+        _grow(late, 1)
+        return await save_partial([going, stopped, deleted, late])
+
+    stop = asyncio.run(scenario())
+    assert stop == {stopped.turn.conversation_id, deleted.turn.conversation_id}
+    assert _saved(use_database, going.turn.assistant_message_id) == (" t1", 1, "1", None)
+    assert _saved(use_database, finished.turn.assistant_message_id) == (" t1 t2", 2, "1 2", "eos")
+
+
+def test_the_saver_sets_the_stop_it_reads(client: TestClient, use_database: str, monkeypatch) -> None:
+    (stream,) = _streams(client, use_database, 1)
+    engine = create_engine(sync_url(use_database))
+    with engine.begin() as connection:
+        connection.execute(
+            text("UPDATE conversations SET stop_requested_at = CURRENT_TIMESTAMP WHERE id = :c"),
+            {"c": stream.turn.conversation_id},
+        )
+    engine.dispose()
+    monkeypatch.setattr(generation, "SAVE_INTERVAL_SECONDS", 0.01)
+    real = generation.save_partial
+
+    async def scenario() -> None:
+        written = asyncio.Event()
+
+        async def signalled(generations: list) -> set[int]:
+            stop = await real(generations)
+            written.set()  # the saver acts on what it read before this task runs again
+            return stop
+
+        monkeypatch.setattr(generation, "save_partial", signalled)
+        saves = Saver()
+        saves.watch(stream)  # queued: no token yet, saved as its heartbeat
+        await written.wait()
+        await saves.unwatch(stream)
+
+    asyncio.run(scenario())
+    assert stream.cancelled.is_set()
