@@ -7,8 +7,10 @@
 Each server is the chat function alone, started as compose starts it (`uvicorn functions.chat.app:app`,
 SQLite in a temp dir). Every answer is full length (min_new_tokens = max_new_tokens = --tokens). For
 each concurrency level it prints aggregate tokens/s, its ratio to one stream, p50/p95 time to first
-token and the p50 gap between tokens; for each server the cold start (process start to the first token
-of the first request), the resident set idle after that answer, and its peak during the levels.
+token, the p50 gap between tokens and the client's own CPU per token (it shares the cores: by default it
+counts events in raw chunks, --parse lines reads line by line); for each server the cold start (process
+start to the first token of the first request), the resident set idle after that answer, and its peak
+during the levels.
 """
 
 import argparse
@@ -105,7 +107,9 @@ def wait_ready(url: str, timeout: float = 180) -> None:
     raise SystemExit("server did not become healthy")
 
 
-def one_stream(url: str, headers: dict[str, str], tokens: int, seed: int) -> dict[str, float | int]:
+def one_stream(
+    url: str, headers: dict[str, str], tokens: int, seed: int, parse: str = "raw"
+) -> dict[str, float | int]:
     """Time one chat stream: first-token latency, gaps between token events, tokens generated."""
     body = {
         "conversation_id": None,
@@ -117,16 +121,27 @@ def one_stream(url: str, headers: dict[str, str], tokens: int, seed: int) -> dic
         "min_new_tokens": tokens,
         "seed": seed,
     }
+    # By default the client reads raw chunks and counts events with bytes operations (parse="raw"): it shares
+    # the cores with the server; parse="lines" reads line by line as before (its CPU per token is printed too).
     began, arrivals, done = time.perf_counter(), [], {}
     with httpx.stream("POST", f"{url}/api/chat", json=body, headers=headers, timeout=600) as response:
-        event = ""
-        for line in response.iter_lines():
-            if line.startswith("event:"):
-                event = line[6:].strip()
-            elif line.startswith("data:") and event == "token":
-                arrivals.append(time.perf_counter())
-            elif line.startswith("data:") and event == "done":
-                done = json.loads(line[5:])
+        if parse == "lines":
+            event = ""
+            for line in response.iter_lines():
+                if line.startswith("event:"):
+                    event = line[6:].strip()
+                elif line.startswith("data:") and event == "token":
+                    arrivals.append(time.perf_counter())
+                elif line.startswith("data:") and event == "done":
+                    done = json.loads(line[5:])
+        else:
+            tail = b""
+            for chunk in response.iter_raw():
+                now = time.perf_counter()
+                events, _, tail = (tail + chunk).rpartition(b"\n\n")  # whole events; the rest waits
+                arrivals += [now] * events.count(b"event: token\n")
+                if (at := events.find(b"event: done\ndata: ")) >= 0:
+                    done = json.loads(events[at + 18 :].split(b"\n", 1)[0])
     gaps = [b - a for a, b in zip(arrivals, arrivals[1:], strict=False)]
     return {
         "ttft": arrivals[0] - began if arrivals else float("nan"),
@@ -137,29 +152,34 @@ def one_stream(url: str, headers: dict[str, str], tokens: int, seed: int) -> dic
     }
 
 
-def level(url: str, users: list[dict[str, str]], streams: int, tokens: int) -> dict[str, float]:
+def level(
+    url: str, users: list[dict[str, str]], streams: int, tokens: int, parse: str = "raw"
+) -> dict[str, float]:
     results: list[dict[str, float | int]] = [{} for _ in range(streams)]
     barrier = threading.Barrier(streams + 1)
 
     def run(i: int) -> None:
         barrier.wait()
-        results[i] = one_stream(url, users[i % len(users)], tokens, seed=i)
+        results[i] = one_stream(url, users[i % len(users)], tokens, seed=i, parse=parse)
 
     threads = [threading.Thread(target=run, args=(i,)) for i in range(streams)]
     for thread in threads:
         thread.start()
     barrier.wait()
-    began = time.perf_counter()
+    began, cpu = time.perf_counter(), time.process_time()
     for thread in threads:
         thread.join()
+    cpu = time.process_time() - cpu
     elapsed = max(float(r["end"]) for r in results) - began
+    tokens = sum(int(r["tokens"]) for r in results)
     ttfts = sorted(float(r["ttft"]) for r in results)
     return {
         "streams": streams,
-        "tokens_per_second": sum(int(r["tokens"]) for r in results) / elapsed,
+        "tokens_per_second": tokens / elapsed,
         "ttft_p50": statistics.median(ttfts),
         "ttft_p95": ttfts[min(len(ttfts) - 1, round(0.95 * (len(ttfts) - 1)))],
         "gap_p50": statistics.median(float(r["gap"]) for r in results),
+        "client_cpu_per_token": cpu / max(tokens, 1),
     }
 
 
@@ -176,7 +196,7 @@ def serve(root: Path, engine: str, args: argparse.Namespace) -> dict:
             time.sleep(1.0)
             idle = memory.now()
             memory.watch()
-            rows = [level(url, users, n, args.tokens) for n in args.streams]
+            rows = [level(url, users, n, args.tokens, args.parse) for n in args.streams]
             memory.stop()
         finally:
             process.terminate()
@@ -192,6 +212,12 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=128, help="new tokens per answer (all full length)")
     parser.add_argument("--engines", nargs="+", default=["onnx", "torch"], choices=["onnx", "torch"])
     parser.add_argument("--before", type=Path, help="also serve from this checkout (its own engine), first")
+    parser.add_argument(
+        "--parse",
+        choices=["raw", "lines"],
+        default="raw",
+        help="how the client reads the SSE (raw: cheapest)",
+    )
     parser.add_argument("--port", type=int, default=8765, help="port of the servers this script starts")
     args = parser.parse_args()
 
@@ -199,18 +225,21 @@ def main() -> None:
     servers += [(f"{engine} engine", ROOT, engine) for engine in args.engines]
     results = {name: serve(root, engine, args) for name, root, engine in servers}
 
-    print(f"\nServing benchmark: {args.tokens} new tokens per answer, {os.cpu_count()} CPUs visible\n")
     print(
-        "| server | streams | aggregate tok/s | × 1 stream | TTFT p50 (s) | TTFT p95 (s) | inter-token p50 (ms) |"
+        f"\nServing benchmark: {args.tokens} new tokens per answer, {os.cpu_count()} CPUs visible, client parse {args.parse}\n"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|")
+    print(
+        "| server | streams | aggregate tok/s | × 1 stream | TTFT p50 (s) | TTFT p95 (s) | inter-token p50 (ms) "
+        "| client CPU per token (ms) |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for name, result in results.items():
         base = result["rows"][0]["tokens_per_second"]
         for row in result["rows"]:
             print(
                 f"| {name} | {row['streams']} | {row['tokens_per_second']:.1f} | "
                 f"{row['tokens_per_second'] / base:.2f} | {row['ttft_p50']:.3f} | {row['ttft_p95']:.3f} | "
-                f"{row['gap_p50'] * 1000:.1f} |"
+                f"{row['gap_p50'] * 1000:.1f} | {row['client_cpu_per_token'] * 1000:.2f} |"
             )
     print("\n| server | cold start (s) | RSS idle (MB) | RSS peak under load (MB) |")
     print("|---|---:|---:|---:|")
