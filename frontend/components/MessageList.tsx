@@ -55,14 +55,15 @@ function stats(m: UiMessage): string {
   return parts.join(" · ");
 }
 
-/** "‹ k/n ›" under a message with other versions. */
-function Versions({ m, busy, onSwitch }: { m: UiMessage; busy: boolean; onSwitch: (id: number) => void }) {
+/** "‹ k/n ›" under a message with other versions. Switching works while an answer streams: the server
+ * finishes and saves it, and switching back follows it. */
+function Versions({ m, onSwitch }: { m: UiMessage; onSwitch: (id: number) => void }) {
   const ids = m.siblingIds ?? [];
   const at = m.id === undefined ? ids.length - 1 : ids.indexOf(m.id);
   if (ids.length < 2 || at < 0) return null;
   return (
     <span className="flex items-center text-xs text-zinc-500" data-testid="versions">
-      <button type="button" className={small} disabled={busy || at === 0} onClick={() => onSwitch(ids[at - 1])} aria-label="Previous version">
+      <button type="button" className={small} disabled={at === 0} onClick={() => onSwitch(ids[at - 1])} aria-label="Previous version">
         ‹
       </button>
       <span data-testid="version-position">
@@ -71,7 +72,7 @@ function Versions({ m, busy, onSwitch }: { m: UiMessage; busy: boolean; onSwitch
       <button
         type="button"
         className={small}
-        disabled={busy || at === ids.length - 1}
+        disabled={at === ids.length - 1}
         onClick={() => onSwitch(ids[at + 1])}
         aria-label="Next version"
       >
@@ -120,7 +121,7 @@ function UserRow({ m, index, busy, actions }: { m: UiMessage; index: number; bus
     <div className="flex flex-col items-end" data-testid="message-user">
       <div className="max-w-[85%] whitespace-pre-wrap break-words rounded-2xl rounded-br-md bg-sky-600 px-4 py-2 text-white">{m.content}</div>
       <div className="mt-1 flex items-center gap-1">
-        <Versions m={m} busy={busy} onSwitch={actions.switchTo} />
+        <Versions m={m} onSwitch={actions.switchTo} />
         {m.id !== undefined && (
           <button type="button" className={small} disabled={busy} onClick={() => setEditing(m.content)} aria-label="Edit message">
             Edit
@@ -162,9 +163,14 @@ function AssistantRow({ m, index, last, busy, actions }: { m: UiMessage; index: 
           {m.error}
         </p>
       )}
+      {m.streaming && m.id !== undefined && (
+        <div className="mt-1 flex flex-wrap items-center gap-1">
+          <Versions m={m} onSwitch={actions.switchTo} />
+        </div>
+      )}
       {!m.streaming && (
         <div className="mt-1 flex flex-wrap items-center gap-1">
-          <Versions m={m} busy={busy} onSwitch={actions.switchTo} />
+          <Versions m={m} onSwitch={actions.switchTo} />
           <CopyButton text={() => m.content} label="Copy message" className={small} />
           {last && m.id !== undefined && (
             <button

@@ -257,9 +257,10 @@ export function useChatStream(callbacks: StreamCallbacks) {
     void run(messages.slice(0, index), rows, { conversation_id: conversation.current, regenerate: old.id, ...forRequest(settings) }, null);
   }
 
+  /** Show another version; an answer streaming in goes on on the server (show() stops only our reading). */
   async function switchTo(siblingId: number) {
     const id = conversation.current;
-    if (streaming || id === null) return;
+    if (id === null) return;
     try {
       await switchBranch(id, siblingId);
       await reload();
