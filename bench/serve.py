@@ -211,7 +211,13 @@ def main() -> None:
     parser.add_argument("--streams", type=int, nargs="+", default=[1, 4, 8, 16], help="concurrency levels")
     parser.add_argument("--tokens", type=int, default=128, help="new tokens per answer (all full length)")
     parser.add_argument("--engines", nargs="+", default=["onnx", "torch"], choices=["onnx", "torch"])
-    parser.add_argument("--before", type=Path, help="also serve from this checkout (its own engine), first")
+    parser.add_argument("--before", type=Path, help="also serve from this checkout, first")
+    parser.add_argument(
+        "--before-engine",
+        default="torch",
+        choices=["onnx", "torch"],
+        help="the engine the --before checkout serves",
+    )
     parser.add_argument(
         "--parse",
         choices=["raw", "lines"],
@@ -221,7 +227,11 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=8765, help="port of the servers this script starts")
     args = parser.parse_args()
 
-    servers = [(f"before ({args.before})", args.before, "torch")] if args.before else []
+    servers = (
+        [(f"before ({args.before}, {args.before_engine})", args.before, args.before_engine)]
+        if args.before
+        else []
+    )
     servers += [(f"{engine} engine", ROOT, engine) for engine in args.engines]
     results = {name: serve(root, engine, args) for name, root, engine in servers}
 
