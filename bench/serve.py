@@ -153,24 +153,31 @@ def one_stream(
 
 
 def level(
-    url: str, users: list[dict[str, str]], streams: int, tokens: int, parse: str = "raw"
+    url: str, users: list[dict[str, str]], streams: int, tokens: int, parse: str = "raw", rounds: int = 1
 ) -> dict[str, float]:
-    results: list[dict[str, float | int]] = [{} for _ in range(streams)]
-    barrier = threading.Barrier(streams + 1)
+    """`rounds` times: `streams` answers started together; tokens/s over all rounds, TTFT over every answer."""
+    results: list[dict[str, float | int]] = []
+    elapsed = cpu = 0.0
+    for _ in range(rounds):
+        batch: list[dict[str, float | int]] = [{} for _ in range(streams)]
+        barrier = threading.Barrier(streams + 1)
 
-    def run(i: int) -> None:
+        def run(
+            i: int, batch: list[dict[str, float | int]] = batch, barrier: threading.Barrier = barrier
+        ) -> None:
+            barrier.wait()
+            batch[i] = one_stream(url, users[i % len(users)], tokens, seed=i, parse=parse)
+
+        threads = [threading.Thread(target=run, args=(i,)) for i in range(streams)]
+        for thread in threads:
+            thread.start()
         barrier.wait()
-        results[i] = one_stream(url, users[i % len(users)], tokens, seed=i, parse=parse)
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(streams)]
-    for thread in threads:
-        thread.start()
-    barrier.wait()
-    began, cpu = time.perf_counter(), time.process_time()
-    for thread in threads:
-        thread.join()
-    cpu = time.process_time() - cpu
-    elapsed = max(float(r["end"]) for r in results) - began
+        began, started_cpu = time.perf_counter(), time.process_time()
+        for thread in threads:
+            thread.join()
+        cpu += time.process_time() - started_cpu
+        elapsed += max(float(r["end"]) for r in batch) - began
+        results += batch
     tokens = sum(int(r["tokens"]) for r in results)
     ttfts = sorted(float(r["ttft"]) for r in results)
     return {
@@ -196,7 +203,7 @@ def serve(root: Path, engine: str, args: argparse.Namespace) -> dict:
             time.sleep(1.0)
             idle = memory.now()
             memory.watch()
-            rows = [level(url, users, n, args.tokens, args.parse) for n in args.streams]
+            rows = [level(url, users, n, args.tokens, args.parse, args.rounds) for n in args.streams]
             memory.stop()
         finally:
             process.terminate()
@@ -218,6 +225,7 @@ def main() -> None:
         choices=["onnx", "torch"],
         help="the engine the --before checkout serves",
     )
+    parser.add_argument("--rounds", type=int, default=5, help="times each level runs (their sum is measured)")
     parser.add_argument(
         "--parse",
         choices=["raw", "lines"],
@@ -236,7 +244,7 @@ def main() -> None:
     results = {name: serve(root, engine, args) for name, root, engine in servers}
 
     print(
-        f"\nServing benchmark: {args.tokens} new tokens per answer, {os.cpu_count()} CPUs visible, client parse {args.parse}\n"
+        f"\nServing benchmark: {args.tokens} new tokens per answer, {os.cpu_count()} CPUs visible, {args.rounds} rounds per level, client parse {args.parse}\n"
     )
     print(
         "| server | streams | aggregate tok/s | × 1 stream | TTFT p50 (s) | TTFT p95 (s) | inter-token p50 (ms) "
