@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,22 @@ from model.tokenizer import EOS_ID
 
 MS = "com.microsoft"
 MATMUL = "dq"  # the int8 kernel (see _linear); bench/decode.py measures both
+
+
+@functools.cache
+def signed_weights_exact() -> bool:
+    """Whether this CPU multiplies uint8 activations by int8 weights exactly: x86 with VNNI (vpdpbusd sums
+    into int32). Without it (AVX2, AVX-512 without VNNI) ONNX Runtime's u8s8 kernel adds pairs of
+    products in int16 with saturation (vpmaddubsw: 255 * 127 * 2 > 32767), which moved logits by up to
+    4 here; there the weights go in as uint8 (q + 128, zero point 128), the u8u8 kernel, exact. Other
+    CPUs (ARM) take uint8 too."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return " avx512_vnni" in flags or " avx_vnni" in flags
+
+
 F32 = TensorProto.FLOAT
 
 
@@ -76,7 +93,7 @@ def _rms_norm(g: _Graph, x: str, weight: np.ndarray | None, eps: float) -> str:
 def _linear(g: _Graph, x: str, w: dict[str, np.ndarray], name: str, matmul: str) -> str:
     """x @ (q * scale).T for the stored int8 q (out, in) and fp16 scale (out,), in one of two kernels
     on the same numbers: "dq", DynamicQuantizeMatMul (activations quantized per tensor on the fly,
-    like fbgemm), or "nbits", MatMulNBits with 8-bit weights in one block per row (q + 128 as
+    like fbgemm; weights int8 or uint8, see signed_weights_exact), or "nbits", MatMulNBits with 8-bit weights in one block per row (q + 128 as
     unsigned) and int8 compute (accuracy_level 4: each activation row quantized on its own)."""
     q = w.pop(f"{name}.weight")
     scale = w.pop(f"{name}.weight_scale").astype(np.float32)
@@ -87,9 +104,12 @@ def _linear(g: _Graph, x: str, w: dict[str, np.ndarray], name: str, matmul: str)
         zero = g.const(np.full(n, 128, np.uint8), name + ".zero")
         attrs = {"K": k, "N": n, "bits": 8, "block_size": k, "accuracy_level": 4}
         return g.op("MatMulNBits", [*inputs, zero], name, domain=MS, **attrs)
-    inputs = [x, g.const(q.T, name + ".q"), g.const(scale, name + ".scale")]
-    zero = g.const(np.zeros(n, np.int8), name + ".zero")
-    return g.op("DynamicQuantizeMatMul", [*inputs, zero], name, domain=MS)
+    if signed_weights_exact():
+        b, zero = q.T, np.zeros(n, np.int8)
+    else:  # the same numbers, unsigned (see signed_weights_exact)
+        b, zero = (q.T.astype(np.int16) + 128).astype(np.uint8), np.full(n, 128, np.uint8)
+    inputs = [x, g.const(b, name + ".q"), g.const(scale, name + ".scale")]
+    return g.op("DynamicQuantizeMatMul", [*inputs, g.const(zero, name + ".zero")], name, domain=MS)
 
 
 def build_model(weights: dict[str, np.ndarray], config: dict[str, Any], matmul: str = MATMUL) -> bytes:

@@ -51,9 +51,19 @@ def test_kill_9_mid_stream_loses_nothing_and_the_next_chat_works(database_url: s
             for count, (name, data) in enumerate(stream, start=1):
                 assert name == "token"
                 streamed += data["text"]
-                if count == 40:  # past the first save (every 32 tokens and every second)
+                if count == 40:
                     break
+            # the answer is saved every quarter second: kill once part of it is in the database
+            deadline = time.monotonic() + 30
+            while not conversation(server.url, headers, meta["conversation_id"])["messages"][-1]["content"]:
+                assert time.monotonic() < deadline, "nothing of the answer was saved while it streamed"
+                time.sleep(0.05)
             server.process.kill()  # SIGKILL mid-answer: no shutdown, no cleanup, no final save
+            try:  # what the server sent before it died is still in the socket
+                for name, data in stream:
+                    streamed += data["text"] if name == "token" else ""
+            except httpx.HTTPError:
+                pass
         server.process.wait(timeout=30)
         assert server.process.returncode == -9
     finally:
@@ -69,7 +79,10 @@ def test_kill_9_mid_stream_loses_nothing_and_the_next_chat_works(database_url: s
         assert_consistent(saved, ["Tell me about the sea."])
         answer = saved["messages"][-1]
         assert (answer["id"], answer["finish_reason"]) == (meta["assistant_message_id"], "interrupted")
-        assert answer["content"] and streamed.startswith(answer["content"]) and answer["token_count"] >= 32
+        assert answer["content"] and answer["token_count"] >= 1
+        # what was saved is what was streamed, as far as either got (a save may land just after a send)
+        assert streamed.startswith(answer["content"]) or answer["content"].startswith(streamed)
+        assert answer["finish_reason"] == "interrupted" and answer["token_count"] < 300
         followed = follow(restarted.url, headers, conversation_id)
         assert [f[0] for f in followed] == ["meta", "done"] and followed[-1][1][
             "finish_reason"

@@ -124,9 +124,10 @@ def test_a_stop_or_a_deleted_conversation_stops_the_stream_and_a_finished_answer
             text("UPDATE conversations SET stop_requested_at = CURRENT_TIMESTAMP WHERE id = :c"),
             {"c": stopped.turn.conversation_id},
         )
-        connection.execute(
-            text("DELETE FROM conversations WHERE id = :c"), {"c": deleted.turn.conversation_id}
-        )
+        for table, column in (("messages", "conversation_id"), ("conversations", "id")):  # as the API deletes
+            connection.execute(
+                text(f"DELETE FROM {table} WHERE {column} = :c"), {"c": deleted.turn.conversation_id}
+            )
     engine.dispose()
     for stream in (going, stopped, deleted, finished):
         _grow(stream, 1)
