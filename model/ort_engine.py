@@ -105,11 +105,11 @@ def _linear(g: _Graph, x: str, w: dict[str, np.ndarray], name: str, matmul: str)
         attrs = {"K": k, "N": n, "bits": 8, "block_size": k, "accuracy_level": 4}
         return g.op("MatMulNBits", [*inputs, zero], name, domain=MS, **attrs)
     if signed_weights_exact():
-        b, zero = q.T, np.zeros(n, np.int8)
+        b, b_zero = q.T, np.zeros(n, np.int8)
     else:  # the same numbers, unsigned (see signed_weights_exact)
-        b, zero = (q.T.astype(np.int16) + 128).astype(np.uint8), np.full(n, 128, np.uint8)
-    inputs = [x, g.const(b, name + ".q"), g.const(scale, name + ".scale")]
-    return g.op("DynamicQuantizeMatMul", [*inputs, g.const(zero, name + ".zero")], name, domain=MS)
+        b, b_zero = (q.T.astype(np.int16) + 128).astype(np.uint8), np.full(n, 128, np.uint8)
+    inputs = [x, g.const(b, name + ".q"), g.const(scale, name + ".scale"), g.const(b_zero, name + ".zero")]
+    return g.op("DynamicQuantizeMatMul", inputs, name, domain=MS)
 
 
 def build_model(weights: dict[str, np.ndarray], config: dict[str, Any], matmul: str = MATMUL) -> bytes:
