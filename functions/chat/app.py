@@ -160,7 +160,8 @@ async def follow_chat(
         ),
     ] = "",
 ) -> StreamingResponse:
-    """Follow the conversation's latest answer from the database (from any process): `meta`, every
+    """Follow the conversation's answer from the database (from any process): the active branch's, else the
+    newest: `meta`, every
     `token` after `Last-Event-ID` (or `?after=N`), replayed from what is saved and then live while the
     answer is in progress, then `done`. With no id and nothing in progress: `done` at once."""
     if last_event_id:
@@ -170,7 +171,10 @@ async def follow_chat(
     )
     if finalize_stale(conversation.messages, get_settings().stale_answer_seconds):
         await session.commit()
-    answer = Tree(conversation.messages).latest_answer()
+    tree = Tree(conversation.messages)
+    end = tree.by_id.get(conversation.current_message_id) if conversation.current_message_id else None
+    # the active branch's answer (the one a page shows, also an older version switched back to), else the newest
+    answer = end if end is not None and end.role == "assistant" else tree.latest_answer()
     if answer is None:
         raise not_found("Answer")
     tokenizer = model.tokenizer

@@ -54,6 +54,9 @@ def test_regenerate_adds_a_sibling_answer_to_the_same_question(live_server: Live
     )
     assert switched.status_code == 200
     assert conversation(live_server.url, headers, cid)["messages"][1]["content"] == text_of(first)
+    # following the conversation now follows the version on the active branch, not the newest one
+    followed = follow(live_server.url, headers, cid, after=-1)
+    assert followed[0][1]["assistant_message_id"] == a1 and followed[-1][1]["assistant_message_id"] == a1
 
 
 def test_editing_a_message_branches_and_the_prompt_follows_the_branch(live_server: LiveServer) -> None:
