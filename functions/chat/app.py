@@ -22,7 +22,7 @@ from shared.deps import ConversationId, CurrentUser, SessionDep, SettingsDep
 from shared.errors import APIError, error_responses, not_found
 from shared.models import Conversation, Message, utcnow
 from shared.settings import get_settings
-from shared.tree import Tree, finalize_stale, history
+from shared.tree import Tree, active_branch, finalize_stale, history
 
 router = APIRouter(tags=["chat"], responses=error_responses(401, 404))
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
@@ -171,10 +171,9 @@ async def follow_chat(
     )
     if finalize_stale(conversation.messages, get_settings().stale_answer_seconds):
         await session.commit()
-    tree = Tree(conversation.messages)
-    end = tree.by_id.get(conversation.current_message_id) if conversation.current_message_id else None
+    tree, branch = active_branch(conversation)
     # the active branch's answer (the one a page shows, also an older version switched back to), else the newest
-    answer = end if end is not None and end.role == "assistant" else tree.latest_answer()
+    answer = branch[-1] if branch and branch[-1].role == "assistant" else tree.latest_answer()
     if answer is None:
         raise not_found("Answer")
     tokenizer = model.tokenizer

@@ -13,7 +13,6 @@ import logging
 import math
 import threading
 import time
-import weakref
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -23,7 +22,7 @@ from sqlalchemy import Table, bindparam, select, update
 
 from functions.chat.context import Prompt
 from functions.chat.scheduler import Event
-from functions.chat.service import ChatModel
+from functions.chat.service import ChatModel, PerLoop
 from model.sampling import SamplingParams
 from model.tokenizer import TextStreamer, Tokenizer
 from shared import ratelimit
@@ -128,7 +127,7 @@ class Generation:
         streamer = TextStreamer(self.model.tokenizer)
         answer = self.answer
         reason, error, started, first = "error", None, time.perf_counter(), True
-        stops, saves = stop_watch(), saver()
+        stops, saves = _stop_watches.get(), _savers.get()
         stops.watch(self)
         saves.watch(self)
         try:
@@ -241,15 +240,7 @@ class Saver:
                     generation.cancelled.set()
 
 
-_savers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Saver] = weakref.WeakKeyDictionary()
-
-
-def saver() -> Saver:
-    loop = asyncio.get_running_loop()
-    found = _savers.get(loop)
-    if found is None:
-        found = _savers[loop] = Saver()
-    return found
+_savers = PerLoop(lambda _loop: Saver())
 
 
 async def save_partial(generations: list[Generation]) -> set[int]:
@@ -328,15 +319,7 @@ class StopWatch:
                 generation.cancelled.set()
 
 
-_stop_watches: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, StopWatch] = weakref.WeakKeyDictionary()
-
-
-def stop_watch() -> StopWatch:
-    loop = asyncio.get_running_loop()
-    watch = _stop_watches.get(loop)
-    if watch is None:
-        watch = _stop_watches[loop] = StopWatch()
-    return watch
+_stop_watches = PerLoop(lambda _loop: StopWatch())
 
 
 async def stops_requested(conversation_ids: set[int]) -> set[int]:

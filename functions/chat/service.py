@@ -6,9 +6,9 @@ import logging
 import threading
 import time
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Generic, TypeVar
 
 from fastapi import Depends
 
@@ -21,6 +21,7 @@ from shared.errors import APIError
 from shared.settings import get_settings
 
 log = logging.getLogger("slm.chat")
+T = TypeVar("T")
 
 
 class ModelUnavailable(Exception):
@@ -74,14 +75,22 @@ class Outbox:
             queue.put_nowait(event)
 
 
-_outboxes: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Outbox] = weakref.WeakKeyDictionary()
+class PerLoop(Generic[T]):
+    """One T for each event loop, made on first use (from the loop) and dropped with the loop."""
+
+    def __init__(self, make: Callable[[asyncio.AbstractEventLoop], T]) -> None:
+        self._make = make
+        self._of: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, T] = weakref.WeakKeyDictionary()
+
+    def get(self) -> T:
+        loop = asyncio.get_running_loop()
+        found = self._of.get(loop)
+        if found is None:
+            found = self._of[loop] = self._make(loop)
+        return found
 
 
-def outbox_of(loop: asyncio.AbstractEventLoop) -> Outbox:
-    outbox = _outboxes.get(loop)
-    if outbox is None:
-        outbox = _outboxes[loop] = Outbox(loop)
-    return outbox
+outboxes = PerLoop(Outbox)
 
 
 def choose_engine(setting: str, config: dict[str, Any]) -> str:
@@ -157,7 +166,7 @@ class ChatModel:
         """Queue one generation now and return its events, ("queue", position) first; setting `cancelled`
         ends it with ("done", "stopped") within one decode step. A queue that filled since the route's
         check is a 503 `overloaded` here, before any response is sent."""
-        outbox = outbox_of(asyncio.get_running_loop())
+        outbox = outboxes.get()
         queue: asyncio.Queue[Event] = asyncio.Queue()
         budget = min(params.max_new_tokens, self.block_size - len(prompt))
 

@@ -82,7 +82,7 @@ def test_kill_9_mid_stream_loses_nothing_and_the_next_chat_works(database_url: s
         assert answer["content"] and answer["token_count"] >= 1
         # what was saved is what was streamed, as far as either got (a save may land just after a send)
         assert streamed.startswith(answer["content"]) or answer["content"].startswith(streamed)
-        assert answer["finish_reason"] == "interrupted" and answer["token_count"] < 300
+        assert answer["token_count"] < 300  # killed mid-answer
         followed = follow(restarted.url, headers, conversation_id)
         assert [f[0] for f in followed] == ["meta", "done"] and followed[-1][1][
             "finish_reason"
