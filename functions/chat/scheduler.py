@@ -1,8 +1,9 @@
 """The serving loop: one thread owns the model and batches every active stream's decode step.
 
 Requests wait in a queue until a KV-cache slot is free; each loop iteration prefills newly admitted
-prompts, then runs ONE batched decode step for all active streams, so 8 streams cost far less than
-8 sequential generations. Events go back to each request's asyncio loop thread-safely.
+prompts (and hands their first tokens over at once), then runs ONE batched decode step for all active
+streams, so 8 streams cost far less than 8 sequential generations. Events go back to each request's
+asyncio loop thread-safely, in one hand-off per step.
 """
 
 import logging
@@ -102,6 +103,8 @@ class Scheduler:
             try:
                 for job in admitted:
                     self._prefill(job)
+                if admitted and self._active:  # their first tokens go out now, not after the next step
+                    self._flush()
                 self._decode_step()
             except Exception as exc:  # a failed step must not kill the loop: fail the affected streams
                 log.exception("generation step failed")

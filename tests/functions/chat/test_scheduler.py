@@ -163,3 +163,35 @@ def test_min_new_tokens_holds_eos_back(trained_model, tokenizer) -> None:
     assert len(collector.tokens()) >= 10 and eos not in collector.tokens()[:10]
     engine = Engine(trained_model, max_batch=1, eos_id=eos)
     assert collector.tokens() == list(engine.generate(prompt, held))  # the engine's own loop agrees
+
+
+def test_first_tokens_are_handed_over_before_the_next_decode_step(trained_model, tokenizer) -> None:
+    """A stream admitted next to running ones gets its first token (sampled from the prefill) when the
+    prefill ends, not one shared decode step later: time to first token does not wait for the batch."""
+    engine = Engine(trained_model, max_batch=2)
+    scheduler = Scheduler(engine, tokenizer.eos_id, 2)
+    flushed: list[list[tuple[str, object]]] = []
+    seen_at_decode: list[list[str]] = []
+    collector = Collector()
+    real_decode = engine.decode
+
+    def decode(slots, tokens):
+        seen_at_decode.append([kind for batch in flushed for kind, _ in batch])
+        return real_decode(slots, tokens)
+
+    engine.decode = decode  # type: ignore[method-assign]
+    pending: list[tuple[str, object]] = []
+
+    def flush() -> None:
+        flushed.append(list(pending))
+        pending.clear()
+
+    def emit(event) -> None:
+        pending.append(event)
+        collector(event)
+
+    scheduler.submit(Job(tokenizer.encode("the cat"), GREEDY, 5, emit, flush=flush))
+    assert collector.finished.wait(30)
+    scheduler.close()
+    assert seen_at_decode[0] == ["start", "token"]  # delivered before the first decode step ran
+    assert [k for k, _ in collector.events] == ["start"] + ["token"] * 5 + ["done"]
