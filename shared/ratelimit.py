@@ -26,15 +26,18 @@ class Limit:
         return max(1, self.window_start(now) + self.window_seconds - int(now))
 
 
-async def exceeded(session: AsyncSession, limit: Limit, now: float | None = None) -> int | None:
-    """Seconds to wait when the window's count has reached the limit, else None. Counts nothing."""
-    now = time.time() if now is None else now
-    row = (
-        await session.execute(select(RateLimitBucket).where(RateLimitBucket.key == limit.key))
-    ).scalar_one_or_none()
+def _spent(row: RateLimitBucket | None, limit: Limit, now: float) -> int | None:
+    """Seconds to wait when this counter's window has reached the limit, else None."""
     if row is not None and row.window_start == limit.window_start(now) and row.count >= limit.max_hits:
         return limit.retry_after(now)
     return None
+
+
+async def exceeded(session: AsyncSession, limit: Limit, now: float | None = None) -> int | None:
+    """Seconds to wait when the window's count has reached the limit, else None. Counts nothing."""
+    now = time.time() if now is None else now
+    row = await session.scalar(select(RateLimitBucket).where(RateLimitBucket.key == limit.key))
+    return _spent(row, limit, now)
 
 
 async def hit(session: AsyncSession, limit: Limit, now: float | None = None, amount: int = 1) -> int:
@@ -94,8 +97,15 @@ async def admit_chat(session: AsyncSession, user_id: int, settings: Settings) ->
     """Before a chat message is answered: 429 when the user's minute of messages or day of tokens is
     spent; else the message is counted (its tokens are counted when the answer ends: count_tokens)."""
     messages, tokens = chat_limits(user_id, settings)
-    await enforce(session, tokens, "generated tokens today", count=False)
-    await enforce(session, messages, "messages a minute")
+    now = time.time()
+    keys = (tokens.key, messages.key)  # both counters in one read: this is on every answer's first-token path
+    rows = {
+        r.key: r for r in await session.scalars(select(RateLimitBucket).where(RateLimitBucket.key.in_(keys)))
+    }
+    for limit, what in ((tokens, "generated tokens today"), (messages, "messages a minute")):
+        if (retry_after := _spent(rows.get(limit.key), limit, now)) is not None:
+            raise too_many(retry_after, what)
+    await hit(session, messages, now)
 
 
 async def count_tokens(user_id: int, tokens: int) -> None:

@@ -1,9 +1,13 @@
 import asyncio
 import uuid
 
+import pytest
+
 from shared import ratelimit
 from shared.database import build_engine
+from shared.errors import APIError
 from shared.migrate import upgrade
+from shared.settings import Settings
 
 
 async def _run(url: str, coro_factory):
@@ -47,3 +51,30 @@ def test_concurrent_hits_from_many_sessions_are_all_counted(database_url: str) -
 
     counts = asyncio.run(_run(database_url, scenario))
     assert sorted(counts) == list(range(1, 21))
+
+
+def test_admit_chat_refuses_a_spent_minute_or_day_and_counts_only_what_it_admits(database_url: str) -> None:
+    upgrade(database_url)
+    settings = Settings(chat_max_messages_per_minute=2, chat_max_tokens_per_day=100)
+    user_id = uuid.uuid4().int % 1_000_000_000 + 1_000_000_000  # no other test's counters
+    messages, tokens = ratelimit.chat_limits(user_id, settings)
+
+    async def scenario(sessions):
+        async with sessions() as session:
+            for _ in range(2):
+                await ratelimit.admit_chat(session, user_id, settings)
+            with pytest.raises(APIError) as minute:
+                await ratelimit.admit_chat(session, user_id, settings)
+            counted = await ratelimit.hit(session, messages, amount=0)  # reads the count back
+            await ratelimit.reset(session, messages.key)
+            await ratelimit.hit(session, tokens, amount=100)  # the day's tokens are spent
+            with pytest.raises(APIError) as day:
+                await ratelimit.admit_chat(session, user_id, settings)
+            after_day = await ratelimit.hit(session, messages, amount=0)
+            return minute.value, counted, day.value, after_day
+
+    minute, counted, day, after_day = asyncio.run(_run(database_url, scenario))
+    assert minute.status == 429 and "messages a minute" in minute.message
+    assert counted == 2  # the refused message was not counted
+    assert day.status == 429 and "generated tokens today" in day.message
+    assert after_day == 0  # refused for the day: not counted as a message either
