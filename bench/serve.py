@@ -3,9 +3,11 @@
     python bench/serve.py                                  # the ONNX Runtime and torch engines, one run
     python bench/serve.py --engines onnx --streams 1 8 --tokens 128
     python bench/serve.py --before ../slm-old              # also a server from another checkout
+    python bench/serve.py --engines onnx --postgres postgresql+psycopg://postgres@127.0.0.1:5432/test
 
-Each server is the chat function alone, started as compose starts it (`uvicorn functions.chat.app:app`,
-SQLite in a temp dir). Every answer is full length (min_new_tokens = max_new_tokens = --tokens). For
+Each server is the chat function alone, started as compose starts it (`uvicorn functions.chat.app:app`),
+on SQLite in a temp dir, or with --postgres on a fresh database of that PostgreSQL server (the database
+the compose stack runs; dropped afterwards). Every answer is full length (min_new_tokens = max_new_tokens = --tokens). For
 each concurrency level it prints aggregate tokens/s, its ratio to one stream, p50/p95 time to first
 token, the p50 gap between tokens and the client's own CPU per token (it shares the cores: by default it
 counts events in raw chunks, --parse lines reads line by line); for each server the cold start (process
@@ -14,6 +16,7 @@ during the levels.
 """
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -22,6 +25,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -190,10 +194,32 @@ def level(
     }
 
 
+@contextlib.contextmanager
+def database_for(postgres: str | None) -> Iterator[str]:
+    """The URL of an empty database for one server: a SQLite file in a temp dir, or a fresh database
+    on the PostgreSQL server `postgres` names, dropped at the end."""
+    if postgres is None:
+        with tempfile.TemporaryDirectory() as tmp:
+            yield f"sqlite+aiosqlite:///{tmp}/bench.db"
+        return
+    from sqlalchemy import create_engine, make_url, text
+
+    name = f"slm_bench_{os.getpid()}_{time.monotonic_ns()}"
+    admin = create_engine(postgres, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield make_url(postgres).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
 def serve(root: Path, engine: str, args: argparse.Namespace) -> dict:
     """One server's cold start, memory and levels."""
-    with tempfile.TemporaryDirectory() as tmp:
-        url, database = f"http://127.0.0.1:{args.port}", f"sqlite+aiosqlite:///{tmp}/bench.db"
+    with database_for(args.postgres) as database:
+        url = f"http://127.0.0.1:{args.port}"
         users = [prepare(database, f"user{i}") for i in range(4)]
         process, began = start(database, args.port, root, engine)
         try:
@@ -232,6 +258,11 @@ def main() -> None:
         default="raw",
         help="how the client reads the SSE (raw: cheapest)",
     )
+    parser.add_argument(
+        "--postgres",
+        metavar="URL",
+        help="run each server on a fresh database of this PostgreSQL server (default: SQLite in a temp dir)",
+    )
     parser.add_argument("--port", type=int, default=8765, help="port of the servers this script starts")
     args = parser.parse_args()
 
@@ -244,7 +275,9 @@ def main() -> None:
     results = {name: serve(root, engine, args) for name, root, engine in servers}
 
     print(
-        f"\nServing benchmark: {args.tokens} new tokens per answer, {os.cpu_count()} CPUs visible, {args.rounds} rounds per level, client parse {args.parse}\n"
+        f"\nServing benchmark: {args.tokens} new tokens per answer, {os.cpu_count()} CPUs visible, "
+        f"{args.rounds} rounds per level, client parse {args.parse}, "
+        f"{'PostgreSQL' if args.postgres else 'SQLite'}\n"
     )
     print(
         "| server | streams | aggregate tok/s | × 1 stream | TTFT p50 (s) | TTFT p95 (s) | inter-token p50 (ms) "
