@@ -27,11 +27,22 @@ def arithmetic_problems() -> list[tuple[int, str, int]]:
     return out
 
 
+def arithmetic_answer(a: int, op: str, b: int) -> str:
+    """The answer, with a worked step where a two-digit number is taken away: its tens first, then
+    its units ("52 - 49 = 52 - 40 - 9 = 12 - 9 = 3."). Written in one go, close subtractions were
+    what the model got wrong (it wrote a tens digit the answer does not have); each step is a
+    pattern it gets right: a tens digit taken from a tens digit, then a one-digit fact."""
+    result = a + b if op == "+" else a - b if op == "-" else a * b
+    tens, units = divmod(b, 10)
+    if op == "-" and tens and units:
+        return f"{a} - {b} = {a} - {10 * tens} - {units} = {a - 10 * tens} - {units} = {result}."
+    return f"{a} {ANSWER_OP[op]} {b} = {result}."
+
+
 def arithmetic(rng: random.Random, problem: tuple[int, str, int]) -> Example:
     a, op, b = problem
-    result = a + b if op == "+" else a - b if op == "-" else a * b
     q = rng.choice(ARITHMETIC_Q).format(a=a, op=rng.choice(OPS[op]), b=b)
-    return f"{a}{op}{b}", q, f"{a} {ANSWER_OP[op]} {b} = {result}."
+    return f"{a}{op}{b}", q, arithmetic_answer(a, op, b)
 
 
 def comparison(rng: random.Random, words: Sequence[str]) -> Example:

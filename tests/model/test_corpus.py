@@ -6,7 +6,7 @@ import random
 import re
 from collections import Counter
 
-from model.corpus.skills import calendar, generate
+from model.corpus.skills import arithmetic_answer, calendar, generate
 from model.corpus.sources import (
     chatterbot_conversations,
     chitchat_conversations,
@@ -79,7 +79,12 @@ def test_skill_answers_are_correct():
         ):
             x, op, y = int(m[1]), symbol[m[2]], int(m[3])
             result = x + y if op == "+" else x - y if op == "-" else x * y
-            assert a == f"{x} {op} {y} = {result}."
+            assert a.startswith(f"{x} {op} {y} = ") and a.endswith(f" {result}.")
+            if op == "-" and y >= 10 and y % 10:  # the worked step: the tens, then the units
+                t, u = y - y % 10, y % 10
+                assert a == f"{x} - {y} = {x} - {t} - {u} = {x - t} - {u} = {result}."
+            else:
+                assert a == f"{x} {op} {y} = {result}."
             assert (op != "-" or x >= y) and (op != "×" or max(x, y) <= 12) and max(x, y) <= 99
         elif m := re.fullmatch(r'How many letters are in the word "(\w+)"\?', q):
             assert a == f'"{m[1]}" has {len(m[1])} letters.'
@@ -98,6 +103,15 @@ def test_skill_answers_are_correct():
             assert a == f"{pick} is {m[1]} than {x + y - pick}."
         else:
             raise AssertionError(f"unrecognised question {q!r}")
+
+
+def test_subtraction_answers_show_the_tens_then_the_units():
+    assert arithmetic_answer(52, "-", 49) == "52 - 49 = 52 - 40 - 9 = 12 - 9 = 3."
+    assert arithmetic_answer(90, "-", 84) == "90 - 84 = 90 - 80 - 4 = 10 - 4 = 6."
+    assert arithmetic_answer(52, "-", 40) == "52 - 40 = 12."  # nothing to work: one step
+    assert arithmetic_answer(52, "-", 7) == "52 - 7 = 45."
+    assert arithmetic_answer(47, "+", 38) == "47 + 38 = 85."
+    assert arithmetic_answer(12, "*", 11) == "12 × 11 = 132."
 
 
 def test_held_out_problems_are_never_trained_on_in_any_phrasing():
