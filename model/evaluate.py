@@ -23,7 +23,7 @@ from typing import Any
 import torch
 
 from model.checkpoint import CONFIG, load_checkpoint
-from model.config import training_stages
+from model.config import TOKENIZER, training_stages
 from model.data import (
     Messages,
     encode_item,
@@ -37,6 +37,7 @@ from model.data import (
 from model.engine import Engine, SamplingParams
 from model.gpt import GPT
 from model.ngram import KneserNey
+from model.tok_train import count_tokens
 from model.tokenizer import Tokenizer, render_prompt
 
 PROMPTS = [
@@ -175,6 +176,10 @@ def repeats_a_3gram(text: str) -> bool:
     return len(grams) != len(set(grams))
 
 
+def _count(n: int | None) -> str:
+    return "—" if n is None else f"{n:,}"
+
+
 def _fmt(x: float | None, digits: int = 3) -> str:
     return "–" if x is None else f"{x:.{digits}f}"
 
@@ -211,6 +216,26 @@ def baseline_table(scores: dict[str, Any], precision: str) -> list[str]:
             f"{v['trigram']['bits_per_byte']:.3f} |"
         )
     return lines
+
+
+def count_corpus_tokens(config: dict[str, Any], data: Path, tok: Tokenizer) -> None:
+    """Fill in the token counts of the corpus config.json records (a warm start trains no tokenizer, so
+    nothing counted them), when `data` holds that very corpus (the same sha256 for every file)."""
+    for record in config.get("data", {}).values():
+        corpus = record.get("corpus")
+        if not isinstance(corpus, dict):
+            continue
+        files = [f for s in corpus["sources"].values() for f in s["files"]]
+        if all("tokens" in f for f in files) or not (data / "manifest.json").is_file():
+            continue
+        here = json.loads((data / "manifest.json").read_text())
+        sha = {f["path"]: f["sha256"] for s in here["sources"].values() for f in s["files"]}
+        if any(sha.get(f["path"]) != f["sha256"] for f in files):
+            continue  # another corpus than the one trained on: its counts would not be this one's
+        counts = count_tokens(tok, data)
+        for name, source in corpus["sources"].items():
+            for f in source["files"]:
+                f["tokens"] = counts[f["split"]][name]
 
 
 def report_card(config: dict[str, Any]) -> str:
@@ -253,7 +278,7 @@ def report_card(config: dict[str, Any]) -> str:
             tokens = {f["split"]: f.get("tokens") for f in s["files"]}
             lines.append(
                 f"| {name} | {s['kind']} | {s.get('registry', '')} `{s['package']}` | {s['licence']} | "
-                f"{tokens.get('train') or 0:,} | {tokens.get('val') or 0:,} |"
+                f"{_count(tokens.get('train'))} | {_count(tokens.get('val'))} |"
             )
         lines.append(
             f"\nHeld-out split: {corpus['val_fraction']:.0%} of each source by conversation/document, seed {corpus['seed']}."
@@ -320,6 +345,8 @@ def main() -> None:
     skills = None if args.no_corpus else args.data / "val" / "skills.jsonl"
     scores = evaluate(args.checkpoint, val, skills, args.max_rows, args.skill_questions, train=train)
     config.setdefault("scores", {})[precision] = scores
+    if not args.no_corpus:
+        count_corpus_tokens(config, args.data, Tokenizer.from_file(args.checkpoint / TOKENIZER))
     path.write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n")
     (args.checkpoint / "README.md").write_text(report_card(config))
     print(json.dumps({k: scores[k] for k in ("val_loss", "skills")}, indent=2))

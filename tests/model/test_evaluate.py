@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from pathlib import Path
 
 from model.checkpoint import export_int8, save_checkpoint
-from model.evaluate import PROMPTS, evaluate, report_card
+from model.data import encode_item
+from model.evaluate import PROMPTS, count_corpus_tokens, evaluate, report_card
 from model.gpt import GPT
 from model.tokenizer import Tokenizer
 
@@ -65,3 +67,35 @@ def test_a_repeated_three_word_sequence_marks_a_looping_answer():
     assert repeats_a_3gram("I love to cook, and I love to bake.")  # "i love to" twice
     assert not repeats_a_3gram("I love to cook, and I like to bake.")
     assert not repeats_a_3gram("7 + 5 = 12.") and not repeats_a_3gram("") and not repeats_a_3gram("Hi!")
+
+
+def test_the_card_counts_the_corpus_tokens_a_warm_start_did_not(tmp_path: Path, tokenizer: Tokenizer):
+    """A warm start trains no tokenizer, so its corpus record has no token counts: evaluation counts
+    them with the checkpoint's tokenizer, but only on the very corpus it was trained on."""
+    chat = [{"role": "user", "content": "the cat sat"}, {"role": "assistant", "content": "on the mat"}]
+    files = []
+    for split in ("train", "val"):
+        (tmp_path / split).mkdir()
+        path = tmp_path / split / "chat.jsonl"
+        path.write_text(json.dumps({"messages": chat}) + "\n")
+        files.append(
+            {
+                "path": f"{split}/chat.jsonl",
+                "split": split,
+                "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+            }
+        )
+    source = {"kind": "dialogue", "package": "x", "licence": "MIT", "files": files}
+    manifest = {"seed": 1, "val_fraction": 0.5, "sources": {"chat": source}}
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    config = {"data": {"pretrain": {"corpus": json.loads(json.dumps(manifest))}}}
+    other = json.loads(json.dumps(config))
+    other["data"]["pretrain"]["corpus"]["sources"]["chat"]["files"][0]["sha256"] = "0" * 64
+
+    count_corpus_tokens(config, tmp_path, tokenizer)
+    count_corpus_tokens(other, tmp_path, tokenizer)
+    expected = len(encode_item(tokenizer, chat)[0])
+    assert [f["tokens"] for f in config["data"]["pretrain"]["corpus"]["sources"]["chat"]["files"]] == [
+        expected
+    ] * 2
+    assert all("tokens" not in f for f in other["data"]["pretrain"]["corpus"]["sources"]["chat"]["files"])
