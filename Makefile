@@ -74,7 +74,7 @@ tokenizer: venv  ## train the 16,387-token tokenizer on data/ (needs make corpus
 
 # The default model's recipe (README "Training the default model"): dialogue-first pretraining, then SFT.
 # A later run warm-starts from the committed checkpoint: make train INIT=model/checkpoints/default
-PRETRAIN_MINUTES ?= 85
+PRETRAIN_MINUTES ?= 70
 SFT_MINUTES ?= 30
 INIT ?=
 # skills three times and the 148 calendar questions ten times in the mix; TRAIN_FLAGS= to train without torch.compile
