@@ -9,7 +9,7 @@ from pathlib import Path
 
 from model.checkpoint import export_int8, save_checkpoint
 from model.data import encode_item
-from model.evaluate import PROMPTS, count_corpus_tokens, evaluate, report_card
+from model.evaluate import PROMPTS, count_corpus_tokens, evaluate, held_out_prompts, report_card
 from model.gpt import GPT
 from model.tokenizer import Tokenizer
 
@@ -42,6 +42,11 @@ def test_evaluate_scores_fp32_and_int8_and_the_card_shows_the_change(
     assert abs(int8["val_loss"]["prose"] - fp32["val_loss"]["prose"]) < 0.1
     assert fp32["skills"]["questions"] == 2 and 0 <= fp32["skills"]["exact_match"] <= 1
     assert list(fp32["samples"]) == PROMPTS
+    held = fp32["held_out_without_repeats"]  # prose has no user turns: only the chat source is asked
+    assert held["prompts"] == len(held_out_prompts(val, 25)["chat"]) > 0 and list(held["per_source"]) == [
+        "chat"
+    ]
+    assert 0 <= held["share"] <= 1
     chat = fp32["sources"]["chat"]
     assert chat["gpt"]["loss"] == fp32["val_loss"]["chat"] and chat["tokens"] > 0 and chat["bytes"] > 0
     assert chat["trigram"]["perplexity"] > 1 and chat["bigram"]["perplexity"] > 1
@@ -56,6 +61,7 @@ def test_evaluate_scores_fp32_and_int8_and_the_card_shows_the_change(
         in card
     )
     assert "- **Hello!** → " in card
+    assert f"On {held['prompts']} held-out user turns" in card
     assert "| chat | " in card and "× |" in card  # the baseline table, GPT / trigram
 
 
@@ -99,3 +105,22 @@ def test_the_card_counts_the_corpus_tokens_a_warm_start_did_not(tmp_path: Path, 
         expected
     ] * 2
     assert all("tokens" not in f for f in other["data"]["pretrain"]["corpus"]["sources"]["chat"]["files"])
+
+
+def test_held_out_prompts_are_distinct_user_turns_of_each_dialogue_source():
+    def chat(*turns: str) -> list[dict[str, str]]:
+        return [{"role": r, "content": t} for r, t in zip(["user", "assistant"] * 4, turns, strict=False)]
+
+    val = {
+        "prose": ["a document, not a dialogue"],
+        "a": [
+            chat("hi", "hello there", "how are you?", "fine"),
+            chat("how are you?", "ok", "what about you then?"),
+        ],
+        "b": [chat("one two three", "x")] * 3,
+    }
+    assert held_out_prompts(val, 25) == {
+        "a": ["how are you?", "what about you then?"],
+        "b": ["one two three"],
+    }
+    assert held_out_prompts(val, 1) == {"a": ["how are you?"], "b": ["one two three"]}
