@@ -24,6 +24,7 @@ import torch
 
 from model.checkpoint import CONFIG, load_checkpoint
 from model.config import TOKENIZER, training_stages
+from model.corpus.build import SOURCES
 from model.data import (
     Messages,
     encode_item,
@@ -37,7 +38,7 @@ from model.data import (
 from model.engine import Engine, SamplingParams
 from model.gpt import GPT
 from model.ngram import KneserNey
-from model.tok_train import count_tokens
+from model.tok_train import count_tokens, fill_token_counts
 from model.tokenizer import Tokenizer, render_prompt
 
 PROMPTS = [
@@ -154,13 +155,13 @@ def evaluate(
         if items
     }
     engine = Engine(model, max_batch=1)
-    samples = {p: greedy(engine, tok, [{"role": "user", "content": p}]) for p in PROMPTS}
-    held_out = {
-        name: [not repeats_a_3gram(greedy(engine, tok, [{"role": "user", "content": p}])) for p in prompts]
-        for name, prompts in held_out_prompts(
-            {k: v for k, v in val.items() if k not in GENERATED}, repeat_prompts
-        ).items()
-    }
+
+    def answer(prompt: str) -> str:
+        return greedy(engine, tok, [{"role": "user", "content": prompt}])
+
+    samples = {p: answer(p) for p in PROMPTS}
+    asked_of = held_out_prompts({k: v for k, v in val.items() if k not in GENERATED}, repeat_prompts)
+    held_out = {name: [not repeats_a_3gram(answer(p)) for p in prompts] for name, prompts in asked_of.items()}
     asked = sum(len(v) for v in held_out.values())
     return {
         "val_loss": {k: v["gpt"]["loss"] for k, v in sources.items()},
@@ -181,8 +182,9 @@ def evaluate(
     }
 
 
-# generated sources, scored by exact match instead: a worked step ("52 - 40 - 9 = 12 - 9 = 3.") repeats "- 9 =" by design
-GENERATED = ("skills", "calendar")
+# the generated sources, scored by exact match instead: a worked step ("52 - 40 - 9 = 12 - 9 = 3.")
+# repeats "- 9 =" by design
+GENERATED = {name for name, (package, _kind) in SOURCES.items() if package == "generated"}
 
 
 def held_out_prompts(val: dict[str, list], per_source: int) -> dict[str, list[str]]:
@@ -252,9 +254,10 @@ def baseline_table(scores: dict[str, Any], precision: str) -> list[str]:
     return lines
 
 
-def count_corpus_tokens(config: dict[str, Any], data: Path, tok: Tokenizer) -> None:
+def count_corpus_tokens(config: dict[str, Any], data: Path, tokenizer: Path) -> None:
     """Fill in the token counts of the corpus config.json records (a warm start trains no tokenizer, so
-    nothing counted them), when `data` holds that very corpus (the same sha256 for every file)."""
+    nothing counted them) with the tokenizer at `tokenizer`, when `data` holds that very corpus (the
+    same sha256 for every file)."""
     for record in config.get("data", {}).values():
         corpus = record.get("corpus")
         if not isinstance(corpus, dict):
@@ -266,10 +269,7 @@ def count_corpus_tokens(config: dict[str, Any], data: Path, tok: Tokenizer) -> N
         sha = {f["path"]: f["sha256"] for s in here["sources"].values() for f in s["files"]}
         if any(sha.get(f["path"]) != f["sha256"] for f in files):
             continue  # another corpus than the one trained on: its counts would not be this one's
-        counts = count_tokens(tok, data)
-        for name, source in corpus["sources"].items():
-            for f in source["files"]:
-                f["tokens"] = counts[f["split"]][name]
+        fill_token_counts(corpus, count_tokens(Tokenizer.from_file(tokenizer), data))
 
 
 def report_card(config: dict[str, Any]) -> str:
@@ -396,7 +396,7 @@ def main() -> None:
     )  # fmt: skip
     config.setdefault("scores", {})[precision] = scores
     if not args.no_corpus:
-        count_corpus_tokens(config, args.data, Tokenizer.from_file(args.checkpoint / TOKENIZER))
+        count_corpus_tokens(config, args.data, args.checkpoint / TOKENIZER)
     path.write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n")
     (args.checkpoint / "README.md").write_text(report_card(config))
     print(json.dumps({k: scores[k] for k in ("val_loss", "skills")}, indent=2))

@@ -27,14 +27,18 @@ def count_tokens(tok: Tokenizer, data_dir: Path) -> dict[str, dict[str, int]]:
     }
 
 
+def fill_token_counts(manifest: dict, counts: dict[str, dict[str, int]]) -> None:
+    """Each file of a corpus manifest gets its token count from count_tokens' {split: {source: tokens}}."""
+    for name, source in manifest["sources"].items():
+        for f in source["files"]:
+            f["tokens"] = counts[f["split"]][name]
+
+
 def record_tokens(tok: Tokenizer, data_dir: Path) -> dict:
     """Write the token counts into data_dir/manifest.json; returns the manifest."""
     path = data_dir / "manifest.json"
     manifest = json.loads(path.read_text())
-    counts = count_tokens(tok, data_dir)
-    for name, source in manifest["sources"].items():
-        for f in source["files"]:
-            f["tokens"] = counts[f["split"]][name]
+    fill_token_counts(manifest, count_tokens(tok, data_dir))
     manifest["tokenizer_vocab_size"] = tok.vocab_size
     path.write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest

@@ -98,8 +98,9 @@ def test_the_card_counts_the_corpus_tokens_a_warm_start_did_not(tmp_path: Path, 
     other = json.loads(json.dumps(config))
     other["data"]["pretrain"]["corpus"]["sources"]["chat"]["files"][0]["sha256"] = "0" * 64
 
-    count_corpus_tokens(config, tmp_path, tokenizer)
-    count_corpus_tokens(other, tmp_path, tokenizer)
+    tokenizer.save(tmp_path / "tokenizer.json")
+    count_corpus_tokens(config, tmp_path, tmp_path / "tokenizer.json")
+    count_corpus_tokens(other, tmp_path, tmp_path / "tokenizer.json")
     expected = len(encode_item(tokenizer, chat)[0])
     assert [f["tokens"] for f in config["data"]["pretrain"]["corpus"]["sources"]["chat"]["files"]] == [
         expected
