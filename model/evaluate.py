@@ -24,7 +24,7 @@ import torch
 
 from model.checkpoint import CONFIG, load_checkpoint
 from model.config import TOKENIZER, training_stages
-from model.corpus.build import SOURCES
+from model.corpus.build import GENERATED
 from model.data import (
     Messages,
     encode_item,
@@ -180,11 +180,6 @@ def evaluate(
         },
         "eval_settings": {"max_rows_per_source": max_rows, "block_size": model.config.block_size},
     }
-
-
-# the generated sources, scored by exact match instead: a worked step ("52 - 40 - 9 = 12 - 9 = 3.")
-# repeats "- 9 =" by design
-GENERATED = {name for name, (package, _kind) in SOURCES.items() if package == "generated"}
 
 
 def held_out_prompts(val: dict[str, list], per_source: int) -> dict[str, list[str]]:

@@ -14,7 +14,8 @@ loss) and at most --prose-share of prose; SFT packs conversations, loss on the a
 bf16 autocast on CUDA and on CPUs with bf16 instructions. --init-from takes an fp32 or the shipped
 int8 checkpoint (dequantized), so a run can warm-start from the committed default. Writes an fp32
 checkpoint folder plus train_state.pt (optimizer, step, clock) for --resume; `python -m
-model.export` makes the shipped int8 form.
+model.export` makes the shipped int8 form. SFT with --unlikelihood also answers training prompts
+greedily each step and pushes down the tokens of their loops (model/unlikelihood.py).
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ from model.device import autocast_dtype, device_name
 from model.gpt import GPT, GPTConfig
 from model.optim import Optimizers, lr_factor
 from model.tokenizer import Tokenizer
+from model.unlikelihood import answer_prompts, unlikelihood_loss
 
 STATE = "train_state.pt"
 
@@ -114,6 +116,7 @@ class Progress:
     elapsed: float = 0.0
     train_loss: float = 0.0
     val_loss: float = 0.0
+    repeats: float = 0.0  # --unlikelihood: the smoothed share of greedy answer tokens in a repeated 4-gram
     history: dict[str, Any] = field(default_factory=dict)  # config.json of the checkpoint started from
 
 
@@ -186,19 +189,21 @@ def start(args: argparse.Namespace, out: Path) -> tuple[GPT, Tokenizer, Progress
     return model.requires_grad_(True), tok, run, saved
 
 
-def tensors(args: argparse.Namespace, tok: Tokenizer, T: int) -> tuple[tuple, tuple, dict[str, Any]]:
-    """((train ids, mask), (val ids, mask), data info): a packed stream for pretraining, rows of
-    whole conversations for SFT."""
+def tensors(args: argparse.Namespace, tok: Tokenizer, T: int) -> tuple[tuple, tuple, dict[str, Any], dict]:
+    """((train ids, mask), (val ids, mask), data info, the prompts of --unlikelihood): a packed stream
+    for pretraining, rows of whole conversations for SFT."""
     train, val, info = load_data(args)
     if args.stage == "pretrain":
         return (
             pack_stream(tok, [x for v in train.values() for x in v]),
             pack_stream(tok, [x for v in val.values() for x in v]),
             info,
+            {},
         )
+    prompts = answer_prompts(tok, train) if args.unlikelihood else {}
     convs = [c for items in train.values() for c in items]
     random.Random(args.seed).shuffle(convs)
-    return sft_rows(tok, convs, T), sft_rows(tok, [c for v in val.values() for c in v], T), info
+    return sft_rows(tok, convs, T), sft_rows(tok, [c for v in val.values() for c in v], T), info, prompts
 
 
 @torch.no_grad()
@@ -231,7 +236,7 @@ def main(argv: list[str] | None = None) -> None:
     model, tok, run, saved = start(args, out)
     model.to(device).train()
     T = model.config.block_size
-    (train_ids, train_mask), val_data, data_info = tensors(args, tok, T)
+    (train_ids, train_mask), val_data, data_info, prompts = tensors(args, tok, T)
     if rank == 0:
         print(f"{args.stage}: {len(train_ids):,} train rows/tokens from {data_info['sources']}")
 
@@ -286,6 +291,13 @@ def main(argv: list[str] | None = None) -> None:
         )
         opt.set_lr_factor(factor)
         loss_sum = 0.0
+        if prompts:  # greedy answers to training prompts; the tokens of their loops pushed down
+            with net.no_sync() if ddp else nullcontext(), autocast:
+                key = f"{args.seed}:{run.step}:{rank}"
+                ul, share = unlikelihood_loss(model, net, prompts, args.unlikelihood_prompts, key, tok)
+            if ul.requires_grad:
+                (args.unlikelihood * ul).backward()
+            run.repeats = share if not run.repeats else 0.95 * run.repeats + 0.05 * share
         for micro in range(args.grad_accum):
             x, y, m = next_batch(run.step * args.grad_accum + micro)
             sync = nullcontext() if not ddp or micro == args.grad_accum - 1 else net.no_sync()
@@ -309,9 +321,8 @@ def main(argv: list[str] | None = None) -> None:
         if args.save_every and run.step % args.save_every == 0:
             checkpoint(final=False)
         rate = (run.tokens - tokens_at_t0) / max(time.time() - t0, 1e-9)
-        bar.set_postfix(
-            loss=f"{run.train_loss:.3f}", tok_s=f"{rate:,.0f}", lr=f"{factor:.2f}x", refresh=False
-        )
+        shown = {"loss": f"{run.train_loss:.3f}", "tok_s": f"{rate:,.0f}", "lr": f"{factor:.2f}x"}
+        bar.set_postfix(shown | ({"repeats": f"{run.repeats:.1%}"} if prompts else {}), refresh=False)
         bar.update(1)
     bar.close()
     run.val_loss = evaluate()
@@ -323,10 +334,6 @@ def main(argv: list[str] | None = None) -> None:
         )
     if ddp:
         dist.destroy_process_group()
-
-
-def _bool(text: str) -> bool:
-    return text.lower() in ("1", "true", "yes")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -344,17 +351,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     a("--tokenizer", default="data/tokenizer.json", help="a fresh model's tokenizer (model.tok_train)")
     a("--init-from", help="start from this checkpoint, fp32 or int8 (SFT from pretraining; a warm start)")
     a("--resume", action="store_true", help="continue the run in --out (weights, optimizer, step, clock)")
+    _bool = lambda text: text.lower() in ("1", "true", "yes")  # noqa: E731
     for f in fields(GPTConfig):  # the architecture of a fresh model (see model/gpt.py)
-        kind: dict[str, Callable[[str], Any]] = {
-            "n_layer": int,
-            "n_head": int,
-            "n_embd": int,
-            "block_size": int,
-        }
-        kind |= {"norm": str, "pos": str}
-        kind |= {"mlp": str, "qk_norm": _bool, "zero_init": _bool}
+        kind: dict[str, Callable[[str], Any]] = {"n_layer": int, "n_head": int, "n_embd": int}
+        kind |= {"block_size": int, "norm": str, "pos": str, "mlp": str, "qk_norm": _bool, "zero_init": _bool}
         if f.name in kind:
             a(f"--{f.name.replace('_', '-')}", dest=f.name, type=kind[f.name], help=f"default {f.default}")
+    a("--unlikelihood", type=float, default=0.0, help="SFT: weight of the loss on greedy answers' loops")
+    a("--unlikelihood-prompts", type=int, default=8, help="SFT: training prompts answered per step for it")
     a("--batch-size", type=int, default=16, help="sequences per micro-batch per process")
     a("--grad-accum", type=int, default=1, help="micro-batches per optimizer step")
     a(
@@ -386,6 +390,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if not (args.max_steps or args.max_tokens or args.max_minutes):
         p.error("give --max-steps, --max-tokens and/or --max-minutes")
+    if args.unlikelihood and args.stage != "sft":
+        p.error("--unlikelihood is for --stage sft (it answers prompts as the assistant)")
     return args
 
 
