@@ -26,6 +26,9 @@ def build_engine(url: str) -> AsyncEngine:
             cursor = dbapi_connection.cursor()
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute("PRAGMA journal_mode=WAL")
+            # WAL's usual pairing: a commit no longer waits on fsync while it holds the one write lock
+            # (0.85 -> 0.06 ms here); an application crash loses nothing, a power cut the last commits
+            cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.execute("PRAGMA busy_timeout=30000")
             cursor.close()
 

@@ -72,7 +72,6 @@ async def create_chat(
         finalize_stale(conversation.messages, get_settings().stale_answer_seconds)
     tree = Tree(conversation.messages)
     question: Message | None = None
-    previous_end = conversation.current_message_id if body.conversation_id is not None else None
     if body.regenerate is not None:  # a sibling of that answer, to the same question
         answer = tree.by_id.get(body.regenerate)
         if answer is None or answer.role != "assistant" or answer.parent_id is None:
@@ -97,42 +96,37 @@ async def create_chat(
     except MessageTooLong as exc:
         await session.rollback()
         raise APIError(422, "message_too_long", str(exc), fields={"message": str(exc)}) from exc
-    if question is None:
-        question = Message(
-            role="user",
-            content=turns[-1]["content"],
-            parent_id=parent_id,
-            token_count=message_token_count(model.tokenizer, turns[-1]),
-        )
-        conversation.messages.append(question)
-        await session.flush()
-    context = {
-        "tokens": len(prompt.ids),
-        "limit": limit,
-        "window": model.block_size,
-        "dropped_messages": prompt.dropped,
-    }
-    answer = Message(
-        role="assistant", content="", parent_id=question.id, token_count=0, token_ids="", context=context
-    )
-    conversation.messages.append(answer)
-    await session.flush()
-    conversation.current_message_id = answer.id
-    conversation.stop_requested_at = None
-    conversation.updated_at = utcnow()
-    await session.commit()
     cancelled, params = threading.Event(), sampling(body)
+    # queued before the rows are written: a full queue is a 503 with nothing stored, and the prompt's
+    # prefill runs in the scheduler's thread while this request writes (the events wait in their queue)
+    events = model.open_stream(prompt.ids, params, cancelled)
     try:
-        events = model.open_stream(prompt.ids, params, cancelled)
-    except APIError:  # the queue filled since the check: take back what was stored, answer 503
-        if body.conversation_id is None:
-            await session.delete(conversation)
-        else:
-            await session.delete(answer)
-            if body.regenerate is None:
-                await session.delete(question)
-            conversation.current_message_id = previous_end
+        if question is None:
+            question = Message(
+                role="user",
+                content=turns[-1]["content"],
+                parent_id=parent_id,
+                token_count=message_token_count(model.tokenizer, turns[-1]),
+            )
+            conversation.messages.append(question)
+            await session.flush()
+        context = {
+            "tokens": len(prompt.ids),
+            "limit": limit,
+            "window": model.block_size,
+            "dropped_messages": prompt.dropped,
+        }
+        answer = Message(
+            role="assistant", content="", parent_id=question.id, token_count=0, token_ids="", context=context
+        )
+        conversation.messages.append(answer)
+        await session.flush()
+        conversation.current_message_id = answer.id
+        conversation.stop_requested_at = None
+        conversation.updated_at = utcnow()
         await session.commit()
+    except BaseException:  # nothing stored: the generation stops at its next step, nobody reads it
+        cancelled.set()
         raise
     turn = Turn(conversation.id, question.id, answer.id, prompt, params, context, conversation.title, user.id)
     generation = Generation(model, turn, events, cancelled)

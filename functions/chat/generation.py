@@ -139,7 +139,7 @@ class Generation:
                         put(self._warning())
                     first = False
                 elif kind == "start":
-                    started = time.perf_counter()
+                    started = value
                 elif kind == "token":
                     answer.ids.append(value)
                     n = len(answer.ids)

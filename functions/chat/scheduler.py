@@ -8,6 +8,7 @@ asyncio loop thread-safely, in one hand-off per step.
 
 import logging
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,7 +20,7 @@ from model.sampling import SamplingParams, forbid_eos, new_generator, sample_nex
 
 log = logging.getLogger("slm.chat")
 
-# Events sent to a request: ("queue", position) while it waits, ("start", None) when admitted,
+# Events sent to a request: ("queue", position) while it waits, ("start", time.perf_counter()) when admitted,
 # ("token", id) per generated token, and finally ("done", finish_reason) or ("error", message).
 Event = tuple[str, Any]
 
@@ -130,7 +131,7 @@ class Scheduler:
         if job.cancelled.is_set():
             return self._finish(job, "stopped")
         self._active[job.slot] = job
-        self._emit(job, ("start", None))
+        self._emit(job, ("start", time.perf_counter()))  # the reader may see it later: the time rides along
         job.generator = new_generator(job.params.seed)
         logits = self._allowed(self.engine.prefill(job.slot, job.prompt)[None], [job])
         self._accept(job, int(sample_next_token(logits, job.params, job.generator)[0]))

@@ -1,6 +1,8 @@
 """A full scheduler queue is a 503 `overloaded` with Retry-After on both chat routes, decided before any
-event is sent, and stores nothing. A real server with a small queue: one slot, one place in the queue."""
+event is sent, and stores nothing; a request whose rows cannot be written gives its queued generation's
+slot back. A real server with a small queue: one slot, one place in the queue."""
 
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -8,7 +10,7 @@ import httpx
 import pytest
 
 from tests.conftest import LiveServer, start_server, stop_server
-from tests.functions.chat.sse_client import events, register_http, wait_until_finished
+from tests.functions.chat.sse_client import chat, events, register_http, wait_until_finished
 
 pytestmark = pytest.mark.slow
 LONG = {"max_new_tokens": 300, "min_new_tokens": 300}
@@ -73,3 +75,31 @@ def test_a_full_queue_is_503_on_both_chat_routes(small_server: LiveServer) -> No
         headers=headers,
     )
     assert ok.status_code == 200
+
+
+def test_an_answer_whose_rows_cannot_be_written_frees_its_slot_and_stores_nothing(
+    small_server: LiveServer, sqlite_url: str
+) -> None:
+    """The prompt is queued before the request writes its rows (its prefill overlaps the writes): when the
+    writes fail, the request is a 500 in the error shape, nothing is stored, and the generation already
+    queued stops and gives its slot back (the server has one: the next chat could not run otherwise)."""
+    url, headers = small_server.url, register_http(small_server.url)
+    database = sqlite3.connect(sqlite_url.split("///", 1)[1])
+    database.execute(  # a real failure of the real database, on the answer's insert
+        "CREATE TRIGGER refuse_answers BEFORE INSERT ON messages WHEN NEW.role = 'assistant' "
+        "BEGIN SELECT RAISE(ABORT, 'answers refused by the test'); END"
+    )
+    database.commit()
+    try:
+        before = httpx.get(f"{url}/api/conversations", headers=headers).json()["total"]
+        refused = httpx.post(
+            f"{url}/api/chat", json={"conversation_id": None, "message": "one", **LONG}, headers=headers
+        )
+        assert refused.status_code == 500 and refused.json()["error"]["code"] == "internal_error"
+        assert httpx.get(f"{url}/api/conversations", headers=headers).json()["total"] == before
+    finally:
+        database.execute("DROP TRIGGER refuse_answers")
+        database.commit()
+        database.close()
+    ok = chat(url, headers, message="two", max_new_tokens=4)  # the one slot is free again
+    assert ok[-1][0] == "done"
