@@ -1,5 +1,5 @@
 """Sequence-level unlikelihood training against greedy loops (Welleck et al., 2019, "Neural Text
-Generation with Unlikelihood Training", section 5.2).
+Generation with Unlikelihood Training").
 
 Maximum likelihood alone never tells the model that "I'm going to go to the doctor, but I'm going to
 go to the doctor" is bad: every token of it is likely given the last. Here the model answers training
