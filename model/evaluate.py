@@ -40,6 +40,7 @@ from model.gpt import GPT
 from model.ngram import KneserNey
 from model.tok_train import count_tokens, fill_token_counts
 from model.tokenizer import Tokenizer, render_prompt
+from model.unlikelihood import repeated_ngrams
 
 PROMPTS = [
     "Hello!",
@@ -202,9 +203,7 @@ def repeats_a_3gram(text: str) -> bool:
     """Whether some sequence of 3 words occurs twice in the answer (words: lower-cased, punctuation
     around them dropped), the mark of a greedy answer that loops."""
     words = [w.strip(".,!?;:\"'()").lower() for w in text.split()]
-    words = [w for w in words if w]
-    grams = [tuple(words[i : i + 3]) for i in range(len(words) - 2)]
-    return len(grams) != len(set(grams))
+    return any(repeated_ngrams([w for w in words if w], 3))
 
 
 def _count(n: int | None) -> str:

@@ -12,7 +12,7 @@ each SFT step (model/train.py --unlikelihood).
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 
 import torch
 
@@ -37,9 +37,10 @@ def answer_prompts(tok: Tokenizer, train: dict[str, list]) -> dict[str, list[lis
     return {k: v for k, v in out.items() if v}
 
 
-def repeated_ngrams(ids: Sequence[int], n: int = NGRAM) -> list[bool]:
-    """For each token, whether it belongs to an n-gram that already occurred earlier in `ids`."""
-    seen: set[tuple[int, ...]] = set()
+def repeated_ngrams(ids: Sequence[Hashable], n: int = NGRAM) -> list[bool]:
+    """For each item (a token; model.evaluate's loop check passes words), whether it belongs to an
+    n-gram that already occurred earlier in `ids`."""
+    seen: set[tuple[Hashable, ...]] = set()
     flags = [False] * len(ids)
     for i in range(len(ids) - n + 1):
         gram = tuple(ids[i : i + n])
