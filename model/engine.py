@@ -40,8 +40,10 @@ class _SlotKV:
         k, v = k[:, :, 0], v[:, :, 0]  # (B, nh, hs), written at each row's position
         if isinstance(self.pos, int):  # one row: plain indexing is much cheaper than index_put
             k, v = k[0], v[0]
-        self.kv[0, self.slots, :, self.pos] = k
-        self.kv[1, self.slots, :, self.pos] = v
+        # index_put does not cast as the prefill's slice copy does: under bf16 autocast the keys
+        # come in bf16 (unlikelihood answers inside a training step) while the cache is the model's dtype
+        self.kv[0, self.slots, :, self.pos] = k.to(self.kv.dtype)
+        self.kv[1, self.slots, :, self.pos] = v.to(self.kv.dtype)
         return self.kv[(0, *self.read)], self.kv[(1, *self.read)], self.mask  # (B, nh, L, hs)
 
 
