@@ -200,7 +200,7 @@ def tensors(args: argparse.Namespace, tok: Tokenizer, T: int) -> tuple[tuple, tu
             info,
             {},
         )
-    prompts = answer_prompts(tok, train) if args.unlikelihood else {}
+    prompts = answer_prompts(tok, train, T) if args.unlikelihood else {}
     convs = [c for items in train.values() for c in items]
     random.Random(args.seed).shuffle(convs)
     return sft_rows(tok, convs, T), sft_rows(tok, [c for v in val.values() for c in v], T), info, prompts

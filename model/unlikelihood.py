@@ -25,15 +25,17 @@ NGRAM = 4  # tokens; about three words, the report card's loop check
 ANSWER_TOKENS = 64  # as long as model.evaluate's greedy answers
 
 
-def answer_prompts(tok: Tokenizer, train: dict[str, list]) -> dict[str, list[list[int]]]:
+def answer_prompts(tok: Tokenizer, train: dict[str, list], block_size: int) -> dict[str, list[list[int]]]:
     """Each dialogue source's distinct first user turns, rendered for the assistant's answer; the
-    generated skills aside (their worked steps repeat by design, and exact match checks them)."""
+    generated skills aside (their worked steps repeat by design, and exact match checks them), and
+    turns too long to leave a whole answer's room in the window (chitchat has turns of 600+ tokens)."""
     out: dict[str, list[list[int]]] = {}
     for name, conversations in train.items():
         if name in GENERATED or not conversations or isinstance(conversations[0], str):  # or prose
             continue
         turns = {next((m["content"] for m in c if m["role"] == "user"), ""): None for c in conversations}
-        out[name] = [render_prompt(tok, [{"role": "user", "content": t}]) for t in turns if t]
+        rendered = (render_prompt(tok, [{"role": "user", "content": t}]) for t in turns if t)
+        out[name] = [p for p in rendered if len(p) + ANSWER_TOKENS <= block_size]
     return {k: v for k, v in out.items() if v}
 
 

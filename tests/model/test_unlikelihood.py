@@ -15,6 +15,7 @@ from model.gpt import GPT
 from model.tokenizer import Tokenizer, render_prompt
 from model.train import main, parse_args
 from model.unlikelihood import (
+    ANSWER_TOKENS,
     answer_prompts,
     greedy_answers,
     repeated_ngrams,
@@ -69,14 +70,17 @@ def test_the_loss_is_zero_without_loops_and_pushes_a_loop_down(tiny_model: GPT):
     assert p_repeat() < before
 
 
-def test_prompts_are_first_user_turns_without_the_generated_sources(tokenizer: Tokenizer):
+def test_prompts_are_first_user_turns_without_the_generated_sources_or_the_overlong(tokenizer: Tokenizer):
     hi = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]
+    block_size = 48 + ANSWER_TOKENS  # a turn that leaves less than a whole answer's room is left out
+    long = " ".join(["cat"] * 60)
+    assert len(render_prompt(tokenizer, [{"role": "user", "content": long}])) + ANSWER_TOKENS > block_size
     train = {
-        "chat": [hi, hi, [{"role": "user", "content": "why"}]],
+        "chat": [hi, hi, [{"role": "user", "content": "why"}], [{"role": "user", "content": long}]],
         "skills": [[{"role": "user", "content": "What is 2 + 2?"}]],
         "prose": ["the cat sat"],
     }
-    prompts = answer_prompts(tokenizer, train)
+    prompts = answer_prompts(tokenizer, train, block_size)
     assert list(prompts) == ["chat"]
     assert prompts["chat"] == [
         render_prompt(tokenizer, [{"role": "user", "content": t}]) for t in ("hi", "why")
