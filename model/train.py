@@ -172,7 +172,7 @@ def setup(args: argparse.Namespace) -> tuple[bool, int, int, torch.device]:
 
 def start(args: argparse.Namespace, out: Path) -> tuple[GPT, Tokenizer, Progress, dict | None]:
     """The model, tokenizer and progress this run starts from: --resume's, or a fresh/--init-from
-    model; and the saved train state when resuming."""
+    model; and the saved train state when resuming (the record keeps the first part's --init-from)."""
     tok_path = Path(args.init_from) / "tokenizer.json" if args.init_from else Path(args.tokenizer)
     if args.resume and (out / "tokenizer.json").is_file():
         tok_path = out / "tokenizer.json"
@@ -181,9 +181,10 @@ def start(args: argparse.Namespace, out: Path) -> tuple[GPT, Tokenizer, Progress
         model, history = build_model(args, tok)
         return model, tok, Progress(history=history), None
     try:
-        model, _, _ = load_checkpoint(out)
+        model, _, meta = load_checkpoint(out)
     except CheckpointError as e:
         raise SystemExit(f"--resume: {e}") from None
+    args.init_from = args.init_from or meta.get("training", {}).get(args.stage, {}).get("warm_start")
     saved = torch.load(out / STATE, map_location="cpu", weights_only=False)
     run = Progress(saved["step"], saved["tokens"], saved["elapsed"], history=saved.get("history", {}))
     return model.requires_grad_(True), tok, run, saved

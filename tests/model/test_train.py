@@ -67,6 +67,14 @@ def test_resume_continues_where_the_run_stopped(corpus: Path, tmp_path: Path):
     assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
 
 
+def test_a_resumed_warm_start_keeps_its_warm_start_on_record(corpus: Path, tmp_path: Path):
+    _run(corpus, tmp_path / "pre", "--stage", "pretrain", *TINY, "--max-steps", "1")
+    _run(corpus, tmp_path / "sft", "--stage", "sft", "--init-from", str(tmp_path / "pre"), "--max-steps", "1")
+    _run(corpus, tmp_path / "sft", "--stage", "sft", "--max-steps", "2", "--resume")
+    stage = load_checkpoint(tmp_path / "sft")[2]["training"]["sft"]
+    assert stage["steps"] == 2 and stage["warm_start"] == str(tmp_path / "pre")
+
+
 def test_sft_starts_from_the_pretrained_checkpoint_and_trains_on_conversations(corpus: Path, tmp_path: Path):
     _run(corpus, tmp_path / "pre", "--stage", "pretrain", *TINY, "--max-steps", "1")
     _run(corpus, tmp_path / "sft", "--stage", "sft", "--init-from", str(tmp_path / "pre"), "--max-steps", "2")
