@@ -13,7 +13,9 @@ across rounds, as a browser keeps its connection. For each concurrency level it 
 tokens/s, its ratio to one stream, p50/p95 time to first token, the p50 gap between tokens and the
 client's own CPU per token (it shares the cores: by default it counts events in raw chunks, --parse
 lines reads line by line); for each server the cold start (process start to the first token of the
-first request), the resident set idle after that answer, and its peak during the levels.
+first request), the resident set idle after that answer, and its peak during the levels; and the
+request path: the server's CPU per one-token answer (its event loop's thread, the others), and the
+first-token times of 8 one-token answers asked for at once against one alone.
 """
 
 import argparse
@@ -198,6 +200,47 @@ def level(
         "ttft_p95": ttfts[min(len(ttfts) - 1, round(0.95 * (len(ttfts) - 1)))],
         "gap_p50": statistics.median(float(r["gap"]) for r in results),
         "client_cpu_per_token": cpu / max(tokens, 1),
+        "results": results,
+    }
+
+
+def thread_cpu(pid: int) -> tuple[float, float]:
+    """CPU seconds of a process so far: (its main thread, every other thread), from /proc."""
+    main = other = 0.0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with contextlib.suppress(FileNotFoundError):  # a thread that just ended
+            fields = Path(f"/proc/{pid}/task/{tid}/stat").read_text().rsplit(")", 1)[1].split()
+            seconds = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            if tid == str(pid):
+                main += seconds
+            else:
+                other += seconds
+    return main, other
+
+
+def request_path(url: str, users: list[dict[str, str]], pid: int, requests: int = 100) -> dict[str, float]:
+    """What one answer costs besides its tokens: `requests` one-token answers one after another (the
+    server's CPU per request, on its event loop's thread and on the others: the model, the database
+    driver's threads), then 8 one-token answers at once, 10 times (their first-token times)."""
+    client = httpx.Client()
+    for i in range(5):  # warm: the statement caches, the first bindings
+        one_stream(client, url, users[0], 1, seed=i)
+    (main, other), began = thread_cpu(pid), time.perf_counter()
+    alone = sorted(
+        float(one_stream(client, url, users[i % len(users)], 1, seed=i)["ttft"]) for i in range(requests)
+    )
+    wall = (time.perf_counter() - began) / requests
+    main_after, other_after = thread_cpu(pid)
+    client.close()
+    together = [float(r["ttft"]) for r in (level(url, users, 8, 1, rounds=10)["results"])]
+    together.sort()
+    return {
+        "main_ms": (main_after - main) / requests * 1000,
+        "other_ms": (other_after - other) / requests * 1000,
+        "wall_ms": wall * 1000,
+        "alone_p95": alone[round(0.95 * (len(alone) - 1))],
+        "together_p50": statistics.median(together),
+        "together_p95": together[round(0.95 * (len(together) - 1))],
     }
 
 
@@ -240,10 +283,11 @@ def serve(root: Path, engine: str, args: argparse.Namespace) -> dict:
             memory.watch()
             rows = [level(url, users, n, args.tokens, args.parse, args.rounds) for n in args.streams]
             memory.stop()
+            path = request_path(url, users, process.pid)
         finally:
             process.terminate()
             process.wait(timeout=30)
-    return {"cold_start": cold_start, "idle_mb": idle, "peak_mb": memory.peak_mb, "rows": rows}
+    return {"cold_start": cold_start, "idle_mb": idle, "peak_mb": memory.peak_mb, "rows": rows, "path": path}
 
 
 def main() -> None:
@@ -305,6 +349,18 @@ def main() -> None:
     print("|---|---:|---:|---:|")
     for name, result in results.items():
         print(f"| {name} | {result['cold_start']:.2f} | {result['idle_mb']:.0f} | {result['peak_mb']:.0f} |")
+    print(
+        "\n| server | CPU per 1-token answer: event loop (ms) | other threads (ms) | wall (ms) "
+        "| TTFT p95 alone (s) | 8 at once: TTFT p50 (s) | p95 (s) | p95 / alone |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for name, result in results.items():
+        path = result["path"]
+        print(
+            f"| {name} | {path['main_ms']:.1f} | {path['other_ms']:.1f} | {path['wall_ms']:.1f} | "
+            f"{path['alone_p95']:.3f} | {path['together_p50']:.3f} | {path['together_p95']:.3f} | "
+            f"{path['together_p95'] / path['alone_p95']:.1f} |"
+        )
 
 
 if __name__ == "__main__":

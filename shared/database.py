@@ -1,11 +1,20 @@
 """Async database access: one engine per process, one session per request."""
 
+import asyncio
+import weakref
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
 
 from shared.settings import get_settings
 
@@ -51,6 +60,31 @@ def get_sessionmaker() -> async_sessionmaker[AsyncSession]:
     get_engine()
     assert _sessionmaker is not None
     return _sessionmaker
+
+
+_write_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = weakref.WeakKeyDictionary()
+
+
+@asynccontextmanager
+async def writing(session: AsyncSession) -> AsyncIterator[AsyncConnection]:
+    """Around a short write transaction of `session`, from its first write to its commit; yields the
+    session's connection. SQLite lets one connection write at a time, and one that finds the lock taken
+    sleeps in SQLite's busy handler (1, 2, 5, 10 ms, ... between tries): 8 answers asked for at once
+    waited ~50 ms longer for their first tokens at the 95th percentile than on PostgreSQL. The writers
+    of one process queue on an asyncio lock instead, each let in the moment the last one's block ends.
+    The session holds its pooled connection before it waits for the lock, so the writer inside never
+    waits for the pool while the sessions queued behind it hold every connection; and a session must
+    not hold an uncommitted write when it enters. Other databases: no lock."""
+    connection = await session.connection()
+    if connection.dialect.name != "sqlite":
+        yield connection
+        return
+    loop = asyncio.get_running_loop()
+    lock = _write_locks.get(loop)
+    if lock is None:
+        lock = _write_locks[loop] = asyncio.Lock()
+    async with lock:
+        yield connection
 
 
 async def dispose_engine() -> None:

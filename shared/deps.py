@@ -17,8 +17,16 @@ from shared.security import API_KEY_PREFIX, InvalidToken, api_key_hash, decode_t
 from shared.settings import Settings, get_settings
 
 ConversationId = Annotated[int, Path(ge=1, le=2_147_483_647, description="a conversation's id")]
+
+
+async def _settings() -> Settings:
+    """get_settings as an async dependency: FastAPI runs a plain `def` one in its thread pool, a thread
+    hop on every request (under load it waits for a core the model's decode steps hold)."""
+    return get_settings()
+
+
 SessionDep = Annotated[AsyncSession, Depends(get_session)]
-SettingsDep = Annotated[Settings, Depends(get_settings)]
+SettingsDep = Annotated[Settings, Depends(_settings)]
 _bearer = HTTPBearer(auto_error=False, description="The access token from /api/auth/login")
 
 

@@ -2,12 +2,13 @@
 
 import time
 from dataclasses import dataclass
+from typing import cast
 
-from sqlalchemy import ColumnElement, case, delete, select
+from sqlalchemy import ColumnElement, Table, case, delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shared.database import get_sessionmaker
+from shared.database import get_sessionmaker, writing
 from shared.errors import APIError
 from shared.models import RateLimitBucket
 from shared.settings import Settings, get_settings
@@ -43,12 +44,21 @@ async def exceeded(session: AsyncSession, limit: Limit, now: float | None = None
 async def hit(session: AsyncSession, limit: Limit, now: float | None = None, amount: int = 1) -> int:
     """Count `amount` hits atomically (one upsert, safe under concurrency) and commit; returns the
     window's count."""
+    async with writing(session):
+        count = await add(session, limit, now, amount)
+        await session.commit()
+    return count
+
+
+async def add(session: AsyncSession, limit: Limit, now: float | None = None, amount: int = 1) -> int:
+    """hit without the commit: the upsert joins the session's transaction."""
     now = time.time() if now is None else now
     start = limit.window_start(now)
     dialect = session.bind.dialect.name if session.bind else "sqlite"
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    bucket = RateLimitBucket
-    stmt = insert(bucket).values(key=limit.key, window_start=start, count=amount)
+    table = cast(Table, RateLimitBucket.__table__)  # Core: no ORM bulk-insert machinery per hit
+    bucket = table.c
+    stmt = insert(table).values(key=limit.key, window_start=start, count=amount)
     same_window = bucket.window_start == stmt.excluded.window_start
     upsert = stmt.on_conflict_do_update(
         index_elements=[bucket.key],
@@ -57,9 +67,7 @@ async def hit(session: AsyncSession, limit: Limit, now: float | None = None, amo
             "window_start": stmt.excluded.window_start,
         },
     ).returning(bucket.count)
-    count = (await session.execute(upsert)).scalar_one()
-    await session.commit()
-    return int(count)
+    return int((await session.execute(upsert)).scalar_one())
 
 
 async def reset(session: AsyncSession, key: str) -> None:
@@ -108,12 +116,17 @@ async def admit_chat(session: AsyncSession, user_id: int, settings: Settings) ->
     await hit(session, messages, now)
 
 
-async def count_tokens(user_id: int, tokens: int) -> None:
-    """Add an answer's generated tokens to the user's day (in a session of its own: the answer ended)."""
+async def count_tokens(user_id: int, tokens: int, session: AsyncSession | None = None) -> None:
+    """Add an answer's generated tokens to the user's day: in `session`'s transaction (the caller
+    commits), else in a session of its own."""
     if tokens <= 0:
         return
-    async with get_sessionmaker()() as session:
-        await hit(session, chat_limits(user_id, get_settings())[1], amount=tokens)
+    limit = chat_limits(user_id, get_settings())[1]
+    if session is not None:
+        await add(session, limit, amount=tokens)
+        return
+    async with get_sessionmaker()() as own:
+        await hit(own, limit, amount=tokens)
 
 
 def keys_of(user_id: int, email: str) -> list[ColumnElement[bool]]:

@@ -52,3 +52,18 @@ def add_messages(
         session.commit()
     engine.dispose()
     return ids
+
+
+def request_stop(database_url: str, conversation_id: int) -> None:
+    """Set the conversation's stop flag in the database, as POST /api/conversations/{id}/stop does."""
+    from sqlalchemy import create_engine, text
+
+    from shared.migrate import sync_url
+
+    engine = create_engine(sync_url(database_url))
+    with engine.begin() as connection:
+        connection.execute(
+            text("UPDATE conversations SET stop_requested_at = CURRENT_TIMESTAMP WHERE id = :c"),
+            {"c": conversation_id},
+        )
+    engine.dispose()

@@ -2,22 +2,25 @@
 OpenAI-compatible /v1. (Stopping is the conversations function's: a database flag.)"""
 
 import threading
-from typing import Annotated
+from typing import Annotated, Any, cast
 
 from fastapi import APIRouter, Header, Query
 from fastapi.responses import StreamingResponse
+from sqlalchemy import Table, insert, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import selectinload
 
 from functions.chat.context import MessageTooLong, fit_window, prompt_limit
 from functions.chat.generation import Generation, Turn, follow
 from functions.chat.openai_api import router as openai_router
 from functions.chat.schemas import ChatCreate
-from functions.chat.service import AdmittedModel, LoadedModel, holder
+from functions.chat.service import AdmittedModel, ChatModel, LoadedModel, holder
 from model.sampling import SamplingParams
 from model.tokenizer import message_token_count
 from shared import ratelimit
 from shared.app import Component, create_app
 from shared.crud import get_own_conversation
+from shared.database import writing
 from shared.deps import ConversationId, CurrentUser, SessionDep, SettingsDep
 from shared.errors import APIError, error_responses, not_found
 from shared.models import Conversation, Message, utcnow
@@ -64,8 +67,8 @@ async def create_chat(
         if parent_id is not None:
             raise not_found("Message")
         assert body.message is not None
+        # not added to the session: write_turn inserts it
         conversation = Conversation(user_id=user.id, title=title_from(body.message), messages=[])
-        session.add(conversation)
     else:
         options = [selectinload(Conversation.messages)]
         conversation = await get_own_conversation(session, user, body.conversation_id, options=options)
@@ -100,37 +103,90 @@ async def create_chat(
     # queued before the rows are written: a full queue is a 503 with nothing stored, and the prompt's
     # prefill runs in the scheduler's thread while this request writes (the events wait in their queue)
     events = model.open_stream(prompt.ids, params, cancelled)
+    context = {
+        "tokens": len(prompt.ids),
+        "limit": limit,
+        "window": model.block_size,
+        "dropped_messages": prompt.dropped,
+    }
     try:
-        if question is None:
-            question = Message(
-                role="user",
-                content=turns[-1]["content"],
-                parent_id=parent_id,
-                token_count=message_token_count(model.tokenizer, turns[-1]),
-            )
-            conversation.messages.append(question)
-            await session.flush()
-        context = {
-            "tokens": len(prompt.ids),
-            "limit": limit,
-            "window": model.block_size,
-            "dropped_messages": prompt.dropped,
-        }
-        answer = Message(
-            role="assistant", content="", parent_id=question.id, token_count=0, token_ids="", context=context
-        )
-        conversation.messages.append(answer)
-        await session.flush()
-        conversation.current_message_id = answer.id
-        conversation.stop_requested_at = None
-        conversation.updated_at = utcnow()
-        await session.commit()
+        ids = await write_turn(session, conversation, question, parent_id, turns[-1], context, model)
     except BaseException:  # nothing stored: the generation stops at its next step, nobody reads it
         cancelled.set()
         raise
-    turn = Turn(conversation.id, question.id, answer.id, prompt, params, context, conversation.title, user.id)
+    turn = Turn(*ids, prompt, params, context, conversation.title, user.id)
     generation = Generation(model, turn, events, cancelled)
     return StreamingResponse(generation.events(), media_type="text/event-stream", headers=SSE_HEADERS)
+
+
+async def write_turn(
+    session: AsyncSession,
+    conversation: Conversation,
+    question: Message | None,
+    parent_id: int | None,
+    user_turn: dict[str, str],
+    context: dict[str, int],
+    model: ChatModel,
+) -> tuple[int, int, int]:
+    """The rows of one turn, committed before the first token: the conversation when it is new, the
+    user message (unless this regenerates `question`'s answer), the empty answer, and the conversation
+    pointing at it. Core statements, not the ORM's unit of work: this is on every answer's first-token
+    path, and 8 requests at once pay it one after another on one event loop. Returns (conversation id,
+    user message id, answer id)."""
+    conversations, messages = cast(Table, Conversation.__table__), cast(Table, Message.__table__)
+    now = utcnow()
+
+    async def insert_id(connection: AsyncConnection, table: Table, **values: Any) -> int:
+        key = (await connection.execute(insert(table).values(**values))).inserted_primary_key
+        assert key is not None
+        return int(key[0])
+
+    async with writing(session) as connection:
+        conversation_id = conversation.id
+        if conversation_id is None:
+            conversation_id = await insert_id(
+                connection,
+                conversations,
+                user_id=conversation.user_id,
+                title=conversation.title,
+                created_at=now,
+                updated_at=now,
+            )
+        if question is None:
+            count = message_token_count(model.tokenizer, user_turn)
+            question_id = await insert_id(
+                connection,
+                messages,
+                conversation_id=conversation_id,
+                role="user",
+                content=user_turn["content"],
+                parent_id=parent_id,
+                token_count=count,
+                created_at=now,
+                updated_at=now,
+            )
+        else:
+            question_id = question.id
+        answer_id = await insert_id(
+            connection,
+            messages,
+            conversation_id=conversation_id,
+            role="assistant",
+            content="",
+            parent_id=question_id,
+            token_count=0,
+            token_ids="",
+            context=context,
+            created_at=now,
+            updated_at=now,
+        )
+        await connection.execute(
+            update(conversations)
+            .where(conversations.c.id == conversation_id)
+            .values(current_message_id=answer_id, stop_requested_at=None, updated_at=now)
+        )
+        await session.commit()
+    return conversation_id, question_id, answer_id
 
 
 @router.get(

@@ -26,7 +26,7 @@ from functions.chat.service import ChatModel, PerLoop
 from model.sampling import SamplingParams
 from model.tokenizer import TextStreamer, Tokenizer
 from shared import ratelimit
-from shared.database import get_sessionmaker
+from shared.database import get_sessionmaker, writing
 from shared.models import Conversation, Message, utcnow
 from shared.settings import get_settings
 
@@ -166,10 +166,6 @@ class Generation:
         seconds = max(time.perf_counter() - started, 1e-6)
         tokens = len(answer.ids)
         try:
-            await ratelimit.count_tokens(self.turn.user_id, tokens)
-        except Exception:  # the limit counts best-effort: the answer itself must still be saved
-            log.warning("could not count the answer's tokens", exc_info=True)
-        try:
             await save_answer(self.turn, answer, "error" if error else reason)
         except Exception as exc:
             log.exception("could not save the answer")
@@ -271,8 +267,8 @@ async def save_partial(generations: list[Generation]) -> set[int]:
         )
     )
     conversations = {g.turn.conversation_id for g in generations}
-    async with get_sessionmaker()() as session:
-        await (await session.connection()).execute(statement, rows)  # Core: one executemany, no ORM load
+    async with get_sessionmaker()() as session, writing(session) as connection:
+        await connection.execute(statement, rows)  # Core: one executemany, no ORM load
         found = await session.execute(
             select(Conversation.id, Conversation.stop_requested_at).where(Conversation.id.in_(conversations))
         )
@@ -333,24 +329,41 @@ async def stops_requested(conversation_ids: set[int]) -> set[int]:
         return set(rows)
 
 
-async def save_answer(turn: Turn, answer: Answer, finish_reason: str | None) -> bool:
-    """Write the answer (finish_reason None: still in progress; set: the final save, which also clears
-    the conversation's stop flag). Returns whether a stop has been requested."""
-    async with get_sessionmaker()() as session:
-        message = await session.get(Message, turn.assistant_message_id)
-        conversation = await session.get(Conversation, turn.conversation_id)
-        if message is None or conversation is None:  # deleted while it was generated: nothing to keep
-            return True
-        message.content, message.token_count = answer.text, len(answer.ids)
-        message.token_ids = " ".join(map(str, answer.ids))
-        message.updated_at = utcnow()
-        stop = conversation.stop_requested_at is not None
-        if finish_reason is not None:
-            message.finish_reason = finish_reason
-            conversation.updated_at = utcnow()
-            conversation.stop_requested_at = None
+async def save_answer(turn: Turn, answer: Answer, finish_reason: str) -> None:
+    """The final save, one transaction: the answer with its finish reason, its conversation's
+    updated_at and cleared stop flag, and the answer's tokens counted against the user's day. The limit
+    counts best-effort: when that transaction fails, the answer is saved again without the count (an
+    answer deleted meanwhile updates nothing)."""
+    try:
+        await _final_save(turn, answer, finish_reason, count=True)
+    except Exception:
+        log.warning("could not save the answer with its token count: saving it alone", exc_info=True)
+        await _final_save(turn, answer, finish_reason, count=False)
+
+
+async def _final_save(turn: Turn, answer: Answer, finish_reason: str, count: bool) -> None:
+    messages, conversations = cast(Table, Message.__table__), cast(Table, Conversation.__table__)
+    now = utcnow()
+    async with get_sessionmaker()() as session, writing(session) as connection:  # Core: two updates
+        await connection.execute(
+            update(messages)
+            .where(messages.c.id == turn.assistant_message_id)
+            .values(
+                content=answer.text,
+                token_count=len(answer.ids),
+                token_ids=" ".join(map(str, answer.ids)),
+                finish_reason=finish_reason,
+                updated_at=now,
+            )
+        )
+        await connection.execute(
+            update(conversations)
+            .where(conversations.c.id == turn.conversation_id)
+            .values(updated_at=now, stop_requested_at=None)
+        )
+        if count:
+            await ratelimit.count_tokens(turn.user_id, len(answer.ids), session)
         await session.commit()
-        return stop
 
 
 async def follow(

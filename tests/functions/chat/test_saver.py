@@ -15,6 +15,7 @@ from functions.chat.generation import HEARTBEAT_SECONDS, Answer, Saver, save_ans
 from shared.migrate import sync_url
 from shared.models import Message
 from tests.conftest import register
+from tests.helpers import request_stop
 
 
 @dataclass(eq=False)
@@ -147,13 +148,7 @@ def test_a_stop_or_a_deleted_conversation_stops_the_stream_and_a_finished_answer
 
 def test_the_saver_sets_the_stop_it_reads(client: TestClient, use_database: str, monkeypatch) -> None:
     (stream,) = _streams(client, use_database, 1)
-    engine = create_engine(sync_url(use_database))
-    with engine.begin() as connection:
-        connection.execute(
-            text("UPDATE conversations SET stop_requested_at = CURRENT_TIMESTAMP WHERE id = :c"),
-            {"c": stream.turn.conversation_id},
-        )
-    engine.dispose()
+    request_stop(use_database, stream.turn.conversation_id)
     monkeypatch.setattr(generation, "SAVE_INTERVAL_SECONDS", 0.01)
     real = generation.save_partial
 
@@ -173,3 +168,77 @@ def test_the_saver_sets_the_stop_it_reads(client: TestClient, use_database: str,
 
     asyncio.run(scenario())
     assert stream.cancelled.is_set()
+
+
+def _owner_and_tokens(database_url: str, conversation_id: int) -> tuple[int, int | None, object]:
+    """(the conversation's user, that user's tokens counted today, its stop flag)."""
+    engine = create_engine(sync_url(database_url))
+    with engine.connect() as connection:
+        user_id, stop = connection.execute(
+            text("SELECT user_id, stop_requested_at FROM conversations WHERE id = :c"), {"c": conversation_id}
+        ).one()
+        counted = connection.execute(
+            text("SELECT count FROM rate_limit_buckets WHERE key = :k"), {"k": f"tokens:user:{user_id}"}
+        ).scalar()
+    engine.dispose()
+    return user_id, counted, stop
+
+
+def test_the_final_save_writes_the_answer_clears_the_stop_and_counts_the_tokens_in_one_go(
+    client: TestClient, use_database: str
+) -> None:
+    (stream,) = _streams(client, use_database, 1)
+    conversation_id = stream.turn.conversation_id
+    stream.turn.user_id = _owner_and_tokens(use_database, conversation_id)[0]
+    request_stop(use_database, conversation_id)
+    for token in (1, 2, 3):
+        _grow(stream, token)
+    asyncio.run(save_answer(stream.turn, stream.answer, "stopped"))
+    assert _saved(use_database, stream.turn.assistant_message_id) == (" t1 t2 t3", 3, "1 2 3", "stopped")
+    _, counted, stop = _owner_and_tokens(use_database, conversation_id)
+    assert counted == 3 and stop is None
+
+
+def test_a_final_save_whose_token_count_fails_still_saves_the_answer(
+    client: TestClient, use_database: str
+) -> None:
+    """The limit counts best-effort: a counter that cannot be written (a trigger refuses it here) leaves
+    the answer saved, uncounted."""
+    (stream,) = _streams(client, use_database, 1)
+    stream.turn.user_id = _owner_and_tokens(use_database, stream.turn.conversation_id)[0]
+    _grow(stream, 7)
+    engine = create_engine(sync_url(use_database))
+    sqlite = use_database.startswith("sqlite")
+    with engine.begin() as connection:
+        if sqlite:
+            connection.execute(
+                text(
+                    "CREATE TRIGGER refuse_counts BEFORE INSERT ON rate_limit_buckets "
+                    "BEGIN SELECT RAISE(ABORT, 'refused'); END"
+                )
+            )
+        else:
+            connection.execute(
+                text(
+                    "CREATE FUNCTION refuse_counts() RETURNS trigger AS "
+                    "$$ BEGIN RAISE EXCEPTION 'refused'; END $$ LANGUAGE plpgsql"
+                )
+            )
+            connection.execute(
+                text(
+                    "CREATE TRIGGER refuse_counts BEFORE INSERT ON rate_limit_buckets "
+                    "FOR EACH ROW EXECUTE FUNCTION refuse_counts()"
+                )
+            )
+    try:
+        asyncio.run(save_answer(stream.turn, stream.answer, "eos"))
+    finally:
+        with engine.begin() as connection:
+            if sqlite:
+                connection.execute(text("DROP TRIGGER refuse_counts"))
+            else:
+                connection.execute(text("DROP TRIGGER refuse_counts ON rate_limit_buckets"))
+                connection.execute(text("DROP FUNCTION refuse_counts()"))
+        engine.dispose()
+    assert _saved(use_database, stream.turn.assistant_message_id) == (" t7", 1, "7", "eos")
+    assert _owner_and_tokens(use_database, stream.turn.conversation_id)[1] is None

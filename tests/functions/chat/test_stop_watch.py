@@ -6,22 +6,11 @@ from dataclasses import dataclass, field
 from types import SimpleNamespace
 
 from fastapi.testclient import TestClient
-from sqlalchemy import create_engine, text
 
 from functions.chat import generation
 from functions.chat.generation import STOP_POLL_TOKENS, StopWatch
-from shared.migrate import sync_url
 from tests.conftest import register
-
-
-def _request_stop(database_url: str, conversation_id: int) -> None:
-    engine = create_engine(sync_url(database_url))
-    with engine.begin() as connection:
-        connection.execute(
-            text("UPDATE conversations SET stop_requested_at = CURRENT_TIMESTAMP WHERE id = :c"),
-            {"c": conversation_id},
-        )
-    engine.dispose()
+from tests.helpers import request_stop
 
 
 @dataclass(eq=False)
@@ -45,7 +34,7 @@ def test_eight_streams_cost_one_query_per_poll_and_only_the_stopped_one_stops(
     client: TestClient, use_database: str, monkeypatch
 ) -> None:
     streams = _streams(client, 8)
-    _request_stop(use_database, streams[3].turn.conversation_id)
+    request_stop(use_database, streams[3].turn.conversation_id)
     queries: list[set[int]] = []
     real = generation.stops_requested
 
@@ -79,7 +68,7 @@ def test_one_stream_is_read_every_few_tokens_and_an_unwatched_one_is_not(
     client: TestClient, use_database: str
 ) -> None:
     first, second = _streams(client, 2)
-    _request_stop(use_database, second.turn.conversation_id)
+    request_stop(use_database, second.turn.conversation_id)
 
     async def scenario() -> None:
         watch = StopWatch()
@@ -93,7 +82,7 @@ def test_one_stream_is_read_every_few_tokens_and_an_unwatched_one_is_not(
 
     asyncio.run(scenario())
     assert not first.cancelled.is_set() and not second.cancelled.is_set()
-    _request_stop(use_database, first.turn.conversation_id)
+    request_stop(use_database, first.turn.conversation_id)
 
     async def again() -> None:
         watch = StopWatch()
