@@ -30,6 +30,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -164,7 +165,7 @@ def one_stream(
 
 def level(
     url: str, users: list[dict[str, str]], streams: int, tokens: int, parse: str = "raw", rounds: int = 1
-) -> dict[str, float]:
+) -> dict[str, Any]:
     """`rounds` times: `streams` answers started together; tokens/s over all rounds, TTFT over every answer."""
     results: list[dict[str, float | int]] = []
     elapsed = cpu = 0.0
@@ -232,8 +233,7 @@ def request_path(url: str, users: list[dict[str, str]], pid: int, requests: int 
     wall = (time.perf_counter() - began) / requests
     main_after, other_after = thread_cpu(pid)
     client.close()
-    together = [float(r["ttft"]) for r in (level(url, users, 8, 1, rounds=10)["results"])]
-    together.sort()
+    together = sorted(float(r["ttft"]) for r in level(url, users, 8, 1, rounds=10)["results"])
     return {
         "main_ms": (main_after - main) / requests * 1000,
         "other_ms": (other_after - other) / requests * 1000,

@@ -84,7 +84,11 @@ async def writing(session: AsyncSession) -> AsyncIterator[AsyncConnection]:
     if lock is None:
         lock = _write_locks[loop] = asyncio.Lock()
     async with lock:
-        yield connection
+        try:
+            yield connection
+        except BaseException:  # end the failed transaction before the next writer is let in
+            await session.rollback()
+            raise
 
 
 async def dispose_engine() -> None:

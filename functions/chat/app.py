@@ -14,9 +14,9 @@ from functions.chat.context import MessageTooLong, fit_window, prompt_limit
 from functions.chat.generation import Generation, Turn, follow
 from functions.chat.openai_api import router as openai_router
 from functions.chat.schemas import ChatCreate
-from functions.chat.service import AdmittedModel, ChatModel, LoadedModel, holder
+from functions.chat.service import AdmittedModel, LoadedModel, holder
 from model.sampling import SamplingParams
-from model.tokenizer import message_token_count
+from model.tokenizer import Tokenizer, message_token_count
 from shared import ratelimit
 from shared.app import Component, create_app
 from shared.crud import get_own_conversation
@@ -110,7 +110,9 @@ async def create_chat(
         "dropped_messages": prompt.dropped,
     }
     try:
-        ids = await write_turn(session, conversation, question, parent_id, turns[-1], context, model)
+        ids = await write_turn(
+            session, conversation, question, parent_id, turns[-1], context, model.tokenizer
+        )
     except BaseException:  # nothing stored: the generation stops at its next step, nobody reads it
         cancelled.set()
         raise
@@ -126,7 +128,7 @@ async def write_turn(
     parent_id: int | None,
     user_turn: dict[str, str],
     context: dict[str, int],
-    model: ChatModel,
+    tokenizer: Tokenizer,
 ) -> tuple[int, int, int]:
     """The rows of one turn, committed before the first token: the conversation when it is new, the
     user message (unless this regenerates `question`'s answer), the empty answer, and the conversation
@@ -135,6 +137,7 @@ async def write_turn(
     user message id, answer id)."""
     conversations, messages = cast(Table, Conversation.__table__), cast(Table, Message.__table__)
     now = utcnow()
+    count = message_token_count(tokenizer, user_turn) if question is None else 0  # outside the lock
 
     async def insert_id(connection: AsyncConnection, table: Table, **values: Any) -> int:
         key = (await connection.execute(insert(table).values(**values))).inserted_primary_key
@@ -153,7 +156,6 @@ async def write_turn(
                 updated_at=now,
             )
         if question is None:
-            count = message_token_count(model.tokenizer, user_turn)
             question_id = await insert_id(
                 connection,
                 messages,
