@@ -81,9 +81,16 @@ def main() -> None:
         model, tok, meta = load_checkpoint(args.checkpoint)
     except CheckpointError as e:
         sys.exit(f"error: {e}\nTrain a model (see model/README.md) or pass --checkpoint FOLDER.")
-    params = SamplingParams(args.temperature, args.top_k, args.top_p, args.max_new_tokens, args.seed)
+    params = SamplingParams(
+        temperature=args.temperature,
+        top_k=args.top_k,
+        top_p=args.top_p,
+        max_new_tokens=args.max_new_tokens,
+        seed=args.seed,
+    )
     q = "int8" if meta.get("quantization") else "fp32"
-    print(f"SLM {model.num_params() / 1e6:.1f}M parameters ({q}) from {args.checkpoint}. /reset, /quit")
+    size = meta.get("parameters") or model.num_params()  # int8 layers hold no nn.Parameter
+    print(f"SLM {size / 1e6:.1f}M parameters ({q}) from {args.checkpoint}. /reset, /quit")
     chat_loop(Engine(model, max_batch=1, eos_id=tok.eos_id), tok, params)
 
 

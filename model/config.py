@@ -18,7 +18,7 @@ class CheckpointError(Exception):
     """A checkpoint folder that cannot be used, with the reason in words."""
 
 
-@dataclass
+@dataclass(kw_only=True)
 class GPTConfig:
     vocab_size: int = 16387
     block_size: int = 384

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 
-@dataclass
+@dataclass(kw_only=True)
 class SamplingParams:
     temperature: float = 0.8  # 0 = greedy
     top_k: int = 50  # 0 = off

@@ -107,7 +107,7 @@ def build_model(args: argparse.Namespace, tok: Tokenizer) -> tuple[GPT, dict[str
     return GPT(GPTConfig(**{**overrides, "vocab_size": tok.vocab_size})), {}
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Progress:
     """What a run has done so far: saved in train_state.pt and config.json, restored by --resume."""
 
@@ -186,7 +186,9 @@ def start(args: argparse.Namespace, out: Path) -> tuple[GPT, Tokenizer, Progress
         raise SystemExit(f"--resume: {e}") from None
     args.init_from = args.init_from or meta.get("training", {}).get(args.stage, {}).get("warm_start")
     saved = torch.load(out / STATE, map_location="cpu", weights_only=False)
-    run = Progress(saved["step"], saved["tokens"], saved["elapsed"], history=saved.get("history", {}))
+    run = Progress(
+        step=saved["step"], tokens=saved["tokens"], elapsed=saved["elapsed"], history=saved.get("history", {})
+    )
     return model.requires_grad_(True), tok, run, saved
 
 

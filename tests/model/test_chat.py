@@ -3,7 +3,7 @@ import subprocess
 import sys
 
 from model.chat import chat_loop
-from model.checkpoint import save_checkpoint
+from model.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint, save_checkpoint
 from model.engine import Engine, SamplingParams
 from model.tokenizer import render_prompt
 
@@ -82,3 +82,34 @@ def test_export_cli_writes_int8_and_reports_diff(tmp_path, trained_model, tokeni
     assert set(diffs) == {"exact", "fast_cpu"} and config["scores"] == {"val_loss": 1.0}
     # exact int8 is at least as close to fp32 as the fast kernel that also rounds activations
     assert 0 < diffs["exact"] <= diffs["fast_cpu"]
+
+
+def _chat_cli(*args: str, stdin: str) -> str:
+    proc = subprocess.run(
+        [sys.executable, "-m", "model.chat", "--threads", "1", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def test_chat_cli_answers_piped_messages_with_the_default_checkpoint():
+    """`make chat` as a user runs it: the CLI's main on the default checkpoint, messages on stdin. Its
+    greedy answers are the engine's, and a seeded sampled answer is the same on every run."""
+    model, tok, _ = load_checkpoint(DEFAULT_CHECKPOINT)
+    prompt = render_prompt(tok, [{"role": "user", "content": "Hello!"}])
+    greedy = SamplingParams(temperature=0.0, max_new_tokens=16)
+    expected = tok.decode(list(Engine(model, max_batch=1, eos_id=tok.eos_id).generate(prompt, greedy)))
+    out = _chat_cli("--temperature", "0", "--max-new-tokens", "16", stdin="Hello!\n/reset\nHello!\n/quit\n")
+    banner = out.splitlines()[0]
+    assert banner.startswith("SLM 35.") and "(int8)" in banner  # an int8 model's size from its config
+    # each answer follows the prompt "you> " (input() writes it to stdout) and "bot> "
+    answers = [chunk.split("\n")[0] for chunk in out.split("bot> ")[1:]]
+    assert answers == [expected, expected] and expected.strip()
+    assert "(new conversation)" in out
+    seeded = ("--temperature", "1.0", "--seed", "7", "--max-new-tokens", "12")
+    first = _chat_cli(*seeded, stdin="How are you today?\n")  # ends at end of input, as Ctrl-D does
+    assert "bot> " in first and first == _chat_cli(*seeded, stdin="How are you today?\n")
