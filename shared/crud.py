@@ -3,10 +3,10 @@
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Table, func, insert, literal, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shared.errors import not_found
+from shared.errors import APIError, not_found
 from shared.models import Conversation, User
 
 
@@ -22,3 +22,30 @@ async def get_own_conversation(
     if conversation is None:
         raise not_found("Conversation")
     return conversation
+
+
+async def lock_user(session: AsyncSession, user_id: int) -> None:
+    """On PostgreSQL, lock the user's row until the transaction ends, so that one user's capped inserts
+    (insert_within_cap) count one after another."""
+    if session.bind is not None and session.bind.dialect.name == "postgresql":
+        await session.execute(select(User.id).where(User.id == user_id).with_for_update())
+
+
+async def insert_within_cap(
+    session: AsyncSession, table: Table, user_id: int, cap: int, values: dict[str, Any]
+) -> int | None:
+    """Insert a row of `user_id` into `table` while the user has fewer than `cap` of them, in one statement
+    (INSERT ... SELECT ... WHERE count < cap: atomic on SQLite, even across processes; on PostgreSQL
+    after lock_user, as two transactions would both count before either inserts). Returns the new id,
+    or None when the cap is reached; joins the session's transaction."""
+    await lock_user(session, user_id)
+    owned = select(func.count()).select_from(table).where(table.c.user_id == user_id).scalar_subquery()
+    row = select(*(literal(value, table.c[name].type) for name, value in values.items())).where(owned < cap)
+    statement = insert(table).from_select(list(values), row).returning(table.c.id)
+    return (await session.execute(statement)).scalar_one_or_none()
+
+
+def too_many_conversations(cap: int) -> APIError:
+    return APIError(
+        429, "conversation_limit", f"An account has at most {cap} conversations: delete some to start another"
+    )

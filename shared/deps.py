@@ -25,7 +25,8 @@ async def _settings() -> Settings:
     return get_settings()
 
 
-SessionDep = Annotated[AsyncSession, Depends(get_session)]
+# closed when the route returns, before a streamed body is sent: a stream never pins a pooled connection
+SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
 SettingsDep = Annotated[Settings, Depends(_settings)]
 _bearer = HTTPBearer(auto_error=False, description="The access token from /api/auth/login")
 
@@ -36,10 +37,10 @@ def _unauthorized(message: str) -> APIError:
 
 async def _user_of_token(session: AsyncSession, settings: Settings, token: str) -> User:
     try:
-        user_id, version = decode_token(token, settings.jwt_key)
+        subject, version = decode_token(token, settings.jwt_key)
     except InvalidToken as exc:
         raise _unauthorized("Invalid or expired token") from exc
-    user = await session.get(User, user_id)
+    user = await session.scalar(select(User).where(User.subject == subject))
     if user is None:
         raise _unauthorized("The account of this token no longer exists")
     if user.token_version != version:  # a password change or "log out everywhere" since it was issued

@@ -8,6 +8,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from shared.schemas import ErrorPublic
@@ -129,6 +130,13 @@ async def _database_error(_: Request, exc: Exception) -> JSONResponse:
     return error_response(500, "internal_error", "Internal server error")
 
 
+async def _pool_full(_: Request, exc: Exception) -> JSONResponse:
+    log.warning("no database connection free: %s", exc)
+    return error_response(
+        503, "database_busy", "The server is busy; try again shortly", headers={"Retry-After": "2"}
+    )
+
+
 async def _unhandled(_: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled error", exc_info=exc)
     return error_response(500, "internal_error", "Internal server error")
@@ -139,4 +147,5 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(DBAPIError, _database_error)
+    app.add_exception_handler(PoolTimeout, _pool_full)  # every pooled connection busy: 503, never a 500
     app.add_exception_handler(Exception, _unhandled)

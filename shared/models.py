@@ -1,5 +1,10 @@
-"""ORM models: users, conversations, messages, API keys, and the counters that rate-limit what costs."""
+"""ORM models: users, conversations, messages, API keys, and the counters that rate-limit what costs.
 
+Ids never repeat: SQLite's AUTOINCREMENT on every table (without it SQLite hands a deleted row's id to the
+next insert, and a late save keyed by that id lands in someone else's row); PostgreSQL's sequences never
+go back."""
+
+import secrets
 from datetime import UTC, datetime
 
 from sqlalchemy import JSON, BigInteger, DateTime, ForeignKey, Index, Integer, String, Text
@@ -32,10 +37,21 @@ class Base(DeclarativeBase):
     pass
 
 
+NEVER_REUSED = {"sqlite_autoincrement": True}
+
+
+def new_subject() -> str:
+    """A user's token subject: 128 random bits, never derived from the id."""
+    return secrets.token_hex(16)
+
+
 class User(Base):
     __tablename__ = "users"
+    __table_args__ = NEVER_REUSED
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # what an access token names ("sub"): random, so a token can never name a later user, whatever ids do
+    subject: Mapped[str] = mapped_column(String(32), unique=True, index=True, default=new_subject)
     email: Mapped[str] = mapped_column(String(320), unique=True, index=True)
     password_hash: Mapped[str] = mapped_column(String(100))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
@@ -50,7 +66,7 @@ class User(Base):
 
 class Conversation(Base):
     __tablename__ = "conversations"
-    __table_args__ = (Index("ix_conversations_user_updated", "user_id", "updated_at"),)
+    __table_args__ = (Index("ix_conversations_user_updated", "user_id", "updated_at"), NEVER_REUSED)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
@@ -74,6 +90,7 @@ class Conversation(Base):
 
 class Message(Base):
     __tablename__ = "messages"
+    __table_args__ = NEVER_REUSED
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     conversation_id: Mapped[int] = mapped_column(
@@ -106,6 +123,7 @@ class ApiKey(Base):
     """A key for /v1 (OpenAI clients): `slm-` + 32 random bytes, shown once, stored as its SHA-256."""
 
     __tablename__ = "api_keys"
+    __table_args__ = NEVER_REUSED
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)

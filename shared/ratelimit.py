@@ -1,17 +1,25 @@
-"""Fixed-window counters kept in the database, so a limit holds across processes and Lambda instances."""
+"""Fixed-window counters kept in the database, so a limit holds across processes and Lambda instances.
+
+A limit counts and checks in one atomic statement (`take`: an upsert that adds only while the sum stays
+within the limit, RETURNING the new count), so a burst of requests cannot all pass a check made before
+any of them counted. What is reserved but not used (an answer's unused tokens, a login that succeeded) is
+given back afterwards (`give_back`).
+"""
 
 import time
 from dataclasses import dataclass
 from typing import cast
 
-from sqlalchemy import ColumnElement, Table, case, delete, select
+from sqlalchemy import ColumnElement, Table, case, delete, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shared.database import get_sessionmaker, writing
+from shared.database import writing
 from shared.errors import APIError
 from shared.models import RateLimitBucket
-from shared.settings import Settings, get_settings
+from shared.settings import Settings
+
+BUCKETS = cast(Table, RateLimitBucket.__table__)  # Core: no ORM machinery per hit
 
 
 @dataclass(frozen=True)
@@ -27,38 +35,27 @@ class Limit:
         return max(1, self.window_start(now) + self.window_seconds - int(now))
 
 
-def _spent(row: RateLimitBucket | None, limit: Limit, now: float) -> int | None:
-    """Seconds to wait when this counter's window has reached the limit, else None."""
-    if row is not None and row.window_start == limit.window_start(now) and row.count >= limit.max_hits:
-        return limit.retry_after(now)
-    return None
+@dataclass(frozen=True)
+class Taken:
+    """What `take` counted: `amount` in the window starting at `window_start` (to give back later)."""
+
+    limit: Limit
+    amount: int
+    window_start: int
 
 
-async def exceeded(session: AsyncSession, limit: Limit, now: float | None = None) -> int | None:
-    """Seconds to wait when the window's count has reached the limit, else None. Counts nothing."""
+async def take(
+    session: AsyncSession, limit: Limit, amount: int = 1, now: float | None = None
+) -> Taken | None:
+    """Count `amount` against the limit when the window's count stays within it, in one statement that
+    joins the session's transaction (the caller commits); None when it does not fit (nothing counted)."""
     now = time.time() if now is None else now
-    row = await session.scalar(select(RateLimitBucket).where(RateLimitBucket.key == limit.key))
-    return _spent(row, limit, now)
-
-
-async def hit(session: AsyncSession, limit: Limit, now: float | None = None, amount: int = 1) -> int:
-    """Count `amount` hits atomically (one upsert, safe under concurrency) and commit; returns the
-    window's count."""
-    async with writing(session):
-        count = await add(session, limit, now, amount)
-        await session.commit()
-    return count
-
-
-async def add(session: AsyncSession, limit: Limit, now: float | None = None, amount: int = 1) -> int:
-    """hit without the commit: the upsert joins the session's transaction."""
-    now = time.time() if now is None else now
-    start = limit.window_start(now)
+    if amount > limit.max_hits:
+        return None
+    start, bucket = limit.window_start(now), BUCKETS.c
     dialect = session.bind.dialect.name if session.bind else "sqlite"
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    table = cast(Table, RateLimitBucket.__table__)  # Core: no ORM bulk-insert machinery per hit
-    bucket = table.c
-    stmt = insert(table).values(key=limit.key, window_start=start, count=amount)
+    stmt = insert(BUCKETS).values(key=limit.key, window_start=start, count=amount)
     same_window = bucket.window_start == stmt.excluded.window_start
     upsert = stmt.on_conflict_do_update(
         index_elements=[bucket.key],
@@ -66,31 +63,57 @@ async def add(session: AsyncSession, limit: Limit, now: float | None = None, amo
             "count": case((same_window, bucket.count + stmt.excluded.count), else_=stmt.excluded.count),
             "window_start": stmt.excluded.window_start,
         },
+        # a new window always fits; the current one only while the sum stays within the limit
+        where=or_(~same_window, bucket.count + stmt.excluded.count <= limit.max_hits),
     ).returning(bucket.count)
-    return int((await session.execute(upsert)).scalar_one())
+    counted = (await session.execute(upsert)).scalar_one_or_none()
+    return None if counted is None else Taken(limit, amount, start)
 
 
-async def reset(session: AsyncSession, key: str) -> None:
-    await session.execute(delete(RateLimitBucket).where(RateLimitBucket.key == key))
-    await session.commit()
+async def give_back(session: AsyncSession, taken: Taken, amount: int | None = None) -> None:
+    """Uncount `amount` (all of it by default) of what `take` counted, while its window lasts; joins the
+    session's transaction. An update, never an insert: a counter deleted meanwhile stays deleted."""
+    amount = taken.amount if amount is None else min(amount, taken.amount)
+    if amount <= 0:
+        return
+    bucket = BUCKETS.c
+    await session.execute(
+        update(BUCKETS)
+        .where(bucket.key == taken.limit.key, bucket.window_start == taken.window_start)
+        .values(count=case((bucket.count > amount, bucket.count - amount), else_=0))
+    )
 
 
-def too_many(retry_after: int, what: str) -> APIError:
+async def used(session: AsyncSession, limit: Limit, now: float | None = None) -> int:
+    """The current window's count (0 for a counter not yet seen or from an older window)."""
+    now = time.time() if now is None else now
+    row = await session.scalar(select(RateLimitBucket).where(RateLimitBucket.key == limit.key))
+    return row.count if row is not None and row.window_start == limit.window_start(now) else 0
+
+
+async def reset(session: AsyncSession, *keys: str) -> None:
+    """Delete these counters; joins the session's transaction."""
+    await session.execute(delete(RateLimitBucket).where(RateLimitBucket.key.in_(keys)))
+
+
+def too_many(retry_after: int, what: str, detail: str = "") -> APIError:
     """429 in the error shape, with Retry-After."""
     return APIError(
         429,
         "rate_limited",
-        f"Too many {what}; try again in {retry_after} seconds",
+        f"Too many {what}{detail}; try again in {retry_after} seconds",
         headers={"Retry-After": str(retry_after)},
     )
 
 
-async def enforce(session: AsyncSession, limit: Limit, what: str, count: bool = True) -> None:
-    """429 when the limit is reached; else count this hit (unless count=False)."""
-    if (retry_after := await exceeded(session, limit)) is not None:
-        raise too_many(retry_after, what)
-    if count:
-        await hit(session, limit)
+async def enforce(session: AsyncSession, limit: Limit, what: str) -> Taken:
+    """Count one hit and commit, or 429 when the limit is reached (nothing counted)."""
+    async with writing(session):
+        taken = await take(session, limit)
+        await session.commit()
+    if taken is None:
+        raise too_many(limit.retry_after(time.time()), what)
+    return taken
 
 
 def chat_limits(user_id: int, settings: Settings) -> tuple[Limit, Limit]:
@@ -101,42 +124,49 @@ def chat_limits(user_id: int, settings: Settings) -> tuple[Limit, Limit]:
     )
 
 
-async def admit_chat(session: AsyncSession, user_id: int, settings: Settings) -> None:
-    """Before a chat message is answered: 429 when the user's minute of messages or day of tokens is
-    spent; else the message is counted (its tokens are counted when the answer ends: count_tokens)."""
+async def admit_chat(session: AsyncSession, user_id: int, settings: Settings, max_new_tokens: int) -> Taken:
+    """Before a chat message is answered, in one transaction: count the message against the user's minute
+    and reserve its `max_new_tokens` from the user's day, or 429 with nothing counted. Returns the
+    reservation: the answer gives back what it did not use (settle)."""
     messages, tokens = chat_limits(user_id, settings)
     now = time.time()
-    keys = (tokens.key, messages.key)  # both counters in one read: this is on every answer's first-token path
-    rows = {
-        r.key: r for r in await session.scalars(select(RateLimitBucket).where(RateLimitBucket.key.in_(keys)))
-    }
-    for limit, what in ((tokens, "generated tokens today"), (messages, "messages a minute")):
-        if (retry_after := _spent(rows.get(limit.key), limit, now)) is not None:
-            raise too_many(retry_after, what)
-    await hit(session, messages, now)
+    async with writing(session):
+        counted = await take(session, messages, 1, now)
+        reserved = await take(session, tokens, max_new_tokens, now) if counted else None
+        if reserved is not None:
+            await session.commit()
+            return reserved
+        await session.rollback()
+    if counted is None:
+        raise too_many(messages.retry_after(now), "messages a minute")
+    left = max(0, tokens.max_hits - await used(session, tokens, now))
+    raise APIError(
+        429,
+        "rate_limited",
+        f"This answer may use {max_new_tokens} tokens and {left} of today's {tokens.max_hits} are left: "
+        f"ask for fewer (max_new_tokens) or try again in {tokens.retry_after(now)} seconds",
+        headers={"Retry-After": str(tokens.retry_after(now))},
+    )
 
 
-async def count_tokens(user_id: int, tokens: int, session: AsyncSession | None = None) -> None:
-    """Add an answer's generated tokens to the user's day: in `session`'s transaction (the caller
-    commits), else in a session of its own."""
-    if tokens <= 0:
-        return
-    limit = chat_limits(user_id, get_settings())[1]
-    if session is not None:
-        await add(session, limit, amount=tokens)
-        return
-    async with get_sessionmaker()() as own:
-        await hit(own, limit, amount=tokens)
+async def settle(session: AsyncSession, reserved: Taken, generated: int) -> None:
+    """An answer ended after `generated` tokens: give back the rest of its reservation (joins the
+    session's transaction)."""
+    await give_back(session, reserved, reserved.amount - generated)
+
+
+def login_keys(email: str) -> list[str]:
+    """Prefixes of every login counter of an account (see functions/auth/guard.py)."""
+    return [f"login:fail:{email}|", f"login:device:{email}|"]
 
 
 def keys_of(user_id: int, email: str) -> list[ColumnElement[bool]]:
     """Conditions matching every counter that belongs to one user (deleted with the account)."""
     key = RateLimitBucket.key
-    escaped = email.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    prefixes = [p.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") for p in login_keys(email)]
     return [
-        key == f"login:account:{email}",
-        key == f"login:throttle:{email}",
-        key.like(f"login:fail:{escaped}|%", escape="\\"),
+        key == f"login:untrusted:{email}",
+        *(key.like(f"{prefix}%", escape="\\") for prefix in prefixes),
         key == f"chat:user:{user_id}",
         key == f"tokens:user:{user_id}",
     ]

@@ -1,6 +1,10 @@
-"""Password hashing (bcrypt) and access tokens (PyJWT, HS256). No web framework in here."""
+"""Password hashing (bcrypt, off the event loop), access tokens and device tokens (PyJWT, HS256). No web
+framework in here."""
 
+import asyncio
+import os
 import secrets
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 
@@ -8,6 +12,7 @@ import jwt
 
 ALGORITHM = "HS256"
 BCRYPT_MAX_BYTES = 72
+DEVICE_AUDIENCE = "slm-device"  # device tokens carry it; access tokens must not (a device token is no login)
 
 
 class InvalidToken(Exception):
@@ -46,13 +51,39 @@ def verify_password(password: str, password_hash: str | None, rounds: int = 12) 
     return ok and password_hash is not None
 
 
+_pool: ThreadPoolExecutor | None = None
+
+
+def _bcrypt_pool() -> ThreadPoolExecutor:
+    """A bounded pool for bcrypt: a check takes ~0.2 s of CPU at 12 rounds, and on the event loop ten of
+    them at once froze every other request (health too) for seconds. bcrypt releases the GIL, so the
+    loop keeps serving while at most one check per CPU runs and the rest wait their turn."""
+    global _pool
+    if _pool is None:
+        workers = max(1, min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1))
+        _pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="bcrypt")
+    return _pool
+
+
+async def hash_password_async(password: str, rounds: int = 12) -> str:
+    """hash_password in the bcrypt pool."""
+    return await asyncio.get_running_loop().run_in_executor(_bcrypt_pool(), hash_password, password, rounds)
+
+
+async def verify_password_async(password: str, password_hash: str | None, rounds: int = 12) -> bool:
+    """verify_password in the bcrypt pool."""
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(_bcrypt_pool(), verify_password, password, password_hash, rounds)
+
+
 def create_access_token(
-    user_id: int, key: str, expires_minutes: int, now: datetime | None = None, version: int = 0
+    subject: str, key: str, expires_minutes: int, now: datetime | None = None, version: int = 0
 ) -> str:
-    """A JWT for the user; `version` is the user's token_version (raising it refuses older tokens)."""
+    """A JWT naming the user by its random `subject` (never its id, which a later user could get where
+    ids repeat); `version` is the user's token_version (raising it refuses older tokens)."""
     issued = now or datetime.now(UTC)
     claims = {
-        "sub": str(user_id),
+        "sub": subject,
         "ver": version,
         "iat": issued,
         "exp": issued + timedelta(minutes=expires_minutes),
@@ -60,21 +91,47 @@ def create_access_token(
     return jwt.encode(claims, key, algorithm=ALGORITHM)
 
 
-def decode_access_token(token: str, key: str) -> int:
-    """The user id in a valid token; InvalidToken for anything else."""
-    return decode_token(token, key)[0]
-
-
-def decode_token(token: str, key: str) -> tuple[int, int]:
-    """(user id, token version) of a valid token (a token without "ver" is version 0); InvalidToken else."""
+def decode_token(token: str, key: str) -> tuple[str, int]:
+    """(subject, token version) of a valid access token (without "ver": version 0); InvalidToken else,
+    a device token included."""
     try:
         claims = jwt.decode(token, key, algorithms=[ALGORITHM], options={"require": ["sub", "iat", "exp"]})
         version = claims.get("ver", 0)
         if not isinstance(version, int) or isinstance(version, bool):
             raise InvalidToken("bad token version")
-        return int(claims["sub"]), version
+        if not isinstance(claims["sub"], str) or "aud" in claims:
+            raise InvalidToken("not an access token")
+        return claims["sub"], version
     except (jwt.PyJWTError, ValueError, TypeError) as exc:
         raise InvalidToken(str(exc)) from exc
+
+
+def create_device_token(subject: str, key: str, days: int, now: datetime | None = None) -> str:
+    """OWASP's device cookie: proof that this browser once logged in to the account `subject`. It
+    carries a random id of its own (`dev`), so each device has its own allowance of failed logins."""
+    issued = now or datetime.now(UTC)
+    claims = {
+        "sub": subject,
+        "aud": DEVICE_AUDIENCE,
+        "dev": secrets.token_hex(8),
+        "iat": issued,
+        "exp": issued + timedelta(days=days),
+    }
+    return jwt.encode(claims, key, algorithm=ALGORITHM)
+
+
+def decode_device_token(token: str, key: str) -> tuple[str, str] | None:
+    """(subject, device id) of a valid device token, else None (a device token is only ever a hint)."""
+    try:
+        claims = jwt.decode(
+            token, key, algorithms=[ALGORITHM], audience=DEVICE_AUDIENCE, options={"require": ["sub", "exp"]}
+        )
+    except jwt.PyJWTError:
+        return None
+    subject, device = claims.get("sub"), claims.get("dev")
+    if isinstance(subject, str) and isinstance(device, str) and device.isalnum():
+        return subject, device
+    return None
 
 
 API_KEY_PREFIX = "slm-"

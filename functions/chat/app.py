@@ -1,6 +1,7 @@
 """Chat function: stream answers over SSE and follow them from the database, describe the model; plus the
 OpenAI-compatible /v1. (Stopping is the conversations function's: a database flag.)"""
 
+import asyncio
 import threading
 from typing import Annotated, Any, cast
 
@@ -10,25 +11,26 @@ from sqlalchemy import Table, insert, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import selectinload
 
+from functions.chat import follow
 from functions.chat.context import MessageTooLong, fit_window, prompt_limit
-from functions.chat.generation import Generation, Turn, follow
+from functions.chat.generation import Generation, Turn
 from functions.chat.openai_api import router as openai_router
 from functions.chat.schemas import ChatCreate
 from functions.chat.service import AdmittedModel, LoadedModel, holder
+from functions.chat.sse import SSE_HEADERS
 from model.sampling import SamplingParams
 from model.tokenizer import Tokenizer, message_token_count
 from shared import ratelimit
 from shared.app import Component, create_app
-from shared.crud import get_own_conversation
+from shared.crud import get_own_conversation, insert_within_cap, too_many_conversations
 from shared.database import writing
 from shared.deps import ConversationId, CurrentUser, SessionDep, SettingsDep
 from shared.errors import APIError, error_responses, not_found
 from shared.models import Conversation, Message, utcnow
-from shared.settings import get_settings
+from shared.settings import Settings, get_settings
 from shared.tree import Tree, active_branch, finalize_stale, history
 
 router = APIRouter(tags=["chat"], responses=error_responses(401, 404))
-SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
 def title_from(message: str, limit: int = 60) -> str:
@@ -61,7 +63,6 @@ async def create_chat(
     """Send a message (or regenerate an answer) and stream the answer. The user message and the answer's
     row are saved before the first token; the answer is saved as it grows and runs to its end even when
     the client goes away (follow it with GET /api/chat/{conversation_id}/events)."""
-    await ratelimit.admit_chat(session, user.id, settings)  # 429 when this minute's or day's share is spent
     given, parent_id = body.follows
     if body.conversation_id is None:
         if parent_id is not None:
@@ -100,9 +101,8 @@ async def create_chat(
         await session.rollback()
         raise APIError(422, "message_too_long", str(exc), fields={"message": str(exc)}) from exc
     cancelled, params = threading.Event(), sampling(body)
-    # queued before the rows are written: a full queue is a 503 with nothing stored, and the prompt's
-    # prefill runs in the scheduler's thread while this request writes (the events wait in their queue)
-    events = model.open_stream(prompt.ids, params, cancelled)
+    # 429 when this minute's messages or the day's tokens are spent; else the answer's tokens are reserved
+    reserved = await ratelimit.admit_chat(session, user.id, settings, model.budget(prompt.ids, params))
     context = {
         "tokens": len(prompt.ids),
         "limit": limit,
@@ -110,15 +110,27 @@ async def create_chat(
         "dropped_messages": prompt.dropped,
     }
     try:
+        # queued before the rows are written: a full queue is a 503 with nothing stored, and the prompt's
+        # prefill runs in the scheduler's thread while this request writes (the events wait in their queue)
+        events = model.open_stream(prompt.ids, params, cancelled, user.id)
         ids = await write_turn(
-            session, conversation, question, parent_id, turns[-1], context, model.tokenizer
+            session, conversation, question, parent_id, turns[-1], context, model.tokenizer, settings
         )
     except BaseException:  # nothing stored: the generation stops at its next step, nobody reads it
         cancelled.set()
+        await asyncio.shield(give_back(session, reserved))
         raise
-    turn = Turn(*ids, prompt, params, context, conversation.title, user.id)
+    turn = Turn(*ids, prompt, params, context, conversation.title, user.id, reserved)
     generation = Generation(model, turn, events, cancelled)
     return StreamingResponse(generation.events(), media_type="text/event-stream", headers=SSE_HEADERS)
+
+
+async def give_back(session: AsyncSession, reserved: ratelimit.Taken) -> None:
+    """A refused or failed request returns the tokens it reserved."""
+    await session.rollback()
+    async with writing(session):
+        await ratelimit.give_back(session, reserved)
+        await session.commit()
 
 
 async def write_turn(
@@ -129,12 +141,13 @@ async def write_turn(
     user_turn: dict[str, str],
     context: dict[str, int],
     tokenizer: Tokenizer,
+    settings: Settings,
 ) -> tuple[int, int, int]:
-    """The rows of one turn, committed before the first token: the conversation when it is new, the
-    user message (unless this regenerates `question`'s answer), the empty answer, and the conversation
-    pointing at it. Core statements, not the ORM's unit of work: this is on every answer's first-token
-    path, and 8 requests at once pay it one after another on one event loop. Returns (conversation id,
-    user message id, answer id)."""
+    """The rows of one turn, committed before the first token: the conversation when it is new (429 past
+    the user's cap), the user message (unless this regenerates `question`'s answer), the empty answer,
+    and the conversation pointing at it. Core statements, not the ORM's unit of work: this is on every
+    answer's first-token path, and 8 requests at once pay it one after another on one event loop. Returns
+    (conversation id, user message id, answer id)."""
     conversations, messages = cast(Table, Conversation.__table__), cast(Table, Message.__table__)
     now = utcnow()
     count = message_token_count(tokenizer, user_turn) if question is None else 0  # outside the lock
@@ -147,14 +160,18 @@ async def write_turn(
     async with writing(session) as connection:
         conversation_id = conversation.id
         if conversation_id is None:
-            conversation_id = await insert_id(
-                connection,
-                conversations,
-                user_id=conversation.user_id,
-                title=conversation.title,
-                created_at=now,
-                updated_at=now,
+            cap = settings.max_conversations_per_user
+            values = {
+                "user_id": conversation.user_id,
+                "title": conversation.title,
+                "created_at": now,
+                "updated_at": now,
+            }
+            conversation_id = await insert_within_cap(
+                session, conversations, conversation.user_id, cap, values
             )
+            if conversation_id is None:
+                raise too_many_conversations(cap)
         if question is None:
             question_id = await insert_id(
                 connection,
@@ -184,7 +201,7 @@ async def write_turn(
         )
         await connection.execute(
             update(conversations)
-            .where(conversations.c.id == conversation_id)
+            .where(conversations.c.id == conversation_id, conversations.c.user_id == conversation.user_id)
             .values(current_message_id=answer_id, stop_requested_at=None, updated_at=now)
         )
         await session.commit()
@@ -194,7 +211,10 @@ async def write_turn(
 @router.get(
     "/api/chat/{conversation_id}/events",
     response_class=StreamingResponse,
-    responses={200: {"content": {"text/event-stream": {}}, "description": "meta, token, done, error"}},
+    responses={
+        200: {"content": {"text/event-stream": {}}, "description": "meta, token, done, error"},
+        **error_responses(429),
+    },
 )
 async def follow_chat(
     conversation_id: ConversationId,
@@ -215,23 +235,22 @@ async def follow_chat(
     """Follow the conversation's answer from the database (from any process): the active branch's, else the
     newest: `meta`, every `token` after `Last-Event-ID` (or `?after=N`), replayed from what is saved and
     then live while the answer is in progress, then `done`. With no id and nothing in progress: `done` at
-    once."""
+    once. Waiting holds no database connection (functions/chat/follow.py)."""
     if last_event_id:
         after = int(last_event_id)
     conversation = await get_own_conversation(
         session, user, conversation_id, options=[selectinload(Conversation.messages)]
     )
     if finalize_stale(conversation.messages, get_settings().stale_answer_seconds):
-        await session.commit()
+        async with writing(session):
+            await session.commit()
     tree, branch = active_branch(conversation)
     # the active branch's answer (the one a page shows, also an older version switched back to), else the newest
     answer = branch[-1] if branch and branch[-1].role == "assistant" else tree.latest_answer()
     if answer is None:
         raise not_found("Answer")
-    tokenizer = model.tokenizer
-    return StreamingResponse(
-        follow(tokenizer, conversation.id, answer, after), media_type="text/event-stream", headers=SSE_HEADERS
-    )
+    body = follow.start(model.tokenizer, user.id, conversation.id, answer, after)  # 429: too many followers
+    return StreamingResponse(body, media_type="text/event-stream", headers=SSE_HEADERS)
 
 
 @router.get("/api/model")

@@ -4,18 +4,16 @@ A generation runs as its own task and its answer is saved as it grows (Saver: ev
 is generating, in one transaction every SAVE_INTERVAL_SECONDS), so a client that goes away changes
 nothing: the answer runs to its end unless it is stopped (a database flag: one query for every stream of
 the process each STOP_POLL_TOKENS decode steps, see StopWatch, and read by every save) or fails. `follow`
-replays a saved answer and then tails it, from any process, by reading the database.
+(functions/chat/follow.py) replays a saved answer and then tails it, from any process.
 """
 
 import asyncio
-import json
 import logging
 import math
 import threading
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from datetime import timedelta
 from typing import Any, cast
 
 from sqlalchemy import Table, bindparam, select, update
@@ -23,24 +21,18 @@ from sqlalchemy import Table, bindparam, select, update
 from functions.chat.context import Prompt
 from functions.chat.scheduler import Event
 from functions.chat.service import ChatModel, PerLoop
+from functions.chat.sse import sse
 from model.sampling import SamplingParams
-from model.tokenizer import TextStreamer, Tokenizer
+from model.tokenizer import TextStreamer
 from shared import ratelimit
 from shared.database import get_sessionmaker, writing
 from shared.models import Conversation, Message, utcnow
-from shared.settings import get_settings
 
 log = logging.getLogger("slm.chat")
 STOP_POLL_TOKENS = 8  # the database stop flag is read every few tokens (works across processes and Lambda)
 SAVE_INTERVAL_SECONDS = 0.25  # how often the answers that grew are written (a follower polls as often)
 HEARTBEAT_SECONDS = 1.0  # an answer with nothing new (still queued) is written this often: it is alive
-FOLLOW_POLL_SECONDS = 0.25
 _running: set[asyncio.Task[None]] = set()
-
-
-def sse(event: str, data: dict[str, Any], event_id: int | None = None) -> bytes:
-    head = f"id: {event_id}\n" if event_id is not None else ""
-    return f"{head}event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n".encode()
 
 
 @dataclass
@@ -52,7 +44,8 @@ class Turn:
     params: SamplingParams
     context: dict[str, int]  # meta.context: the prompt's tokens, its limit, the window, messages dropped
     title: str
-    user_id: int  # whose day of generated tokens this answer counts against
+    user_id: int  # whose answer: the conversation's owner
+    reserved: ratelimit.Taken  # the tokens reserved from the user's day; the final save gives back the rest
 
 
 @dataclass
@@ -250,6 +243,7 @@ async def save_partial(generations: list[Generation]) -> set[int]:
         rows.append(
             {
                 "message_id": generation.turn.assistant_message_id,
+                "of": generation.turn.conversation_id,
                 "new_content": answer.text,
                 "new_count": len(answer.ids),
                 "new_ids": " ".join(map(str, answer.ids)),
@@ -258,7 +252,11 @@ async def save_partial(generations: list[Generation]) -> set[int]:
         )
     statement = (
         update(table)
-        .where(table.c.id == bindparam("message_id"), table.c.finish_reason.is_(None))
+        .where(
+            table.c.id == bindparam("message_id"),
+            table.c.conversation_id == bindparam("of"),  # the key names the owner: never another row
+            table.c.finish_reason.is_(None),
+        )
         .values(
             content=bindparam("new_content"),
             token_count=bindparam("new_count"),
@@ -331,23 +329,26 @@ async def stops_requested(conversation_ids: set[int]) -> set[int]:
 
 async def save_answer(turn: Turn, answer: Answer, finish_reason: str) -> None:
     """The final save, one transaction: the answer with its finish reason, its conversation's
-    updated_at and cleared stop flag, and the answer's tokens counted against the user's day. The limit
-    counts best-effort: when that transaction fails, the answer is saved again without the count (an
-    answer deleted meanwhile updates nothing)."""
+    updated_at and cleared stop flag, and the tokens of the day's reservation it did not use given back.
+    The limit settles best-effort: when that transaction fails, the answer is saved again alone. Every
+    statement is keyed by the answer's conversation and its owner: an answer or a conversation deleted
+    meanwhile updates nothing, and nothing is ever inserted."""
     try:
-        await _final_save(turn, answer, finish_reason, count=True)
+        await _final_save(turn, answer, finish_reason, settle=True)
     except Exception:
-        log.warning("could not save the answer with its token count: saving it alone", exc_info=True)
-        await _final_save(turn, answer, finish_reason, count=False)
+        log.warning("could not save the answer and settle its tokens: saving it alone", exc_info=True)
+        await _final_save(turn, answer, finish_reason, settle=False)
 
 
-async def _final_save(turn: Turn, answer: Answer, finish_reason: str, count: bool) -> None:
+async def _final_save(turn: Turn, answer: Answer, finish_reason: str, settle: bool) -> None:
     messages, conversations = cast(Table, Message.__table__), cast(Table, Conversation.__table__)
     now = utcnow()
     async with get_sessionmaker()() as session, writing(session) as connection:  # Core: two updates
         await connection.execute(
             update(messages)
-            .where(messages.c.id == turn.assistant_message_id)
+            .where(
+                messages.c.id == turn.assistant_message_id, messages.c.conversation_id == turn.conversation_id
+            )
             .values(
                 content=answer.text,
                 token_count=len(answer.ids),
@@ -358,83 +359,9 @@ async def _final_save(turn: Turn, answer: Answer, finish_reason: str, count: boo
         )
         await connection.execute(
             update(conversations)
-            .where(conversations.c.id == turn.conversation_id)
+            .where(conversations.c.id == turn.conversation_id, conversations.c.user_id == turn.user_id)
             .values(updated_at=now, stop_requested_at=None)
         )
-        if count:
-            await ratelimit.count_tokens(turn.user_id, len(answer.ids), session)
+        if settle:
+            await ratelimit.settle(session, turn.reserved, len(answer.ids))
         await session.commit()
-
-
-async def follow(
-    tokenizer: Tokenizer, conversation_id: int, answer: Message, after: int | None
-) -> AsyncIterator[bytes]:
-    """SSE for GET /api/chat/{id}/events: meta, the tokens after index `after` (all of them when None and
-    the answer is in progress), then done. Reads only the database, so any process can serve it."""
-    yield sse(
-        "meta",
-        {
-            "conversation_id": conversation_id,
-            "user_message_id": answer.parent_id,
-            "assistant_message_id": answer.id,
-            "in_progress": answer.finish_reason is None,
-        },
-    )
-    if after is None and answer.finish_reason is not None:
-        yield _end(answer)
-        return
-    sent = after if after is not None else -1  # the last token index the client has
-    streamer, fed = TextStreamer(tokenizer), sent + 1  # tokens up to `fed` are in the streamer or sent
-    prefix = True  # the first tokens after the client's position may complete a character it has
-    stale = timedelta(seconds=get_settings().stale_answer_seconds)
-    while True:
-        # shielded: a client going away cancels this generator, and a database call cancelled midway can
-        # leave its pooled connection hanging (seen with psycopg); the read finishes on its own
-        message = await asyncio.shield(_read_answer(answer.id, stale))
-        if message is None:
-            yield sse("error", {"code": "not_found", "message": "The answer was deleted"})
-            return
-        ids = [int(t) for t in (message.token_ids or "").split()]
-        if prefix and 0 < fed <= len(ids):  # start the streamer where the client's text ends
-            prefix = False
-            streamer.pending = _incomplete_tail(tokenizer, ids[:fed])
-        for i in range(fed, len(ids)):
-            if text := streamer.put(ids[i]):
-                yield sse("token", {"text": text}, event_id=i)
-        fed = max(fed, len(ids))
-        if message.finish_reason is not None:
-            if (tail := streamer.end()) and ids:
-                yield sse("token", {"text": tail}, event_id=len(ids) - 1)
-            yield _end(message)
-            return
-        await asyncio.sleep(FOLLOW_POLL_SECONDS)
-
-
-async def _read_answer(message_id: int, stale: timedelta) -> Message | None:
-    """The answer as saved; one whose generator stopped saving is finalized as interrupted first."""
-    async with get_sessionmaker()() as session:
-        message = await session.get(Message, message_id)
-        if message is not None and message.finish_reason is None and message.updated_at < utcnow() - stale:
-            message.finish_reason = "interrupted"
-            await session.commit()
-        return message
-
-
-def _incomplete_tail(tokenizer: Tokenizer, ids: list[int]) -> list[int]:
-    """The last tokens of `ids` that do not yet make whole characters (the client has not seen them)."""
-    for k in range(min(len(ids), 8)):
-        if not tokenizer.decode(ids[: len(ids) - k]).endswith("\ufffd"):
-            return ids[len(ids) - k :]
-    return []
-
-
-def _end(message: Message) -> bytes:
-    if message.finish_reason == "error":
-        return sse(
-            "error",
-            {"code": "generation_failed", "message": "The answer failed", "assistant_message_id": message.id},
-        )
-    seconds = max((message.updated_at - message.created_at).total_seconds(), 1e-6)
-    tokens = message.token_count or 0
-    done = {"assistant_message_id": message.id, "finish_reason": message.finish_reason, "tokens": tokens}
-    return sse("done", done | {"tokens_per_second": round(tokens / seconds, 1)})

@@ -13,12 +13,13 @@ from typing import Any
 from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
 
-from functions.chat.context import MessageTooLong, fit_window, prompt_limit
+from functions.chat.context import MessageTooLong, Prompt, fit_window, prompt_limit
 from functions.chat.schemas import ANSWER_RESERVE, CompletionCreate
 from functions.chat.service import AdmittedModel, ChatModel, LoadedModel
 from model.sampling import SamplingParams
 from model.tokenizer import TextStreamer
 from shared import ratelimit
+from shared.database import get_sessionmaker, writing
 from shared.deps import ApiUser, SessionDep, SettingsDep
 from shared.errors import APIError, error_responses
 
@@ -57,8 +58,8 @@ class StopText:
         return out, False
 
 
-def _open(model: ChatModel, body: CompletionCreate) -> tuple[AsyncIterator[Any], int, threading.Event]:
-    """Queue the generation now: a bad request (400) or a full queue (503) answers before any chunk."""
+def _prompt(model: ChatModel, body: CompletionCreate) -> tuple[Prompt, SamplingParams]:
+    """The prompt and sampling of a request: a bad request (400) answers before anything is counted."""
     max_new = body.max_completion_tokens or body.max_tokens or ANSWER_RESERVE
     messages = [m.model_dump() for m in body.messages]
     try:
@@ -74,16 +75,23 @@ def _open(model: ChatModel, body: CompletionCreate) -> tuple[AsyncIterator[Any],
         max_new_tokens=max_new,
         seed=body.seed,
     )
-    cancelled = threading.Event()
-    return model.open_stream(prompt.ids, params, cancelled), len(prompt.ids), cancelled
+    return prompt, params
 
 
-async def _generate(model: ChatModel, body: CompletionCreate, user_id: int) -> AsyncIterator[tuple[str, Any]]:
-    """("text", delta) events, then ("finish", reason, prompt_tokens, completion_tokens); the generated
-    tokens count against the user's day."""
-    events, prompt_tokens, cancelled = _open(model, body)
-    streamer, stop, tokens = TextStreamer(model.tokenizer), StopText(body.stops), 0
+async def _generate(
+    model: ChatModel,
+    prompt: Prompt,
+    params: SamplingParams,
+    stops: list[str],
+    user_id: int,
+    reserved: ratelimit.Taken,
+) -> AsyncIterator[tuple[str, Any]]:
+    """("text", delta) events, then ("finish", reason, prompt_tokens, completion_tokens); the tokens of
+    the day's reservation that were not generated are given back at the end."""
+    cancelled, tokens = threading.Event(), 0
     try:
+        events = model.open_stream(prompt.ids, params, cancelled, user_id)  # 503 / 429 before any chunk
+        streamer, stop = TextStreamer(model.tokenizer), StopText(stops)
         async for kind, value in events:
             if kind == "token":
                 tokens += 1
@@ -92,7 +100,7 @@ async def _generate(model: ChatModel, body: CompletionCreate, user_id: int) -> A
                     yield "text", text
                 if hit:  # a stop string: the answer ends before it
                     cancelled.set()
-                    yield "finish", ("stop", prompt_tokens, tokens)
+                    yield "finish", ("stop", len(prompt.ids), tokens)
                     return
             elif kind == "error":
                 raise APIError(500, "generation_failed", str(value))
@@ -100,10 +108,16 @@ async def _generate(model: ChatModel, body: CompletionCreate, user_id: int) -> A
                 text, hit = stop.feed(streamer.end(), final=True)
                 if text:
                     yield "text", text
-                yield "finish", ("stop" if hit else FINISH[value], prompt_tokens, tokens)
+                yield "finish", ("stop" if hit else FINISH[value], len(prompt.ids), tokens)
     finally:
         cancelled.set()  # the client went away (or a stop string was reached): stop generating
-        await asyncio.shield(ratelimit.count_tokens(user_id, tokens))
+        await asyncio.shield(_settle(reserved, tokens))
+
+
+async def _settle(reserved: ratelimit.Taken, generated: int) -> None:
+    async with get_sessionmaker()() as session, writing(session):
+        await ratelimit.settle(session, reserved, generated)
+        await session.commit()
 
 
 def _usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
@@ -124,9 +138,11 @@ def _usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
 async def create_completion(
     body: CompletionCreate, user: ApiUser, session: SessionDep, settings: SettingsDep, model: AdmittedModel
 ) -> Any:
-    await ratelimit.admit_chat(session, user.id, settings)  # the same minute and day as /api/chat
+    prompt, params = _prompt(model, body)
+    # the same minute and day as /api/chat: the answer's tokens are reserved before it starts
+    reserved = await ratelimit.admit_chat(session, user.id, settings, model.budget(prompt.ids, params))
     completion_id, created, name = f"chatcmpl-{uuid.uuid4().hex}", int(time.time()), model_id(model)
-    events = _generate(model, body, user.id)
+    events = _generate(model, prompt, params, body.stops, user.id, reserved)
     if not body.stream:
         parts, finish = [], ("stop", 0, 0)
         async for kind, value in events:

@@ -9,7 +9,7 @@ asyncio loop thread-safely, in one hand-off per step.
 import logging
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -39,15 +39,29 @@ class Job:
     finished: bool = False
     # called once after each scheduler step that emitted to this job: delivers what emit buffered
     flush: Callable[[], None] | None = None
+    owner: int | None = None  # whose share of the scheduler this job takes (a user id)
 
 
 class QueueFull(Exception):
     pass
 
 
+class OwnerFull(Exception):
+    """The job's owner already has max_per_owner jobs in flight or queued."""
+
+
 class Scheduler:
-    def __init__(self, engine: Any, eos_id: int, max_batch: int, max_waiting: int = 64) -> None:
+    def __init__(
+        self,
+        engine: Any,
+        eos_id: int,
+        max_batch: int,
+        max_waiting: int = 64,
+        max_per_owner: int | None = None,
+    ) -> None:
         self.engine, self.eos_id, self.max_batch, self.max_waiting = engine, eos_id, max_batch, max_waiting
+        self.max_per_owner = max_per_owner  # one owner's jobs in flight and queued: a fair share
+        self._owned: Counter[int] = Counter()
         self._waiting: deque[Job] = deque()
         self._active: dict[int, Job] = {}
         self._free = list(range(max_batch - 1, -1, -1))
@@ -58,10 +72,15 @@ class Scheduler:
         self._thread.start()
 
     def submit(self, job: Job) -> int:
-        """Queue a job; returns its queue position (0 = a slot is free, it starts at once)."""
+        """Queue a job; returns its queue position (0 = a slot is free, it starts at once). QueueFull when
+        the queue is full, OwnerFull when the job's owner has its share in flight or queued already."""
         with self._cv:
             if len(self._waiting) >= self.max_waiting:
                 raise QueueFull
+            if job.owner is not None and self.max_per_owner is not None:
+                if self._owned[job.owner] >= self.max_per_owner:
+                    raise OwnerFull
+                self._owned[job.owner] += 1
             self._waiting.append(job)
             position = 0 if len(self._waiting) <= len(self._free) else len(self._waiting) - len(self._free)
             self._cv.notify()
@@ -164,6 +183,11 @@ class Scheduler:
         if job.finished:
             return
         job.finished = True
+        if job.owner is not None and self.max_per_owner is not None:
+            with self._cv:
+                self._owned[job.owner] -= 1
+                if self._owned[job.owner] <= 0:
+                    del self._owned[job.owner]
         if job.slot >= 0 and self._active.get(job.slot) is job:
             del self._active[job.slot]
         if job.slot >= 0:

@@ -12,7 +12,7 @@ from typing import Annotated, Any, Generic, TypeVar
 
 from fastapi import Depends
 
-from functions.chat.scheduler import Event, Job, QueueFull, Scheduler
+from functions.chat.scheduler import Event, Job, OwnerFull, QueueFull, Scheduler
 from model.config import TOKENIZER, CheckpointError, read_config
 from model.runtime import cpu_budget
 from model.sampling import SamplingParams
@@ -118,6 +118,7 @@ class ChatModel:
         self.threads = cpu_budget()
         settings = get_settings()
         self.max_batch, self.max_queue = settings.chat_max_batch, settings.chat_max_queue
+        self.max_per_user = settings.chat_max_streams_per_user
         started = time.perf_counter()
         self.config = read_config(directory)
         self.engine_name = choose_engine(settings.chat_engine, self.config)
@@ -141,7 +142,7 @@ class ChatModel:
         self.block_size: int = self.config["model"]["block_size"]
         # an int8 model's matrices are buffers, not parameters: the count saved with the weights is the truth
         self.parameters: int = int(self.config.get("parameters") or 0)
-        self.scheduler = Scheduler(engine, self.tokenizer.eos_id, self.max_batch, self.max_queue)
+        self.scheduler = self._scheduler(engine)
         self.load_seconds = time.perf_counter() - started
         self._served_first = False
         log.info(
@@ -151,9 +152,14 @@ class ChatModel:
 
     def reopen(self) -> None:
         """A fresh scheduler over the same engine, once a shutdown has closed the last one."""
-        self.scheduler = Scheduler(
-            self.scheduler.engine, self.tokenizer.eos_id, self.max_batch, self.max_queue
-        )
+        self.scheduler = self._scheduler(self.scheduler.engine)
+
+    def _scheduler(self, engine: Any) -> Scheduler:
+        return Scheduler(engine, self.tokenizer.eos_id, self.max_batch, self.max_queue, self.max_per_user)
+
+    def budget(self, prompt: list[int], params: SamplingParams) -> int:
+        """The most tokens an answer to `prompt` can have: what it asked for, within the window."""
+        return min(params.max_new_tokens, self.block_size - len(prompt))
 
     def claim_cold_start(self) -> bool:
         """True for the first request after loading (its answer pays for warm caches)."""
@@ -161,22 +167,32 @@ class ChatModel:
         return first
 
     def open_stream(
-        self, prompt: list[int], params: SamplingParams, cancelled: threading.Event
+        self, prompt: list[int], params: SamplingParams, cancelled: threading.Event, owner: int
     ) -> AsyncIterator[Event]:
-        """Queue one generation now and return its events, ("queue", position) first; setting `cancelled`
-        ends it with ("done", "stopped") within one decode step. A queue that filled since the route's
-        check is a 503 `overloaded` here, before any response is sent."""
+        """Queue one generation of user `owner` now and return its events, ("queue", position) first;
+        setting `cancelled` ends it with ("done", "stopped") within one decode step. Before any response
+        is sent: a queue that filled since the route's check is a 503 `overloaded`, and a user who has
+        chat_max_streams_per_user answers in flight or queued already a 429."""
         outbox = outboxes.get()
         queue: asyncio.Queue[Event] = asyncio.Queue()
-        budget = min(params.max_new_tokens, self.block_size - len(prompt))
 
         def emit(event: Event) -> None:
             outbox.put(queue, event)
 
+        job = Job(
+            prompt, params, self.budget(prompt, params), emit, cancelled, flush=outbox.flush, owner=owner
+        )
         try:
-            position = self.scheduler.submit(Job(prompt, params, budget, emit, cancelled, flush=outbox.flush))
+            position = self.scheduler.submit(job)
         except QueueFull as exc:
             raise overloaded() from exc
+        except OwnerFull as exc:
+            raise APIError(
+                429,
+                "too_many_streams",
+                f"You have {self.max_per_user} answers in progress already: wait for one to end (or stop it)",
+                headers={"Retry-After": str(OVERLOADED_RETRY_SECONDS)},
+            ) from exc
 
         async def events() -> AsyncIterator[Event]:
             yield ("queue", position)  # always first: 0 means it starts at once

@@ -2,15 +2,16 @@
 switch branch, delete, export, and stop the answer in flight."""
 
 import json
-from typing import Annotated
+from typing import Annotated, cast
 
 from fastapi import APIRouter, Query, Response, status
-from sqlalchemy import func, select
+from sqlalchemy import Table, func, select
 from sqlalchemy.orm import selectinload
 
 from shared.app import Component, create_app
-from shared.crud import get_own_conversation
-from shared.deps import ConversationId, CurrentUser, SessionDep
+from shared.crud import get_own_conversation, insert_within_cap, too_many_conversations
+from shared.database import writing
+from shared.deps import ConversationId, CurrentUser, SessionDep, SettingsDep
 from shared.errors import error_responses, not_found
 from shared.models import Conversation, utcnow
 from shared.schemas import (
@@ -29,6 +30,7 @@ from shared.tree import Tree, active_branch, context_window, finalize_stale
 
 router = APIRouter(prefix="/api/conversations", tags=["conversations"], responses=error_responses(401, 404))
 DEFAULT_TITLE = "New chat"
+CONVERSATIONS = cast(Table, Conversation.__table__)
 
 
 @router.get("", response_model=ConversationsPublic)
@@ -57,14 +59,22 @@ async def read_conversations(
     return ConversationsPublic(items=items, total=total or 0, limit=limit, offset=offset)
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, response_model=ConversationPublic)
+@router.post(
+    "", status_code=status.HTTP_201_CREATED, response_model=ConversationPublic, responses=error_responses(429)
+)
 async def create_conversation(
-    body: ConversationCreate, user: CurrentUser, session: SessionDep
-) -> Conversation:
-    conversation = Conversation(user_id=user.id, title=body.title or DEFAULT_TITLE)
-    session.add(conversation)
-    await session.commit()
-    return conversation
+    body: ConversationCreate, user: CurrentUser, session: SessionDep, settings: SettingsDep
+) -> ConversationPublic:
+    """A new conversation; at most max_conversations_per_user of them."""
+    cap, now, title = settings.max_conversations_per_user, utcnow(), body.title or DEFAULT_TITLE
+    values = {"user_id": user.id, "title": title, "created_at": now, "updated_at": now}
+    async with writing(session):
+        conversation_id = await insert_within_cap(session, CONVERSATIONS, user.id, cap, values)
+        if conversation_id is None:
+            await session.rollback()
+            raise too_many_conversations(cap)
+        await session.commit()
+    return ConversationPublic(id=conversation_id, title=title, created_at=now, updated_at=now)
 
 
 def detail(conversation: Conversation) -> ConversationDetail:

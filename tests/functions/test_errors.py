@@ -90,14 +90,15 @@ def test_tampered_wrongly_signed_expired_and_unsigned_tokens_are_401(client: Tes
     now = datetime.now(UTC)
     head, payload, signature = user.token.split(".")
     tampered = ".".join([head, payload, signature[:-2] + ("AA" if signature[-2:] != "AA" else "BB")])
-    other_key = create_access_token(user.id, "another-key-that-is-long-enough-12345", 60)
-    expired = create_access_token(user.id, SECRET, 60, now=now - timedelta(hours=2))
+    subject = jwt.decode(user.token, options={"verify_signature": False})["sub"]  # the real one: only the
+    other_key = create_access_token(subject, "another-key-that-is-long-enough-12345", 60)
+    expired = create_access_token(subject, SECRET, 60, now=now - timedelta(hours=2))  # flaw is refused
     unsigned = jwt.encode(
-        {"sub": str(user.id), "iat": now, "exp": now + timedelta(hours=1)}, None, algorithm="none"
+        {"sub": subject, "iat": now, "exp": now + timedelta(hours=1)}, None, algorithm="none"
     )
-    no_exp = jwt.encode({"sub": str(user.id), "iat": now}, SECRET, algorithm="HS256")
+    no_exp = jwt.encode({"sub": subject, "iat": now}, SECRET, algorithm="HS256")
     hs512 = jwt.encode(
-        {"sub": str(user.id), "iat": now, "exp": now + timedelta(hours=1)}, SECRET, algorithm="HS512"
+        {"sub": subject, "iat": now, "exp": now + timedelta(hours=1)}, SECRET, algorithm="HS512"
     )
     for token in (tampered, other_key, expired, unsigned, no_exp, hs512):
         response = client.get("/api/auth/me", headers={"Authorization": f"Bearer {token}"})

@@ -5,9 +5,13 @@ import pytest
 from shared.security import (
     InvalidToken,
     create_access_token,
-    decode_access_token,
+    create_device_token,
+    decode_device_token,
+    decode_token,
     hash_password,
+    hash_password_async,
     verify_password,
+    verify_password_async,
 )
 
 KEY = "unit-test-key-that-is-long-enough-123456"
@@ -37,24 +41,66 @@ def test_verify_never_matches_a_longer_password() -> None:
 def test_token_round_trip_has_sub_iat_exp() -> None:
     import jwt
 
-    token = create_access_token(42, KEY, 5)
+    token = create_access_token("a1b2c3", KEY, 5, version=3)
     claims = jwt.decode(token, KEY, algorithms=["HS256"])
-    assert claims["sub"] == "42" and claims["exp"] - claims["iat"] == 300
-    assert decode_access_token(token, KEY) == 42
+    assert claims["sub"] == "a1b2c3" and claims["exp"] - claims["iat"] == 300
+    assert decode_token(token, KEY) == ("a1b2c3", 3)
 
 
 @pytest.mark.parametrize(
     "token",
     [
-        create_access_token(1, "some-other-key-that-is-long-enough-000", 5),
-        create_access_token(1, KEY, 5, now=datetime.now(UTC) - timedelta(minutes=10)),
+        create_access_token("s", "some-other-key-that-is-long-enough-000", 5),
+        create_access_token("s", KEY, 5, now=datetime.now(UTC) - timedelta(minutes=10)),
+        create_device_token("s", KEY, 30),  # a device token is no access token
         "garbage",
         "",
     ],
 )
 def test_decode_refuses_bad_tokens(token: str) -> None:
     with pytest.raises(InvalidToken):
-        decode_access_token(token, KEY)
+        decode_token(token, KEY)
+
+
+def test_device_tokens_name_the_account_and_a_device_of_their_own() -> None:
+    first, second = create_device_token("subj", KEY, 30), create_device_token("subj", KEY, 30)
+    (subject, device), (_, other) = decode_device_token(first, KEY), decode_device_token(second, KEY)  # type: ignore[misc]
+    assert subject == "subj" and device != other
+    assert decode_device_token(create_access_token("subj", KEY, 5), KEY) is None  # nor the other way round
+    assert (
+        decode_device_token(create_device_token("subj", "another-key-that-is-long-enough-0000", 30), KEY)
+        is None
+    )
+    expired = create_device_token("subj", KEY, 1, now=datetime.now(UTC) - timedelta(days=2))
+    assert decode_device_token(expired, KEY) is None and decode_device_token("", KEY) is None
+
+
+def test_bcrypt_runs_off_the_event_loop() -> None:
+    """While checks run, the event loop keeps turning: a ticker counts its turns during 4 checks at once
+    (on the loop, bcrypt would hold it for the whole of each check and the ticker would not run)."""
+    import asyncio
+
+    hashed = hash_password("correct horse", rounds=10)
+
+    async def scenario() -> tuple[list[bool], int, str]:
+        ticks = 0
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while True:
+                ticks += 1
+                await asyncio.sleep(0)
+
+        task = asyncio.create_task(ticker())
+        guesses = ("correct horse", "wrong", "x", "y")
+        results = await asyncio.gather(*(verify_password_async(p, hashed, rounds=10) for p in guesses))
+        task.cancel()
+        return results, ticks, await hash_password_async("s3cret words", rounds=4)
+
+    results, ticks, new_hash = asyncio.run(scenario())
+    assert results == [True, False, False, False]
+    assert ticks > 10
+    assert verify_password("s3cret words", new_hash, rounds=4)
 
 
 def test_security_module_does_not_import_fastapi() -> None:

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from functions.chat import generation
 from functions.chat.generation import HEARTBEAT_SECONDS, Answer, Saver, save_answer, save_partial
+from shared import ratelimit
 from shared.migrate import sync_url
 from shared.models import Message
 from tests.conftest import register
@@ -27,9 +28,29 @@ class Stream:
     cancelled: threading.Event = field(default_factory=threading.Event)
 
 
-def _streams(client: TestClient, database_url: str, count: int) -> list[Stream]:
-    """`count` conversations of one user, each with an empty assistant message in progress."""
-    headers = register(client).headers
+def _reserve(user_id: int, tokens: int) -> ratelimit.Taken:
+    """Reserve an answer's tokens from the user's day, as POST /api/chat does before it starts."""
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    from shared.database import build_engine
+    from shared.settings import get_settings
+
+    async def reserve() -> ratelimit.Taken:
+        engine = build_engine(get_settings().database_url)  # its own: the app's engine lives on its loop
+        try:
+            async with AsyncSession(engine) as session:
+                return await ratelimit.admit_chat(session, user_id, get_settings(), tokens)
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(reserve())
+
+
+def _streams(client: TestClient, database_url: str, count: int, reserve: int = 10) -> list[Stream]:
+    """`count` conversations of one user, each with an empty assistant message in progress and `reserve`
+    tokens reserved for it."""
+    account = register(client)
+    headers = account.headers
     ids = [
         client.post("/api/conversations", json={"title": "t"}, headers=headers).json()["id"]
         for _ in range(count)
@@ -40,7 +61,14 @@ def _streams(client: TestClient, database_url: str, count: int) -> list[Stream]:
         session.add_all(messages)
         session.commit()
         streams = [
-            Stream(SimpleNamespace(conversation_id=c, assistant_message_id=m.id))
+            Stream(
+                SimpleNamespace(
+                    conversation_id=c,
+                    assistant_message_id=m.id,
+                    user_id=account.id,
+                    reserved=_reserve(account.id, reserve),
+                )
+            )
             for c, m in zip(ids, messages, strict=True)
         ]
     engine.dispose()
@@ -170,8 +198,8 @@ def test_the_saver_sets_the_stop_it_reads(client: TestClient, use_database: str,
     assert stream.cancelled.is_set()
 
 
-def _owner_and_tokens(database_url: str, conversation_id: int) -> tuple[int, int | None, object]:
-    """(the conversation's user, that user's tokens counted today, its stop flag)."""
+def _tokens_and_stop(database_url: str, conversation_id: int) -> tuple[int | None, object]:
+    """(the tokens counted today for the conversation's user, its stop flag)."""
     engine = create_engine(sync_url(database_url))
     with engine.connect() as connection:
         user_id, stop = connection.execute(
@@ -181,31 +209,58 @@ def _owner_and_tokens(database_url: str, conversation_id: int) -> tuple[int, int
             text("SELECT count FROM rate_limit_buckets WHERE key = :k"), {"k": f"tokens:user:{user_id}"}
         ).scalar()
     engine.dispose()
-    return user_id, counted, stop
+    return counted, stop
 
 
-def test_the_final_save_writes_the_answer_clears_the_stop_and_counts_the_tokens_in_one_go(
+def test_the_final_save_writes_the_answer_clears_the_stop_and_settles_the_tokens_in_one_go(
     client: TestClient, use_database: str
 ) -> None:
-    (stream,) = _streams(client, use_database, 1)
+    """10 tokens were reserved, 3 generated: the day counts 3."""
+    (stream,) = _streams(client, use_database, 1, reserve=10)
     conversation_id = stream.turn.conversation_id
-    stream.turn.user_id = _owner_and_tokens(use_database, conversation_id)[0]
+    assert _tokens_and_stop(use_database, conversation_id)[0] == 10
     request_stop(use_database, conversation_id)
     for token in (1, 2, 3):
         _grow(stream, token)
     asyncio.run(save_answer(stream.turn, stream.answer, "stopped"))
     assert _saved(use_database, stream.turn.assistant_message_id) == (" t1 t2 t3", 3, "1 2 3", "stopped")
-    _, counted, stop = _owner_and_tokens(use_database, conversation_id)
-    assert counted == 3 and stop is None
+    assert _tokens_and_stop(use_database, conversation_id) == (3, None)
 
 
-def test_a_final_save_whose_token_count_fails_still_saves_the_answer(
+def test_a_late_save_keyed_to_another_conversation_writes_nothing(
     client: TestClient, use_database: str
 ) -> None:
-    """The limit counts best-effort: a counter that cannot be written (a trigger refuses it here) leaves
-    the answer saved, uncounted."""
-    (stream,) = _streams(client, use_database, 1)
-    stream.turn.user_id = _owner_and_tokens(use_database, stream.turn.conversation_id)[0]
+    """Every save names the answer's conversation (and the final one its owner) in its key: a generation
+    whose ids were to land in another user's rows (SQLite used to reuse a deleted conversation's ids)
+    changes nothing there, and settles only its own reservation."""
+    (mine,) = _streams(client, use_database, 1)
+    (theirs,) = _streams(client, use_database, 1)
+    _grow(theirs, 4)
+    asyncio.run(save_answer(theirs.turn, theirs.answer, "eos"))
+    stray = Stream(
+        SimpleNamespace(
+            conversation_id=mine.turn.conversation_id,  # its own conversation, another answer's id
+            assistant_message_id=theirs.turn.assistant_message_id,
+            user_id=mine.turn.user_id,
+            reserved=mine.turn.reserved,
+        )
+    )
+    _grow(stray, 9)
+    asyncio.run(save_partial([stray]))
+    asyncio.run(save_answer(stray.turn, stray.answer, "length"))
+    assert _saved(use_database, theirs.turn.assistant_message_id) == (" t4", 1, "4", "eos")
+    wrong_owner = Stream(SimpleNamespace(**{**vars(mine.turn), "user_id": theirs.turn.user_id}))
+    _grow(wrong_owner, 5)
+    asyncio.run(save_answer(wrong_owner.turn, wrong_owner.answer, "eos"))
+    assert _tokens_and_stop(use_database, theirs.turn.conversation_id)[0] == 1  # theirs: untouched
+
+
+def test_a_final_save_whose_settlement_fails_still_saves_the_answer(
+    client: TestClient, use_database: str
+) -> None:
+    """The limit settles best-effort: a counter that cannot be written (a trigger refuses it here) leaves
+    the answer saved and the whole reservation counted."""
+    (stream,) = _streams(client, use_database, 1, reserve=10)
     _grow(stream, 7)
     engine = create_engine(sync_url(use_database))
     sqlite = use_database.startswith("sqlite")
@@ -213,7 +268,7 @@ def test_a_final_save_whose_token_count_fails_still_saves_the_answer(
         if sqlite:
             connection.execute(
                 text(
-                    "CREATE TRIGGER refuse_counts BEFORE INSERT ON rate_limit_buckets "
+                    "CREATE TRIGGER refuse_counts BEFORE UPDATE ON rate_limit_buckets "
                     "BEGIN SELECT RAISE(ABORT, 'refused'); END"
                 )
             )
@@ -226,7 +281,7 @@ def test_a_final_save_whose_token_count_fails_still_saves_the_answer(
             )
             connection.execute(
                 text(
-                    "CREATE TRIGGER refuse_counts BEFORE INSERT ON rate_limit_buckets "
+                    "CREATE TRIGGER refuse_counts BEFORE UPDATE ON rate_limit_buckets "
                     "FOR EACH ROW EXECUTE FUNCTION refuse_counts()"
                 )
             )
@@ -241,4 +296,4 @@ def test_a_final_save_whose_token_count_fails_still_saves_the_answer(
                 connection.execute(text("DROP FUNCTION refuse_counts()"))
         engine.dispose()
     assert _saved(use_database, stream.turn.assistant_message_id) == (" t7", 1, "7", "eos")
-    assert _owner_and_tokens(use_database, stream.turn.conversation_id)[1] is None
+    assert _tokens_and_stop(use_database, stream.turn.conversation_id)[0] == 10
