@@ -66,6 +66,43 @@ class BodyLimitMiddleware:
         await JSONResponse(body, status_code=413)(scope, receive, send)
 
 
+# What every answer carries. The app's pages get their own Content-Security-Policy (with the hashes of
+# their inline scripts, infra/router); an API answer needs none of what a page does.
+API_POLICY = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'"
+SECURITY_HEADERS = {
+    "x-content-type-options": "nosniff",
+    "x-frame-options": "DENY",
+    "referrer-policy": "no-referrer",
+    "cross-origin-opener-policy": "same-origin",
+}
+
+
+class SecurityHeadersMiddleware:
+    """Browser security headers on every response (pages, API answers, errors, streams): nosniff, no
+    framing, no referrer, and a Content-Security-Policy unless the response set its own."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                present = {name.lower() for name, _ in headers}
+                for name, value in SECURITY_HEADERS.items():
+                    if name.encode() not in present:
+                        headers.append((name.encode(), value.encode()))
+                if b"content-security-policy" not in present:
+                    headers.append((b"content-security-policy", API_POLICY.encode()))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
 def _replay(messages: list[Message], then: Receive | None = None) -> Receive:
     """A receive() that returns the buffered messages first, then defers to the real one."""
 
@@ -109,9 +146,8 @@ def create_app(title: str, components: Sequence[Component]) -> FastAPI:
     app = FastAPI(
         title=title,
         lifespan=lifespan,
-        docs_url="/api/docs",
+        docs_url=None,  # served from local files below, never from a CDN on the app's origin
         openapi_url="/api/openapi.json",
-        swagger_ui_oauth2_redirect_url="/api/docs/oauth2-redirect",
         redoc_url=None,
         responses=COMMON_ERRORS,
     )
@@ -142,5 +178,45 @@ def create_app(title: str, components: Sequence[Component]) -> FastAPI:
             allow_methods=["*"],
             allow_headers=["Authorization", "Content-Type"],
         )
+    if settings.env != "production":
+        serve_docs(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(SecurityHeadersMiddleware)  # outermost: every answer, errors included
     return app
+
+
+DOCS_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{title} API</title>
+<link rel="stylesheet" href="/api/docs/assets/swagger-ui.css"></head>
+<body><div id="swagger-ui"></div>
+<script src="/api/docs/assets/swagger-ui-bundle.js"></script>
+<script src="/api/docs/init.js"></script></body></html>
+"""
+DOCS_INIT = """SwaggerUIBundle({url: "/api/openapi.json", dom_id: "#swagger-ui", deepLinking: true});\n"""
+DOCS_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+    "connect-src 'self'; object-src 'none'; base-uri 'self'; frame-ancestors 'none'"
+)
+
+
+def serve_docs(app: FastAPI) -> None:
+    """Interactive docs at /api/docs outside production, from the swagger-ui-bundle package's own files
+    (a development requirement): no script from another origin, none inline. Off in production."""
+    try:
+        from swagger_ui_bundle import swagger_ui_path
+    except ImportError:
+        return
+    from fastapi.responses import HTMLResponse, Response
+    from fastapi.staticfiles import StaticFiles
+
+    app.mount("/api/docs/assets", StaticFiles(directory=swagger_ui_path), name="docs-assets")
+
+    @app.get("/api/docs", include_in_schema=False)
+    async def read_docs() -> HTMLResponse:
+        return HTMLResponse(
+            DOCS_PAGE.format(title=app.title), headers={"Content-Security-Policy": DOCS_POLICY}
+        )
+
+    @app.get("/api/docs/init.js", include_in_schema=False)
+    async def read_docs_init() -> Response:
+        return Response(DOCS_INIT, media_type="text/javascript")

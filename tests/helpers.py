@@ -67,3 +67,14 @@ def request_stop(database_url: str, conversation_id: int) -> None:
             {"c": conversation_id},
         )
     engine.dispose()
+
+
+def within_one_window(seconds_needed: float) -> None:
+    """Return when at least `seconds_needed` are left in the current minute (waiting for the next one if
+    not). The limits count in fixed windows aligned to the minute (60 s, 15 min, an hour and a day all
+    start on one), so a test that starts here and takes less never sees a counter reset midway."""
+    import time
+
+    left = 60 - time.time() % 60
+    if left < seconds_needed:
+        time.sleep(left + 0.01)  # until the next minute starts

@@ -3,6 +3,8 @@
 uvicorn infra.router.app:app --port 8000      (what `make run` starts)
 """
 
+import json
+import logging
 from pathlib import Path
 
 from fastapi import FastAPI, Request
@@ -16,6 +18,7 @@ from shared.errors import error_response
 from shared.settings import get_settings
 
 API_PREFIXES = ("api/", "v1/")
+log = logging.getLogger("slm")
 
 
 def route_table(app: FastAPI) -> set[tuple[str, str]]:
@@ -24,26 +27,49 @@ def route_table(app: FastAPI) -> set[tuple[str, str]]:
     return {(method.upper(), path) for path, item in paths.items() for method in item}
 
 
+def page_policy(root: Path) -> str:
+    """The pages' Content-Security-Policy, written beside them by the frontend's build (frontend/scripts/
+    csp.mjs: scripts from this origin and the export's own inline scripts, by hash)."""
+    try:
+        return str(json.loads((root / "_csp.json").read_text())["policy"])
+    except (OSError, ValueError, KeyError):
+        log.warning("%s/_csp.json is missing: rebuild the frontend (make frontend)", root)
+        return "default-src 'self'; script-src 'self'; object-src 'none'; base-uri 'self'; frame-ancestors 'none'"
+
+
+def _file(root: Path, candidate: str) -> Path | None:
+    """root/candidate when it is a file inside root (a name the file system refuses is no file)."""
+    try:
+        file = (root / candidate).resolve()
+        return file if file.is_file() and file.is_relative_to(root) else None
+    except (OSError, ValueError):
+        return None
+
+
 def serve_frontend(app: FastAPI, root: Path) -> None:
-    """Serve Next.js's static export: /chat -> chat.html, /x/ -> x/index.html, unknown -> 404.html."""
+    """Serve Next.js's static export: /chat -> chat.html, /x/ -> x/index.html, unknown -> 404.html; every
+    page with its Content-Security-Policy."""
     root = root.resolve()
+    policy = page_policy(root) if root.is_dir() else ""
 
     # HEAD too: Next's prefetch and uptime checks send it
     @app.api_route("/{path:path}", methods=["GET", "HEAD"], include_in_schema=False)
     async def read_frontend(path: str, request: Request) -> Response:
-        if path.startswith(API_PREFIXES) or path in ("api", "v1"):
+        if path.startswith(API_PREFIXES) or path in ("api", "v1") or "\x00" in path:
             return error_response(404, "not_found", "No such route")
         if not root.is_dir():
             return error_response(404, "frontend_not_built", "The frontend is not built: run `make frontend`")
         path = path.strip("/")
         for candidate in (path, f"{path}.html", f"{path}/index.html" if path else "index.html"):
-            file = (root / candidate).resolve()
-            if file.is_file() and file.is_relative_to(root):
-                return FileResponse(file)
-        missing = root / "404.html"
-        if missing.is_file():
-            return FileResponse(missing, status_code=404)
+            if (file := _file(root, candidate)) is not None:
+                return _page(file)
+        if (missing := _file(root, "404.html")) is not None:
+            return _page(missing, status_code=404)
         return error_response(404, "not_found", "No such page")
+
+    def _page(file: Path, status_code: int = 200) -> FileResponse:
+        headers = {"Content-Security-Policy": policy} if file.suffix == ".html" else None
+        return FileResponse(file, status_code=status_code, headers=headers)
 
 
 app = create_app("slm", [auth, conversations, chat])

@@ -9,6 +9,10 @@
 // that registers and chats too, e.g. --test-name-pattern="register|Stop".
 //
 // Screenshots (1280 px and 375 px wide) land in artifacts/e2e/, with the server's log.
+//
+// SLM_E2E_BASE_URL=https://127.0.0.1:8443 runs the tests against a server already running there instead (the
+// compose stack: tests/deploy), accepting its self-signed certificate; Node's fetch needs it in
+// NODE_EXTRA_CA_CERTS. The test that kills a server of its own is skipped then.
 
 import assert from "node:assert/strict";
 import { spawn, spawnSync } from "node:child_process";
@@ -27,11 +31,14 @@ const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
 const ARTIFACTS = path.join(ROOT, "artifacts/e2e");
 const ANSWER_TIMEOUT = 180_000; // a whole answer on a busy CPU
 const PASSWORD = "correct horse battery";
+const EXTERNAL = process.env.SLM_E2E_BASE_URL?.replace(/\/$/, "");
 
 let browser, base, workdir, serverEnv;
 const servers = new Set(); // every server process this file started, stopped in after()
 const users = { first: `first-${Date.now()}@example.com`, second: `second-${Date.now()}@example.com` };
 const offOrigin = []; // requests to anywhere but the app's own server (fonts, CDNs, telemetry): none allowed
+const cspViolations = []; // what the Content-Security-Policy refused (an inline script without its hash, ...)
+const pagesWithoutPolicy = []; // documents served without the security headers
 const state = {}; // what one test leaves for the next: the first user's page, conversation ids, texts
 
 function freePort() {
@@ -64,13 +71,15 @@ async function waitForHealth(url, child, seconds) {
   throw new Error(`the server was not healthy after ${seconds} s: ${last}`);
 }
 
-/** `make run`'s server (uvicorn infra.router.app:app) on this port, its output appended to a log. */
+/** `make run` itself on this port (migrate, then uvicorn infra.router.app:app), its output appended to a log;
+ *  in a process group of its own, so that stopping it stops make and its server together. */
 async function startServer(port, logName, env = {}) {
   const log = openSync(path.join(ARTIFACTS, logName), "a");
-  const child = spawn(PYTHON, ["-m", "uvicorn", "infra.router.app:app", "--host", "127.0.0.1", "--port", String(port)], {
+  const child = spawn("make", ["--no-print-directory", "run", "HOST=127.0.0.1", `PORT=${port}`], {
     cwd: ROOT,
     env: { ...serverEnv, ...env },
     stdio: ["ignore", log, log],
+    detached: true,
   });
   servers.add(child);
   child.once("exit", () => servers.delete(child));
@@ -81,14 +90,12 @@ async function startServer(port, logName, env = {}) {
 async function stopServer(child, signal = "SIGTERM") {
   if (child.exitCode !== null || child.signalCode !== null) return;
   const exited = new Promise((resolve) => child.once("exit", resolve));
-  child.kill(signal);
+  process.kill(-child.pid, signal); // the whole group: make and the uvicorn it started
   await exited;
 }
 
-before(async () => {
+async function startOwnServer() {
   assert.ok(existsSync(path.join(ROOT, "frontend/out/index.html")), "build the web app first: make frontend");
-  assert.ok(existsSync(CHROMIUM), `${CHROMIUM} is missing: apt-get install chromium (see DEVELOPERS.md)`);
-  mkdirSync(ARTIFACTS, { recursive: true });
   rmSync(path.join(ARTIFACTS, "server.log"), { force: true });
   workdir = mkdtempSync(path.join(tmpdir(), "slm-e2e-"));
   serverEnv = {
@@ -101,6 +108,13 @@ before(async () => {
   const port = await freePort();
   base = `http://127.0.0.1:${port}`;
   await startServer(port, "server.log");
+}
+
+before(async () => {
+  assert.ok(existsSync(CHROMIUM), `${CHROMIUM} is missing: apt-get install chromium (see DEVELOPERS.md)`);
+  mkdirSync(ARTIFACTS, { recursive: true });
+  if (EXTERNAL) base = EXTERNAL;
+  else await startOwnServer();
   browser = await chromium.launch({
     executablePath: CHROMIUM,
     args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
@@ -114,12 +128,30 @@ after(async () => {
 });
 
 async function newPage(width = 1280, height = 800, origin = base, colorScheme = "dark") {
-  const context = await browser.newContext({ viewport: { width, height }, baseURL: origin, colorScheme });
+  const ignoreHTTPSErrors = Boolean(EXTERNAL); // its placeholder certificate is self-signed
+  const context = await browser.newContext({ viewport: { width, height }, baseURL: origin, colorScheme, ignoreHTTPSErrors });
   const page = await context.newPage();
   page.setDefaultTimeout(30_000);
   page.on("request", (request) => {
     const url = request.url();
     if (!url.startsWith(`${origin}/`) && !/^(data|blob):/.test(url)) offOrigin.push(url);
+  });
+  // Chromium reports every refusal of the policy on the console ("Refused to execute inline script because
+  // it violates the following Content Security Policy directive ...")
+  page.on("console", (message) => {
+    if (/Content[ -]Security[ -]Policy/i.test(message.text())) cspViolations.push(message.text());
+  });
+  page.on("response", async (response) => {
+    if (response.request().resourceType() !== "document") return;
+    const headers = await response.allHeaders();
+    const policy = headers["content-security-policy"] ?? "";
+    const ok =
+      /script-src 'self'/.test(policy) &&
+      /frame-ancestors 'none'/.test(policy) &&
+      headers["x-content-type-options"] === "nosniff" &&
+      headers["x-frame-options"] === "DENY" &&
+      Boolean(headers["referrer-policy"]);
+    if (!ok) pagesWithoutPolicy.push(`${response.url()}: ${JSON.stringify(headers)}`);
   });
   return page;
 }
@@ -398,7 +430,8 @@ test("a second user sees none of the first user's conversations; their list page
   await page.context().close();
 });
 
-test("when the connection breaks mid-answer, the partial answer stays, with a Retry that adds another version", async () => {
+const ownServerOnly = { skip: EXTERNAL && "it starts and kills a server of its own: make test-e2e runs it" };
+test("when the connection breaks mid-answer, the partial answer stays, with a Retry that adds another version", ownServerOnly, async () => {
   const port = await freePort(); // a server of its own, to kill
   let server = await startServer(port, "server-killed.log");
   const page = await newPage(1280, 800, `http://127.0.0.1:${port}`);
@@ -621,5 +654,7 @@ test("the theme follows the system until one is picked, which is kept; the model
   await page.getByRole("button", { name: "Log out" }).click();
   await page.waitForURL(/\/login$/);
   assert.deepEqual(offOrigin, [], "the app fetched nothing from another origin");
+  assert.deepEqual(pagesWithoutPolicy, [], "every page came with its Content-Security-Policy and headers");
+  assert.deepEqual(cspViolations, [], "the pages ran with the policy on and it refused nothing");
   await page.context().close();
 });
