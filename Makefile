@@ -11,7 +11,7 @@ export PYTHONPATH := $(CURDIR)
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 export NEXT_TELEMETRY_DISABLED := 1
 # The web app is rebuilt only when one of its sources is newer than the last build.
-FRONTEND_SOURCES := $(shell find frontend/app frontend/components frontend/lib frontend/public -type f 2>/dev/null) \
+FRONTEND_SOURCES := $(shell find frontend/app frontend/components frontend/lib frontend/public frontend/scripts -type f 2>/dev/null) \
 	$(wildcard frontend/*.json frontend/*.ts frontend/*.mjs)
 
 .PHONY: help venv run migrate test lint typecheck pytest chat corpus tokenizer train clean frontend lint-frontend test-frontend test-e2e
@@ -39,10 +39,14 @@ frontend/out/index.html: frontend/node_modules/.package-lock.json $(FRONTEND_SOU
 	cd frontend && nice npm run build
 	touch $@
 
+# The limits count client addresses as the socket gives them: no X-Forwarded-For is believed unless you name
+# the proxy in front, e.g. make run FORWARDED_ALLOW_IPS=10.0.0.5 (uvicorn then believes that address only).
+FORWARDED_ALLOW_IPS ?=
 run: venv migrate frontend  ## start the whole app on http://localhost:8000
-	$(BIN)/uvicorn infra.router.app:app --host $(HOST) --port $(PORT)
+	$(BIN)/uvicorn infra.router.app:app --host $(HOST) --port $(PORT) \
+		$(if $(FORWARDED_ALLOW_IPS),--proxy-headers --forwarded-allow-ips $(FORWARDED_ALLOW_IPS),--no-proxy-headers)
 
-test: lint typecheck lint-frontend pytest test-frontend test-e2e  ## every test: ruff, mypy, pytest, ESLint + tsc, the web app's unit and browser tests
+test: lint typecheck lint-frontend pytest test-frontend test-e2e test-deploy  ## every test: ruff, mypy, pytest, ESLint + tsc, the web app's unit and browser tests, the deployment (with a Docker engine)
 
 lint: venv
 	$(BIN)/ruff check .
