@@ -6,6 +6,13 @@
 # CERTBOT_STAGING=1 uses Let's Encrypt's staging server (no rate limits, untrusted certificates).
 set -u
 : "${DOMAIN:?set DOMAIN}"
+# PID 1 of its container: a shell there ignores SIGTERM unless it traps it, and only runs the trap once
+# its foreground command ends, so every wait is a background sleep that `wait` leaves at once on a signal.
+trap 'exit 0' TERM INT
+pause() {
+    sleep "$1" &
+    wait $!
+}
 live="/etc/letsencrypt/live/$DOMAIN"
 webroot=/var/www/certbot
 staging=""
@@ -33,13 +40,13 @@ case "$DOMAIN" in
 esac
 if [ -z "${CERTBOT_EMAIL:-}" ] || [ "$is_ip" = yes ]; then
     echo "slm: CERTBOT_EMAIL unset or DOMAIN is an IP address: keeping the self-signed certificate"
-    while :; do sleep 86400; done
+    while :; do pause 86400; done
 fi
 
 while :; do
     if [ -f "$live/.placeholder" ]; then
-        issue || { sleep 3600; continue; }
+        issue || { pause 3600; continue; }
     fi
     certbot renew --webroot -w "$webroot" --quiet
-    sleep 43200
+    pause 43200
 done

