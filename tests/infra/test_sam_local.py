@@ -1,8 +1,9 @@
-"""`sam local invoke` without a Docker engine: every function is run on each of its events in
-infra/events/ with exactly the environment SAM would give it — the template's variables (with
-UseSecretsManager=false), overridden by infra/events/local-env.json, over the image's own ENV — in a
-fresh process of its own. Auth and conversations are invoked through their Mangum handlers; chat the way
-Lambda Web Adapter invokes it: the Function URL event becomes an HTTP request to its uvicorn app."""
+"""`sam local invoke` without a Docker engine (tests/deploy runs the real one where an engine answers):
+every function is run on each of its events in infra/events/ with exactly the environment SAM would give
+it — the template's variables (with UseSecretsManager=false), overridden by infra/events/local-env.json,
+over the image's own ENV — in a fresh process of its own. Auth and conversations are invoked through their
+Mangum handlers; chat the way Lambda Web Adapter invokes it: the Function URL event becomes an HTTP request
+to its uvicorn app."""
 
 import json
 import re
@@ -82,6 +83,9 @@ def sam_env(logical_id: str, name: str, tmp: Path) -> dict[str, str]:
     env = image_env(name, tmp)
     for key, value in declared.items():
         env[key] = overrides.get(key, value if isinstance(value, str) else "")
+    # local-env.json's database is the PostgreSQL container that a real `sam local invoke` runs beside the
+    # functions (tests/deploy); without a Docker engine, one SQLite file stands in for it
+    env["SLM_DATABASE_URL"] = f"sqlite+aiosqlite:///{tmp}/slm_chat.db"
     return env
 
 
@@ -146,5 +150,5 @@ def test_each_handler_answers_each_of_its_events_with_the_local_env_file(tmp_pat
     chat = run("ChatFunction", "chat", events_of("chat"), token, tmp_path)
     ((status, body),) = chat
     assert status == 200 and body.splitlines()[0] == "event: meta" and "event: done" in body, body[-500:]
-    # one SQLite file in the container's /tmp served all three, as the images' default says
+    # one database served all three
     assert (tmp_path / "slm_chat.db").is_file()

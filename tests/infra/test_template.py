@@ -142,7 +142,8 @@ def test_functions_read_their_secrets_from_secrets_manager(cfn) -> None:
         # the secret IDs only when UseSecretsManager is "true" (the default; "false" for sam local invoke)
         assert variables["SLM_JWT_SECRET_SECRET_ID"] == {"Fn::If": ["UseSecrets", {"Ref": "JwtSecret"}, ""]}
         assert variables["SLM_DATABASE_URL_SECRET_ID"] == {"Fn::If": ["UseSecrets", database_secret, ""]}
-        assert variables["SLM_JWT_SECRET"] == "" and "SLM_DATABASE_URL" not in variables  # no secret inline
+        assert variables["SLM_JWT_SECRET"] == ""  # no secret inline: the URL is the images' SQLite default
+        assert variables["SLM_DATABASE_URL"] == "sqlite+aiosqlite:////tmp/slm_chat.db"
         assert variables["SLM_ENV"] == "production"
         assert function["Role"] == {"Fn::GetAtt": ["FunctionRole", "Arn"]}
     (policy,) = cfn["Resources"]["FunctionRole"]["Properties"]["Policies"]
@@ -213,3 +214,15 @@ def test_frontend_hosting_is_private_bucket_behind_cloudfront(monkeypatch) -> No
     assert all(bucket["Properties"]["PublicAccessBlockConfiguration"].values())
     (statement,) = cfn["Resources"]["FrontendBucketPolicy"]["Properties"]["PolicyDocument"]["Statement"]
     assert statement["Principal"] == {"Service": "cloudfront.amazonaws.com"}
+
+
+def test_sam_local_can_set_every_variable_of_the_local_env_file() -> None:
+    """`sam local invoke --env-vars` passes only the variables a function declares: local-env.json's key and
+    database reach every function, and the database URL default is the images' own."""
+    declared = load_template()["Globals"]["Function"]["Environment"]["Variables"]
+    local = json.loads((REPO / "infra/events/local-env.json").read_text())["Parameters"]
+    assert set(local) <= set(declared)
+    assert local["SLM_DATABASE_URL"].startswith("postgresql+psycopg://")
+    for name in FUNCTIONS.values():
+        dockerfile = (REPO / "functions" / name / "Dockerfile").read_text()
+        assert f"SLM_DATABASE_URL={declared['SLM_DATABASE_URL']}" in dockerfile, name
