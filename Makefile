@@ -101,3 +101,7 @@ clean:  ## remove the virtual environment, node_modules, builds and caches (keep
 .PHONY: test-infra
 test-infra: venv  ## the deployment checks: template.yaml, compose, Dockerfiles, nginx (needs nginx), EC2 script
 	$(BIN)/python -m pytest tests/infra
+
+.PHONY: test-deploy
+test-deploy: venv frontend/node_modules/.package-lock.json  ## build every image as compose and sam build do, run the stack on 127.0.0.1 and sam local invoke (skipped without a Docker engine; artifacts/deploy)
+	$(BIN)/python -m pytest tests/deploy
