@@ -51,10 +51,16 @@ class APIError(Exception):
         )
 
 
+def _printable(text: str) -> str:
+    """The text with anything that is not Unicode (an unpaired surrogate a client sent) as "?": an error
+    may name what it refuses, and a JSON answer must encode as UTF-8."""
+    return text.encode("utf-8", "replace").decode("utf-8")
+
+
 def error_body(code: str, message: str, fields: dict[str, str] | None = None) -> dict[str, Any]:
-    error: dict[str, Any] = {"code": code, "message": message}
+    error: dict[str, Any] = {"code": code, "message": _printable(message)}
     if fields:
-        error["fields"] = fields
+        error["fields"] = {_printable(k): _printable(v) for k, v in fields.items()}
     return {"error": error}
 
 

@@ -31,7 +31,20 @@ TITLE_MAX = 200
 NOT_BLANK: JsonDict = {"pattern": f"^[^\\x00]*[^\\x00{SPACES}][^\\x00]*$"}
 
 
+def _unicode(value: str) -> str:
+    """Refuses an unpaired surrogate (a JSON "\\ud800" escape without its pair): it is no Unicode text, and
+    nothing can store, hash or tokenize it."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError(
+            "Text must be valid Unicode: it has an unpaired surrogate (\\ud800-\\udfff)"
+        ) from None
+    return value
+
+
 def _storable(value: str) -> str:
+    _unicode(value)
     if "\x00" in value:
         raise ValueError("Text must not contain the NUL character (\\u0000)")
     return value
@@ -40,6 +53,7 @@ def _storable(value: str) -> str:
 # Text that is stored or looked up: PostgreSQL refuses NUL in text (a 500 from the database; a 422 here).
 # An unpaired surrogate (which a JSON \ud800 escape can make) is not UTF-8: strict models refuse it.
 STORABLE = AfterValidator(_storable)
+UNICODE = AfterValidator(_unicode)  # text that is checked or tokenized but never stored (passwords, prompts)
 NO_NUL = "^[^\\x00]*$"
 Text = Annotated[str, Field(json_schema_extra={"pattern": NO_NUL}), STORABLE]
 
@@ -67,8 +81,19 @@ class Output(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
 
-def _email(value: str) -> str:
+EMAIL_MAX = 320
+
+
+def _normalised_email(value: str) -> str:
+    """Trimmed and lowercased, then measured: lowercasing can lengthen ("İ" becomes two characters)."""
     value = value.strip().lower()
+    if len(value) > EMAIL_MAX:
+        raise ValueError(f"An email address has at most {EMAIL_MAX} characters")
+    return value
+
+
+def _email(value: str) -> str:
+    value = _normalised_email(value)
     if not EMAIL_RE.match(value):
         raise ValueError("Enter a valid email address, like name@example.com")
     return value
@@ -78,9 +103,9 @@ class UserCreate(Input):
     # The schema documents what is accepted. A password is at least 8 characters and at most 72 UTF-8 bytes
     # (bcrypt's limit); JSON Schema can only count characters, so it states 72 characters as the maximum.
     email: Annotated[str, STORABLE] = Field(
-        max_length=320, examples=["ada@example.com"], json_schema_extra={"pattern": EMAIL_PATTERN}
+        max_length=EMAIL_MAX, examples=["ada@example.com"], json_schema_extra={"pattern": EMAIL_PATTERN}
     )
-    password: str = Field(
+    password: Annotated[str, UNICODE] = Field(
         max_length=1024,
         description="at least 8 characters, at most 72 bytes (UTF-8)",
         json_schema_extra={"minLength": PASSWORD_MIN_CHARS, "maxLength": BCRYPT_MAX_BYTES},
@@ -104,19 +129,16 @@ class UserCreate(Input):
 
 class UserLogin(Input):
     email: Annotated[str, STORABLE] = Field(
-        min_length=1, max_length=320, json_schema_extra={"pattern": NO_NUL}
+        min_length=1, max_length=EMAIL_MAX, json_schema_extra={"pattern": NO_NUL}
     )
-    password: str = Field(min_length=1, max_length=1024)
+    password: Annotated[str, UNICODE] = Field(min_length=1, max_length=1024)
 
-    @field_validator("email")
-    @classmethod
-    def _normalise(cls, value: str) -> str:
-        return value.strip().lower()
+    _normalise = field_validator("email")(_normalised_email)
 
 
 class PasswordChange(Input):
-    current_password: str = Field(min_length=1, max_length=1024)
-    new_password: str = Field(
+    current_password: Annotated[str, UNICODE] = Field(min_length=1, max_length=1024)
+    new_password: Annotated[str, UNICODE] = Field(
         max_length=1024,
         description="at least 8 characters, at most 72 bytes (UTF-8)",
         json_schema_extra={"minLength": PASSWORD_MIN_CHARS, "maxLength": BCRYPT_MAX_BYTES},
@@ -129,7 +151,9 @@ class PasswordChange(Input):
 
 
 class AccountDelete(Input):
-    password: str = Field(min_length=1, max_length=1024, description="the account's password, to confirm")
+    password: Annotated[str, UNICODE] = Field(
+        min_length=1, max_length=1024, description="the account's password, to confirm"
+    )
 
 
 class ApiKeyCreate(Input):

@@ -6,7 +6,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.json_schema import JsonDict
 
 from model.tokenizer import ANSWER_RESERVE
-from shared.schemas import JSON_NUMBER, JsonFloat, JsonInt, MessageId, Text
+from shared.schemas import JSON_NUMBER, UNICODE, JsonFloat, JsonInt, MessageId, Text
 
 BLOCK_SIZE = 384  # the model's context window (checked against the checkpoint at load)
 # the largest seed: 2**53 - 1, the last integer a JSON number (an IEEE double) holds exactly, so a schema
@@ -91,10 +91,10 @@ class OpenAIMessage(BaseModel):
     model_config = ConfigDict(strict=True)
 
     role: Literal["system", "user", "assistant"]
-    content: str = Field(max_length=MAX_MESSAGE_CHARS * 4)
+    content: Annotated[str, UNICODE] = Field(max_length=MAX_MESSAGE_CHARS * 4)
 
 
-Stop = Annotated[str, Field(min_length=1, max_length=100)]
+Stop = Annotated[str, Field(min_length=1, max_length=100), UNICODE]
 
 
 class StreamOptions(BaseModel):
@@ -108,7 +108,7 @@ class CompletionCreate(BaseModel):
 
     model_config = ConfigDict(extra="allow", strict=True)
 
-    model: str = Field(max_length=200)
+    model: Annotated[str, UNICODE] = Field(max_length=200)
     messages: list[OpenAIMessage] = Field(min_length=1, max_length=200)
     stream: bool = False
     temperature: JsonFloat = Field(default=0.8, ge=0, le=2)
