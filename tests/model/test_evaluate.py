@@ -9,7 +9,7 @@ from pathlib import Path
 
 from model.checkpoint import export_int8, save_checkpoint
 from model.data import encode_item
-from model.evaluate import PROMPTS, count_corpus_tokens, evaluate, held_out_prompts, report_card
+from model.evaluate import PROMPTS, _fmt, count_corpus_tokens, evaluate, held_out_prompts, report_card
 from model.gpt import GPT
 from model.tokenizer import Tokenizer
 
@@ -22,7 +22,25 @@ def test_evaluate_scores_fp32_and_int8_and_the_card_shows_the_change(
     skills = tmp_path / "skills.jsonl"
     rows = [
         {"messages": [{"role": "user", "content": "hi"}], "skill": "echo", "answer": "the cat sat"},
-        {"messages": [{"role": "user", "content": "yes"}], "skill": "echo", "answer": "no"},
+        {
+            "messages": [{"role": "user", "content": "yes"}],
+            "skill": "echo",
+            "answer": "no",
+            "held_out": "problem",
+        },
+        {
+            "messages": [{"role": "user", "content": "a dog"}],
+            "skill": "echo",
+            "answer": "no",
+            "held_out": "phrasing",
+        },
+        {
+            "messages": [{"role": "user", "content": "a cat"}],
+            "skill": "echo",
+            "answer": "?",
+            "held_out": "fact",
+        },
+        {"messages": [{"role": "user", "content": "sky"}, {"role": "assistant", "content": "blue"}]},
     ]
     skills.write_text("".join(json.dumps(r) + "\n" for r in rows))
     chats = [
@@ -34,13 +52,15 @@ def test_evaluate_scores_fp32_and_int8_and_the_card_shows_the_change(
 
     config = json.loads((tmp_path / "int8" / "config.json").read_text())
     config["scores"] = {
-        name: evaluate(tmp_path / name, val, skills, 4, 10, train=train) for name in ("fp32", "int8")
+        name: evaluate(tmp_path / name, val, [skills], 4, 10, train=train) for name in ("fp32", "int8")
     }
     fp32, int8 = config["scores"]["fp32"], config["scores"]["int8"]
     assert set(fp32["val_loss"]) == {"prose", "chat"}
     assert 0 < fp32["val_loss"]["prose"] < 6  # trained on this kind of text: far below ln(320) = 5.77
     assert abs(int8["val_loss"]["prose"] - fp32["val_loss"]["prose"]) < 0.1
+    # new problems and new phrasings apart; a fact never trained on and a row without an answer not asked
     assert fp32["skills"]["questions"] == 2 and 0 <= fp32["skills"]["exact_match"] <= 1
+    assert fp32["skills"]["held_out_phrasings"]["questions"] == 1
     assert list(fp32["samples"]) == PROMPTS
     held = fp32["held_out_without_repeats"]  # prose has no user turns: only the chat source is asked
     assert held["prompts"] == len(held_out_prompts(val, 25)["chat"]) > 0 and list(held["per_source"]) == [
@@ -54,7 +74,27 @@ def test_evaluate_scores_fp32_and_int8_and_the_card_shows_the_change(
     expected_bpb = chat["gpt"]["loss"] * chat["tokens"] / math.log(2) / chat["bytes"]
     assert abs(chat["gpt"]["bits_per_byte"] - expected_bpb) < 1e-3
 
+    files = [{"path": "train/chat.jsonl", "split": "train", "tokens": 10}]
+    wiki = {
+        "kind": "dialogue",
+        "registry": "pypi",
+        "package": "wiki==1",
+        "licence": "CC BY-SA 4.0",
+        "asks": "attribution",
+    }
+    mine = {"kind": "dialogue", "package": "model/corpus/skills.py", "licence": "generated here"}
+    corpus = {
+        "seed": 1,
+        "val_fraction": 0.05,
+        "sources": {"wiki": {**wiki, "files": files}, "mine": {**mine, "files": files}},
+    }
+    config["data"] = {"pretrain": {"corpus": corpus}}
     card = report_card(config)
+    assert "- pypi `wiki==1` (CC BY-SA 4.0): attribution." in card  # what each licence asks of the weights
+    assert "| kind (exact match) | new problems fp32 | int8 | new phrasings fp32 | int8 |" in card
+    echo = [_fmt(fp32["skills"]["per_skill"]["echo"]), _fmt(int8["skills"]["per_skill"]["echo"])]
+    echo += [_fmt(fp32["skills"]["held_out_phrasings"]["per_skill"]["echo"])]
+    assert f"| echo | {' | '.join(echo)} | " in card
     change = int8["val_loss"]["prose"] - fp32["val_loss"]["prose"]
     assert (
         f"| prose | {fp32['val_loss']['prose']:.4f} | {int8['val_loss']['prose']:.4f} | {change:+.4f} |"
