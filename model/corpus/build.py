@@ -22,6 +22,8 @@ from typing import Any
 
 import yaml
 
+from model.checkpoint import DEFAULT_CHECKPOINT
+from model.config import TOKENIZER
 from model.corpus import courtesy, facts, lexicon, phrasing, skills
 from model.corpus.sources import (
     austen_chapters,
@@ -141,7 +143,7 @@ PER_PROBLEM |= {"animal_group": 3, "opposite": 3}
 ALL_TRAINED = {"antonym", "either_or", "capital", "element", "baby_animal", "animal_group", "opposite"}
 EVERYDAY = 3000  # the chat corpora's most frequent words: never held out from spelling or meanings
 COURTESY_N = 9000
-DEFAULT_TOKENIZER = Path("model/checkpoints/default/tokenizer.json")
+DEFAULT_TOKENIZER = DEFAULT_CHECKPOINT / TOKENIZER
 
 
 def sha256(path: Path) -> str:
