@@ -14,7 +14,18 @@ from pathlib import Path
 
 import pytest
 
-from tests.deploy.helpers import FIGURES, PROJECT, Compose, Sam, engine_problem, log_file, record, timed
+from tests.deploy.helpers import (
+    FIGURES,
+    PROJECT,
+    SOURCES,
+    Compose,
+    Sam,
+    engine_problem,
+    log_file,
+    record,
+    sources_fingerprint,
+    timed,
+)
 from tests.infra.helpers import IN_CI, REPO
 
 HERE = Path(__file__).resolve().parent
@@ -84,6 +95,7 @@ def build_env(bases: dict[str, str], build_ca: str) -> dict[str, str]:
 def compose_images(build_env: dict[str, str]) -> dict[str, str]:
     """`docker compose build` of every service that builds: service -> its image."""
     compose = Compose(build_env | BUILD_ONLY_SECRETS)
+    SOURCES["compose"] = sources_fingerprint()
     started = time.monotonic()
     compose.logged("build.log", "build")
     timed("docker compose build (s)", started)
@@ -145,4 +157,5 @@ def sam_template(sam: Sam, bases: dict[str, str], build_ca: str) -> Iterator[Pat
         timeout=3600,
     )  # fmt: skip
     timed("sam build (s)", started)
+    SOURCES["sam"] = sources_fingerprint()
     yield build_dir / "template.yaml"

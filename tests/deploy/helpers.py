@@ -25,6 +25,7 @@ SAM_VENV = REPO / ".aws-sam" / "cli-venv"  # ignored by git and by the build con
 SAM_REQUIREMENTS = Path(__file__).resolve().parent / "requirements-sam.txt"
 MIB = 2**20
 FIGURES: dict[str, Any] = {}
+SOURCES: dict[str, str] = {}  # build -> sources_fingerprint() when it ran
 
 
 def record(name: str, value: Any) -> None:
@@ -181,6 +182,18 @@ class Sam:
         if logged:
             return run_logged(command, self.log, cwd=REPO, env=env, timeout=timeout)
         return subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def sources_fingerprint() -> str:
+    """The Python sources the function images copy, by path, size and modification time: equal twice when
+    nothing was edited in between (a shared working tree may be edited while the images build)."""
+    digest = hashlib.sha256()
+    for folder in ("shared", "model", "functions"):
+        for path in sorted((REPO / folder).rglob("*.py")):
+            if "__pycache__" not in path.parts:
+                stat = path.stat()
+                digest.update(f"{path} {stat.st_size} {stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
 
 
 def timed(name: str, started: float) -> float:
