@@ -10,9 +10,13 @@ when its folder changes. `build_ca_cert` finds the CA certificates the host trus
 only: no final image carries it.
 
     python -m infra.bases            # prints `export NAME=image` lines for the shell: eval "$(...)"
+
+`sam build` takes build arguments from the template only: `sam_template` writes a copy of template.yaml
+whose functions carry the chosen bases (and the CA) as DockerBuildArgs.
 """
 
 import hashlib
+import json
 import os
 import re
 import subprocess
@@ -172,3 +176,30 @@ def resolve(mode: str = "auto", log: TextIO = sys.stderr) -> dict[str, str]:
             extra = {"PYTHON_IMAGE": chosen["PYTHON_IMAGE"]} if arg == "NODE_IMAGE" else {}
             chosen[arg] = standin(arg, common | extra, log)
     return chosen
+
+
+def sam_template(images: dict[str, str], out: Path, ca: str = "") -> Path:
+    """A copy of template.yaml (as JSON, which SAM reads too) in which each function builds with the images
+    that are not the official defaults, and with the CA, as its Metadata.DockerBuildArgs; build it with
+    `sam build --template-file OUT --base-dir .` from the repository."""
+    from samtranslator.yaml_helper import yaml_parse
+
+    template = yaml_parse((REPO / "template.yaml").read_text())
+    official = official_images()
+    for resource in template["Resources"].values():
+        metadata = resource.get("Metadata", {})
+        if "Dockerfile" not in metadata:
+            continue
+        dockerfile = (REPO / metadata["DockerContext"] / metadata["Dockerfile"]).read_text()
+        args = {
+            arg: image
+            for arg, image in images.items()
+            if f"ARG {arg}=" in dockerfile and image != official[arg]
+        }
+        if ca:
+            args["BUILD_CA_CERT"] = ca
+        if args:
+            metadata["DockerBuildArgs"] = args
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(template, indent=1) + "\n")
+    return out

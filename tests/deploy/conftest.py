@@ -125,27 +125,10 @@ def sam() -> Sam:
 def sam_template(sam: Sam, bases: dict[str, str], build_ca: str) -> Iterator[Path]:
     """`sam build` of the three functions; the built template (its ImageUri names each image). The bases
     and the CA reach the build as each function's DockerBuildArgs, written into a copy of template.yaml."""
-    from infra.bases import official_images
-    from tests.infra.helpers import FUNCTIONS, load_template
+    from infra.bases import sam_template as write_template
 
     work = REPO / ".aws-sam" / "deploy-test"
-    work.mkdir(parents=True, exist_ok=True)
-    template = load_template()
-    official = official_images()
-    for logical_id, name in FUNCTIONS.items():
-        dockerfile = (REPO / "functions" / name / "Dockerfile").read_text()
-        args = {
-            arg: image
-            for arg, image in bases.items()
-            if f"ARG {arg}=" in dockerfile and image != official[arg]
-        }
-        if build_ca:
-            args["BUILD_CA_CERT"] = build_ca
-        if args:
-            template["Resources"][logical_id]["Metadata"]["DockerBuildArgs"] = args
-
-    copy = work / "template.json"  # JSON is YAML: SAM reads it, with the same intrinsic functions
-    copy.write_text(json.dumps(template, indent=1))
+    copy = write_template(bases, work / "template.json", build_ca)
     started = time.monotonic()
     build_dir = work / "build"
     sam(
