@@ -19,7 +19,7 @@ import torch
 
 from model.checkpoint import DEFAULT_CHECKPOINT, CheckpointError, load_checkpoint
 from model.engine import Engine, SamplingParams, TextStreamer, cpu_budget
-from model.tokenizer import Tokenizer, fit_to_window, prompt_limit, render_prompt
+from model.tokenizer import Tokenizer, fit_prompt
 
 
 def chat_loop(
@@ -47,21 +47,21 @@ def chat_loop(
             continue
         messages: list[Mapping[str, str]] = [*history, {"role": "user", "content": line}]
         try:
-            messages, dropped = fit_to_window(
-                tok, messages, prompt_limit(engine.block_size, params.max_new_tokens)
-            )
+            prompt = fit_prompt(tok, messages, engine.block_size, params.max_new_tokens)
         except ValueError as e:
-            write(f"(message too long: {e}; not sent)\n")
+            write(f"(message too long: {e} Not sent.)\n")
             continue
-        if dropped:
-            write(f"(the {dropped} oldest messages no longer fit the context window and were dropped)\n")
+        if prompt.dropped:
+            write(
+                f"(the {prompt.dropped} oldest messages no longer fit the context window and were dropped)\n"
+            )
         write("bot> ")
         streamer, ids = TextStreamer(tok), []
-        for token in engine.generate(render_prompt(tok, messages), params):
+        for token in engine.generate(prompt.ids, params):
             ids.append(token)
             write(streamer.put(token))
         write(streamer.end() + "\n")
-        history = [*messages, {"role": "assistant", "content": tok.decode(ids)}]
+        history = [*prompt.messages, {"role": "assistant", "content": tok.decode(ids)}]
 
 
 def main() -> None:

@@ -13,6 +13,7 @@ This module imports no torch, so light tools (token counting, data preparation) 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from tokenizers import Tokenizer as HFTokenizer
@@ -51,9 +52,6 @@ class Tokenizer:
     def save(self, path: str | Path) -> None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         self._hf.save(str(path))
-
-    def to_json(self) -> str:
-        return self._hf.to_str()
 
     @classmethod
     def train(
@@ -154,16 +152,37 @@ def message_token_count(tok: Tokenizer, message: Mapping[str, str]) -> int:
 
 def prompt_limit(block_size: int, max_new_tokens: int) -> int:
     """Tokens the prompt may take in a block_size window: the rest is kept for the answer,
-    max_new_tokens of it but at most ANSWER_RESERVE. The terminal chat and the server both use it."""
+    max_new_tokens of it but at most ANSWER_RESERVE."""
     return block_size - min(max_new_tokens, ANSWER_RESERVE)
 
 
-def fit_to_window(
-    tok: Tokenizer, messages: Sequence[Mapping[str, str]], max_tokens: int
-) -> tuple[list[Mapping[str, str]], int]:
-    """The newest whole turns (each starting at a user message) whose render_prompt fits in
-    max_tokens, keeping a leading system message while it fits; returns (messages, dropped count).
-    Raises ValueError when not even the last user turn fits."""
+class PromptTooLong(ValueError):
+    """The newest user turn alone does not fit in the window with the answer's room kept."""
+
+    def __init__(self, tokens: int, limit: int) -> None:
+        super().__init__(
+            f"Your message is {tokens} tokens; at most {limit} fit in the model's context window "
+            "with room kept for the answer. Shorten it and send again."
+        )
+        self.tokens, self.limit = tokens, limit
+
+
+@dataclass(frozen=True, kw_only=True)
+class Prompt:
+    ids: list[int]  # render_prompt of `messages`
+    messages: list[Mapping[str, str]]  # the newest whole turns that fit
+    dropped: int  # older messages that no longer fit
+    limit: int  # the tokens it could take
+
+
+def fit_prompt(
+    tok: Tokenizer, messages: Sequence[Mapping[str, str]], block_size: int, max_new_tokens: int
+) -> Prompt:
+    """The prompt for an answer of up to max_new_tokens in a block_size window: the newest whole turns
+    (each starting at a user message) whose render_prompt fits in prompt_limit, keeping a leading
+    system message while it fits. The one place a prompt is fitted: the terminal chat, /api/chat and
+    /v1 call it. PromptTooLong when not even the last user turn fits."""
+    limit = prompt_limit(block_size, max_new_tokens)
     counts = [message_token_count(tok, m) for m in messages]
     pinned = 1 if messages and messages[0].get("role") == "system" else 0
     starts = [i for i in range(pinned, len(messages)) if messages[i].get("role") == "user"]
@@ -171,10 +190,14 @@ def fit_to_window(
         for start in starts:
             head = list(messages[:pinned]) if keep_system else []
             total = sum(counts[start:]) + (counts[0] if keep_system else 0) + 1  # + <|assistant|>
-            if total <= max_tokens:
-                return head + list(messages[start:]), start - len(head)
-    need = sum(counts[starts[-1] :]) + 1 if starts else sum(counts) + 1
-    raise ValueError(f"the last message needs {need} tokens, more than the {max_tokens} available")
+            if total <= limit:
+                kept = head + list(messages[start:])
+                return Prompt(
+                    ids=render_prompt(tok, kept), messages=kept, dropped=start - len(head), limit=limit
+                )
+    if not starts:
+        raise ValueError("the messages hold no user message to answer")
+    raise PromptTooLong(counts[-1], limit - 1)
 
 
 class TextStreamer:

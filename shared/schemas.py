@@ -273,7 +273,9 @@ class ContextPublic(BaseModel):
 class ConversationDetail(ConversationPublic):
     current_message_id: int | None
     messages: list[MessagePublic] = Field(description="the active branch, root first")
-    context: ContextPublic
+    context: ContextPublic | None = Field(
+        description="the last answer's prompt as its stream's meta said; null before any answer"
+    )
 
 
 class StopPublic(BaseModel):

@@ -7,12 +7,6 @@ from datetime import timedelta
 
 from shared.models import Conversation, Message, utcnow
 
-# The default model's window and the room a prompt leaves for the answer (model/tokenizer.py's
-# ANSWER_RESERVE): the conversations function ships without the model, so they are copied here and a test
-# holds them equal to the checkpoint's.
-CONTEXT_TOKENS = 384
-ANSWER_ROOM = 128
-
 
 class Tree:
     def __init__(self, messages: Iterable[Message]) -> None:
@@ -51,13 +45,18 @@ def history(path: Sequence[Message]) -> list[dict[str, str]]:
     return [{"role": m.role, "content": m.content} for m in path if m.content]
 
 
-def finalize_stale(messages: Iterable[Message], stale_seconds: float) -> list[Message]:
+def stale_answers(messages: Iterable[Message], stale_seconds: float) -> list[Message]:
     """Answers still "in progress" that no generator has saved for `stale_seconds` (the process was
-    killed, the Lambda timed out) become "interrupted", keeping what was saved. The caller commits."""
+    killed, the Lambda timed out): the stale rule."""
     cutoff = utcnow() - timedelta(seconds=stale_seconds)
-    stale = [
+    return [
         m for m in messages if m.role == "assistant" and m.finish_reason is None and m.updated_at < cutoff
     ]
+
+
+def finalize_stale(messages: Iterable[Message], stale_seconds: float) -> list[Message]:
+    """The stale answers become "interrupted", keeping what was saved. The caller commits."""
+    stale = stale_answers(messages, stale_seconds)
     for m in stale:
         m.finish_reason = "interrupted"
     return stale
@@ -69,34 +68,12 @@ def active_branch(conversation: Conversation) -> tuple[Tree, list[Message]]:
     return tree, tree.path(current if current in tree.by_id else None)
 
 
-def context_window(branch: Sequence[Message]) -> dict[str, int]:
-    """Where the model's memory begins on this branch, as the last answer's prompt saw it: its saved
-    context (what the stream's meta said), or for answers saved before that was kept: the newest
-    whole turns (each starting at a user message) whose tokens fit in CONTEXT_TOKENS - ANSWER_ROOM.
-    Token counts are the stored ones (a user message's role token + text; an answer's generated tokens +
-    its <|assistant|> and <|eos|>), so the figure matches the stream's `meta.context` to a token or two."""
+def context_window(branch: Sequence[Message]) -> dict[str, int] | None:
+    """Where the model's memory begins on this branch: the context the last answer's prompt was saved
+    with (what its stream's `meta.context` said: tokens, limit, window, dropped messages); None before
+    any answer was (the window is the served model's, which the conversations function does not load)."""
     answers = [m for m in branch if m.role == "assistant" and m.context]
-    if answers:  # what the stream said when the last answer was generated
-        c = answers[-1].context or {}
-        keys = ("tokens", "limit", "window", "dropped_messages")
-        return {k: int(c.get(k, 0)) for k in keys} | {"window": int(c.get("window") or CONTEXT_TOKENS)}
-    limit = CONTEXT_TOKENS - ANSWER_ROOM
-    end = len(branch)
-    if end and branch[-1].role == "assistant":
-        end -= 1  # the prompt of the last answer: everything before it
-    counts = [(m.token_count or 0) + (2 if m.role == "assistant" else 0) for m in branch[:end]]
-    starts = [i for i in range(end) if branch[i].role == "user"]
-    for start in starts:
-        if sum(counts[start:]) + 1 <= limit:
-            return {
-                "tokens": sum(counts[start:]) + 1,
-                "limit": limit,
-                "window": CONTEXT_TOKENS,
-                "dropped_messages": start,
-            }
-    return {
-        "tokens": sum(counts) + 1 if counts else 0,
-        "limit": limit,
-        "window": CONTEXT_TOKENS,
-        "dropped_messages": 0,
-    }
+    if not answers:
+        return None
+    context = answers[-1].context or {}
+    return {k: int(context.get(k, 0)) for k in ("tokens", "limit", "window", "dropped_messages")}

@@ -15,21 +15,17 @@ from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import cast
 
-from sqlalchemy import Table, select, update
-
-from functions.chat.service import PerLoop
+from functions.chat import rows
+from functions.chat.outbox import PerLoop
 from functions.chat.sse import sse
 from model.tokenizer import TextStreamer, Tokenizer
-from shared.database import get_sessionmaker, writing
 from shared.errors import APIError
-from shared.models import Message, utcnow
+from shared.models import Message
 from shared.settings import get_settings
 
 log = logging.getLogger("slm.chat")
 FOLLOW_POLL_SECONDS = 0.25  # as often as a generating process saves its answers
-MESSAGES = cast(Table, Message.__table__)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -126,13 +122,14 @@ class Followers:
                 break
             try:
                 # shielded: a database call cancelled midway can leave its pooled connection hanging
-                found = await asyncio.shield(read_answers(keys, stale))
+                found = await asyncio.shield(rows.read_answers(keys, stale))
             except Exception:  # the database is away for a moment (or the pool full): read again next time
                 log.warning("could not read the followed answers", exc_info=True)
                 continue
             for answer_id, followed in list(self.answers.items()):
                 if answer_id in keys:
-                    followed.update(found.get(answer_id))
+                    message = found.get(answer_id)
+                    followed.update(Snapshot.of(message) if message is not None else None)
 
 
 _followers = PerLoop(lambda _loop: Followers())
@@ -156,29 +153,6 @@ class Watch:
         if not self.closed:
             self.closed = True
             self.hub.close(self)
-
-
-async def read_answers(keys: dict[int, int], stale: timedelta) -> dict[int, Snapshot]:
-    """The answers {id: conversation id} as saved, in one short read (the connection goes back to the
-    pool at once); an answer in progress that no generator has saved for `stale` is finalized as
-    interrupted first. A deleted answer is missing from the result."""
-    query = select(Message).where(Message.id.in_(keys))
-    async with get_sessionmaker()() as session:
-        rows = [m for m in await session.scalars(query) if keys.get(m.id) == m.conversation_id]
-        cutoff = utcnow() - stale
-        dead = [m.id for m in rows if m.finish_reason is None and m.updated_at < cutoff]
-        if dead:
-            async with writing(session):
-                await session.execute(
-                    update(MESSAGES)
-                    .where(MESSAGES.c.id.in_(dead), MESSAGES.c.finish_reason.is_(None))
-                    .values(finish_reason="interrupted")
-                )
-                await session.commit()
-            for m in rows:
-                if m.id in dead:
-                    m.finish_reason = "interrupted"
-        return {m.id: Snapshot.of(m) for m in rows}
 
 
 def start(

@@ -13,13 +13,13 @@ from typing import Any
 from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
 
-from functions.chat.context import MessageTooLong, Prompt, fit_window, prompt_limit
-from functions.chat.schemas import ANSWER_RESERVE, CompletionCreate
+from functions.chat import rows
+from functions.chat.events import Done, Failed, Queued, Started, Token
+from functions.chat.schemas import CompletionCreate, sampling_params
 from functions.chat.service import AdmittedModel, ChatModel, LoadedModel
 from model.sampling import SamplingParams
-from model.tokenizer import TextStreamer
+from model.tokenizer import Prompt, PromptTooLong, TextStreamer, fit_prompt
 from shared import ratelimit
-from shared.database import get_sessionmaker, writing
 from shared.deps import ApiUser, SessionDep, SettingsDep
 from shared.errors import APIError, error_responses
 
@@ -60,21 +60,14 @@ class StopText:
 
 def _prompt(model: ChatModel, body: CompletionCreate) -> tuple[Prompt, SamplingParams]:
     """The prompt and sampling of a request: a bad request (400) answers before anything is counted."""
-    max_new = body.max_completion_tokens or body.max_tokens or ANSWER_RESERVE
+    params = sampling_params(body)
     messages = [m.model_dump() for m in body.messages]
     try:
-        prompt = fit_window(model.tokenizer, messages, prompt_limit(model.block_size, max_new))
-    except MessageTooLong as exc:
+        prompt = fit_prompt(model.tokenizer, messages, model.block_size, params.max_new_tokens)
+    except PromptTooLong as exc:
         raise APIError(400, "context_length_exceeded", str(exc)) from exc
     except ValueError as exc:  # an order the chat format cannot render, e.g. a system message last
         raise APIError(400, "invalid_messages", f"The messages cannot be used: {exc}") from exc
-    params = SamplingParams(
-        temperature=body.temperature,
-        top_k=body.top_k,
-        top_p=body.top_p,
-        max_new_tokens=max_new,
-        seed=body.seed,
-    )
     return prompt, params
 
 
@@ -92,32 +85,29 @@ async def _generate(
     try:
         events = model.open_stream(prompt.ids, params, cancelled, user_id)  # 503 / 429 before any chunk
         streamer, stop = TextStreamer(model.tokenizer), StopText(stops)
-        async for kind, value in events:
-            if kind == "token":
-                tokens += 1
-                text, hit = stop.feed(streamer.put(value))
-                if text:
-                    yield "text", text
-                if hit:  # a stop string: the answer ends before it
-                    cancelled.set()
-                    yield "finish", ("stop", len(prompt.ids), tokens)
-                    return
-            elif kind == "error":
-                raise APIError(500, "generation_failed", str(value))
-            elif kind == "done":
-                text, hit = stop.feed(streamer.end(), final=True)
-                if text:
-                    yield "text", text
-                yield "finish", ("stop" if hit else FINISH[value], len(prompt.ids), tokens)
+        async for event in events:
+            match event:
+                case Token(token):
+                    tokens += 1
+                    text, hit = stop.feed(streamer.put(token))
+                    if text:
+                        yield "text", text
+                    if hit:  # a stop string: the answer ends before it
+                        cancelled.set()
+                        yield "finish", ("stop", len(prompt.ids), tokens)
+                        return
+                case Failed(message):
+                    raise APIError(500, "generation_failed", message)
+                case Done(reason):
+                    text, hit = stop.feed(streamer.end(), final=True)
+                    if text:
+                        yield "text", text
+                    yield "finish", ("stop" if hit else FINISH[reason], len(prompt.ids), tokens)
+                case Queued() | Started():
+                    pass
     finally:
         cancelled.set()  # the client went away (or a stop string was reached): stop generating
-        await asyncio.shield(_settle(reserved, tokens))
-
-
-async def _settle(reserved: ratelimit.Taken, generated: int) -> None:
-    async with get_sessionmaker()() as session, writing(session):
-        await ratelimit.settle(session, reserved, generated)
-        await session.commit()
+        await asyncio.shield(rows.settle(reserved, tokens))
 
 
 def _usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
@@ -141,33 +131,39 @@ async def create_completion(
     prompt, params = _prompt(model, body)
     # the same minute and day as /api/chat: the answer's tokens are reserved before it starts
     reserved = await ratelimit.admit_chat(session, user.id, settings, model.budget(prompt.ids, params))
-    completion_id, created, name = f"chatcmpl-{uuid.uuid4().hex}", int(time.time()), model_id(model)
+    head = {"id": f"chatcmpl-{uuid.uuid4().hex}", "created": int(time.time()), "model": model_id(model)}
     events = _generate(model, prompt, params, body.stops, user.id, reserved)
     if not body.stream:
-        parts, finish = [], ("stop", 0, 0)
-        async for kind, value in events:
-            if kind == "text":
-                parts.append(value)
-            else:
-                finish = value
-        reason, prompt_tokens, completion_tokens = finish
-        return {
-            "id": completion_id,
-            "object": "chat.completion",
-            "created": created,
-            "model": name,
-            "choices": [
-                {
-                    "index": 0,
-                    "message": {"role": "assistant", "content": "".join(parts)},
-                    "finish_reason": reason,
-                    "logprobs": None,
-                }
-            ],
-            "usage": _usage(prompt_tokens, completion_tokens),
-        }
+        return await _completion(head, events)
     first = await anext(events)  # errors before the first token (400, 503) still answer as JSON
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
+    chunks = _chunks(head, first, events, include_usage)
+    return StreamingResponse(chunks, media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+
+
+async def _completion(head: dict[str, Any], events: AsyncIterator[tuple[str, Any]]) -> dict[str, Any]:
+    """The whole answer as one chat.completion."""
+    parts, finish = [], ("stop", 0, 0)
+    async for kind, value in events:
+        if kind == "text":
+            parts.append(value)
+        else:
+            finish = value
+    reason, prompt_tokens, completion_tokens = finish
+    message = {"role": "assistant", "content": "".join(parts)}
+    return {
+        **head,
+        "object": "chat.completion",
+        "choices": [{"index": 0, "message": message, "finish_reason": reason, "logprobs": None}],
+        "usage": _usage(prompt_tokens, completion_tokens),
+    }
+
+
+async def _chunks(
+    head: dict[str, Any], first: tuple[str, Any], events: AsyncIterator[tuple[str, Any]], include_usage: bool
+) -> AsyncIterator[str]:
+    """The answer as chat.completion.chunk events, then `[DONE]`; an error midway is an error chunk."""
+    usage = {"usage": None} if include_usage else {}
 
     def chunk(delta: dict[str, Any] | None, finish_reason: str | None = None, **extra: Any) -> str:
         choices = (
@@ -175,28 +171,24 @@ async def create_completion(
             if delta is None
             else [{"index": 0, "delta": delta, "finish_reason": finish_reason, "logprobs": None}]
         )
-        body = {"id": completion_id, "object": "chat.completion.chunk", "created": created, "model": name}
-        body |= {"choices": choices, **extra}
+        body = {**head, "object": "chat.completion.chunk", "choices": choices, **extra}
         return f"data: {json.dumps(body, ensure_ascii=False)}\n\n"
 
-    async def stream() -> AsyncIterator[str]:
-        yield chunk({"role": "assistant", "content": ""}, **({"usage": None} if include_usage else {}))
-        event: tuple[str, Any] | None = first
-        try:
-            while event is not None:
-                kind, value = event
-                if kind == "text":
-                    yield chunk({"content": value}, **({"usage": None} if include_usage else {}))
-                else:
-                    reason, prompt_tokens, completion_tokens = value
-                    yield chunk({}, reason, **({"usage": None} if include_usage else {}))
-                    if include_usage:  # OpenAI's last chunk: usage, and no choices
-                        yield chunk(None, usage=_usage(prompt_tokens, completion_tokens))
-                event = await anext(events, None)
-        except Exception as exc:  # mid-stream: an error chunk, then the terminator clients wait for
-            code = exc.code if isinstance(exc, APIError) else "generation_failed"
-            error = {"code": code, "message": str(getattr(exc, "message", exc)), "type": "server_error"}
-            yield f"data: {json.dumps({'error': error}, ensure_ascii=False)}\n\n"
-        yield "data: [DONE]\n\n"
-
-    return StreamingResponse(stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+    yield chunk({"role": "assistant", "content": ""}, **usage)
+    event: tuple[str, Any] | None = first
+    try:
+        while event is not None:
+            kind, value = event
+            if kind == "text":
+                yield chunk({"content": value}, **usage)
+            else:
+                reason, prompt_tokens, completion_tokens = value
+                yield chunk({}, reason, **usage)
+                if include_usage:  # OpenAI's last chunk: usage, and no choices
+                    yield chunk(None, usage=_usage(prompt_tokens, completion_tokens))
+            event = await anext(events, None)
+    except Exception as exc:  # mid-stream: an error chunk, then the terminator clients wait for
+        code = exc.code if isinstance(exc, APIError) else "generation_failed"
+        error = {"code": code, "message": str(getattr(exc, "message", exc)), "type": "server_error"}
+        yield f"data: {json.dumps({'error': error}, ensure_ascii=False)}\n\n"
+    yield "data: [DONE]\n\n"

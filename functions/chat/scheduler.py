@@ -16,16 +16,13 @@ from typing import Any
 
 import numpy as np
 
+from functions.chat.events import Done, Event, Failed, Queued, Started, Token
 from model.sampling import SamplingParams, forbid_eos, new_generator, sample_next_token
 
 log = logging.getLogger("slm.chat")
 
-# Events sent to a request: ("queue", position) while it waits, ("start", time.perf_counter()) when admitted,
-# ("token", id) per generated token, and finally ("done", finish_reason) or ("error", message).
-Event = tuple[str, Any]
 
-
-@dataclass
+@dataclass(kw_only=True)
 class Job:
     prompt: list[int]
     params: SamplingParams
@@ -117,7 +114,7 @@ class Scheduler:
                     job.slot = self._free.pop()
                     admitted.append(job)
                 for position, job in enumerate(self._waiting, start=1):
-                    self._emit(job, ("queue", position))
+                    self._emit(job, Queued(position))
             for job in stopped:
                 self._finish(job, "stopped")
             try:
@@ -150,7 +147,7 @@ class Scheduler:
         if job.cancelled.is_set():
             return self._finish(job, "stopped")
         self._active[job.slot] = job
-        self._emit(job, ("start", time.perf_counter()))  # the reader may see it later: the time rides along
+        self._emit(job, Started(time.perf_counter()))  # the reader may see it later: the time rides along
         job.generator = new_generator(job.params.seed)
         logits = self._allowed(self.engine.prefill(job.slot, job.prompt)[None], [job])
         self._accept(job, int(sample_next_token(logits, job.params, job.generator)[0]))
@@ -175,7 +172,7 @@ class Scheduler:
             return self._finish(job, "eos")
         job.generated += 1
         job.last_token = token
-        self._emit(job, ("token", token))
+        self._emit(job, Token(token))
         if job.generated >= job.max_new_tokens:
             self._finish(job, "length")
 
@@ -195,4 +192,4 @@ class Scheduler:
             with self._cv:
                 self._free.append(job.slot)
             job.slot = -1
-        self._emit(job, ("error", error) if error else ("done", reason))
+        self._emit(job, Failed(error) if error else Done(reason))

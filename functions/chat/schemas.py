@@ -5,10 +5,14 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.json_schema import JsonDict
 
+from model.sampling import SamplingParams
 from model.tokenizer import ANSWER_RESERVE
 from shared.schemas import JSON_NUMBER, UNICODE, JsonFloat, JsonInt, MessageId, Text
 
-BLOCK_SIZE = 384  # the model's context window (checked against the checkpoint at load)
+# The largest context window a served model may have: the bounds of the request bodies below, which the
+# OpenAPI schema states before any model is loaded. The model's own window comes from its checkpoint;
+# ChatModel refuses to load one larger than this, and answers are kept within a smaller one.
+MAX_WINDOW = 384
 # the largest seed: 2**53 - 1, the last integer a JSON number (an IEEE double) holds exactly, so a schema
 # validator that compares as floats and the server, which compares as integers, agree at the bound
 MAX_SEED = 2**53 - 1
@@ -21,9 +25,9 @@ class Sampling(BaseModel):
     temperature: JsonFloat = Field(default=0.8, ge=0, le=2, description="0 = greedy")
     top_p: JsonFloat = Field(default=0.95, gt=0, le=1)
     top_k: JsonInt = Field(default=50, ge=0, le=200, description="0 = off")
-    max_new_tokens: JsonInt = Field(default=ANSWER_RESERVE, ge=1, le=BLOCK_SIZE - 1)
+    max_new_tokens: JsonInt = Field(default=ANSWER_RESERVE, ge=1, le=MAX_WINDOW - 1)
     min_new_tokens: JsonInt = Field(
-        default=0, ge=0, le=BLOCK_SIZE - 1, description="<|eos|> is not sampled before this many tokens"
+        default=0, ge=0, le=MAX_WINDOW - 1, description="<|eos|> is not sampled before this many tokens"
     )
     seed: Annotated[int, Field(strict=False, ge=0, le=MAX_SEED), JSON_NUMBER] | None = None
 
@@ -113,9 +117,9 @@ class CompletionCreate(BaseModel):
     stream: bool = False
     temperature: JsonFloat = Field(default=0.8, ge=0, le=2)
     top_p: JsonFloat = Field(default=0.95, gt=0, le=1)
-    max_tokens: Annotated[int, Field(strict=False, ge=1, le=BLOCK_SIZE - 1), JSON_NUMBER] | None = None
+    max_tokens: Annotated[int, Field(strict=False, ge=1, le=MAX_WINDOW - 1), JSON_NUMBER] | None = None
     max_completion_tokens: (
-        Annotated[int, Field(strict=False, ge=1, le=BLOCK_SIZE - 1), JSON_NUMBER] | None
+        Annotated[int, Field(strict=False, ge=1, le=MAX_WINDOW - 1), JSON_NUMBER] | None
     ) = None
     seed: Annotated[int, Field(strict=False, ge=0, le=MAX_SEED), JSON_NUMBER] | None = None
     n: JsonInt = Field(default=1, ge=1, le=1, description="SLM returns one choice")
@@ -130,3 +134,37 @@ class CompletionCreate(BaseModel):
     @property
     def stops(self) -> list[str]:
         return [self.stop] if isinstance(self.stop, str) else list(self.stop or [])
+
+
+def sampling_params(body: Sampling | CompletionCreate) -> SamplingParams:
+    """The one conversion of a request body into SamplingParams, for /api/chat and /v1 alike."""
+    if isinstance(body, CompletionCreate):
+        max_new, min_new = body.max_completion_tokens or body.max_tokens or ANSWER_RESERVE, 0
+    else:
+        max_new, min_new = body.max_new_tokens, body.min_new_tokens
+    return SamplingParams(
+        temperature=body.temperature,
+        top_p=body.top_p,
+        top_k=body.top_k,
+        max_new_tokens=max_new,
+        min_new_tokens=min_new,
+        seed=body.seed,
+    )
+
+
+def sampling_bounds(window: int) -> dict[str, dict[str, float | int | bool | None]]:
+    """{field: {default, minimum, maximum}} of the sampling fields for a model with this window, from the
+    schema itself (the browser's settings panel reads them from /api/model instead of keeping copies)."""
+    properties = Sampling.model_json_schema()["properties"]
+    bounds: dict[str, dict[str, float | int | bool | None]] = {}
+    for name in ("temperature", "top_p", "top_k", "max_new_tokens", "min_new_tokens"):
+        schema = properties[name]
+        bounds[name] = {
+            "default": schema.get("default"),
+            "minimum": schema.get("minimum", schema.get("exclusiveMinimum")),
+            "maximum": schema.get("maximum"),
+            "exclusive_minimum": "exclusiveMinimum" in schema,
+        }
+    for name in ("max_new_tokens", "min_new_tokens"):
+        bounds[name]["maximum"] = min(int(bounds[name]["maximum"] or window), window - 1)
+    return bounds

@@ -5,18 +5,20 @@ import asyncio
 import logging
 import threading
 import time
-import weakref
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Annotated, Any, Generic, TypeVar
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends
 
-from functions.chat.scheduler import Event, Job, OwnerFull, QueueFull, Scheduler
+from functions.chat.events import END, Event, Queued
+from functions.chat.outbox import Outbox, PerLoop
+from functions.chat.scheduler import Job, OwnerFull, QueueFull, Scheduler
+from functions.chat.schemas import MAX_WINDOW, sampling_bounds
 from model.config import TOKENIZER, CheckpointError, read_config
 from model.runtime import cpu_budget
 from model.sampling import SamplingParams
-from model.tokenizer import Tokenizer
+from model.tokenizer import ANSWER_RESERVE, Tokenizer
 from shared.errors import APIError
 from shared.settings import get_settings
 
@@ -39,55 +41,6 @@ def overloaded() -> APIError:
         "Too many answers are being generated; try again shortly",
         headers={"Retry-After": str(OVERLOADED_RETRY_SECONDS)},
     )
-
-
-class Outbox:
-    """Events from the scheduler thread to one event loop, delivered in one wake-up per scheduler step
-    (Scheduler calls flush at the end of each): one hand-off per step instead of one per token and
-    stream."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = loop
-        self._lock = threading.Lock()
-        self._pending: list[tuple[asyncio.Queue[Event], Event]] = []
-        self._scheduled = False  # a delivery is on its way: what is put now rides along
-
-    def put(self, queue: asyncio.Queue[Event], event: Event) -> None:
-        with self._lock:
-            self._pending.append((queue, event))
-
-    def flush(self) -> None:
-        with self._lock:
-            if not self._pending or self._scheduled:
-                return
-            self._scheduled = True
-        try:
-            self.loop.call_soon_threadsafe(self._deliver)
-        except RuntimeError:  # the loop has closed (its server went away): nobody is listening
-            with self._lock:
-                self._pending.clear()
-                self._scheduled = False
-
-    def _deliver(self) -> None:
-        with self._lock:
-            batch, self._pending, self._scheduled = self._pending, [], False
-        for queue, event in batch:
-            queue.put_nowait(event)
-
-
-class PerLoop(Generic[T]):
-    """One T for each event loop, made on first use (from the loop) and dropped with the loop."""
-
-    def __init__(self, make: Callable[[asyncio.AbstractEventLoop], T]) -> None:
-        self._make = make
-        self._of: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, T] = weakref.WeakKeyDictionary()
-
-    def get(self) -> T:
-        loop = asyncio.get_running_loop()
-        found = self._of.get(loop)
-        if found is None:
-            found = self._of[loop] = self._make(loop)
-        return found
 
 
 outboxes = PerLoop(Outbox)
@@ -139,7 +92,12 @@ class ChatModel:
             torch.set_num_threads(self.threads)
             model, self.tokenizer, _ = load_checkpoint(directory)
             engine = Engine(model.eval(), max_batch=self.max_batch)
-        self.block_size: int = self.config["model"]["block_size"]
+        self.block_size: int = self.config["model"]["block_size"]  # the window: the checkpoint's own
+        if self.block_size > MAX_WINDOW:
+            raise CheckpointError(
+                f"checkpoint {directory}: its window of {self.block_size} tokens is larger than the API's "
+                f"{MAX_WINDOW} (MAX_WINDOW in functions/chat/schemas.py bounds every request)"
+            )
         # an int8 model's matrices are buffers, not parameters: the count saved with the weights is the truth
         self.parameters: int = int(self.config.get("parameters") or 0)
         self.scheduler = self._scheduler(engine)
@@ -169,10 +127,10 @@ class ChatModel:
     def open_stream(
         self, prompt: list[int], params: SamplingParams, cancelled: threading.Event, owner: int
     ) -> AsyncIterator[Event]:
-        """Queue one generation of user `owner` now and return its events, ("queue", position) first;
-        setting `cancelled` ends it with ("done", "stopped") within one decode step. Before any response
-        is sent: a queue that filled since the route's check is a 503 `overloaded`, and a user who has
-        chat_max_streams_per_user answers in flight or queued already a 429."""
+        """Queue one generation of user `owner` now and return its events, Queued first, Done or Failed
+        last; setting `cancelled` ends it with Done("stopped") within one decode step. Before any
+        response is sent: a queue that filled since the route's check is a 503 `overloaded`, and a user
+        who has chat_max_streams_per_user answers in flight or queued already a 429."""
         outbox = outboxes.get()
         queue: asyncio.Queue[Event] = asyncio.Queue()
 
@@ -180,7 +138,13 @@ class ChatModel:
             outbox.put(queue, event)
 
         job = Job(
-            prompt, params, self.budget(prompt, params), emit, cancelled, flush=outbox.flush, owner=owner
+            prompt=prompt,
+            params=params,
+            max_new_tokens=self.budget(prompt, params),
+            emit=emit,
+            cancelled=cancelled,
+            flush=outbox.flush,
+            owner=owner,
         )
         try:
             position = self.scheduler.submit(job)
@@ -195,11 +159,11 @@ class ChatModel:
             ) from exc
 
         async def events() -> AsyncIterator[Event]:
-            yield ("queue", position)  # always first: 0 means it starts at once
+            yield Queued(position)  # always first: 0 means it starts at once
             while True:
                 event = await queue.get()
                 yield event
-                if event[0] in ("done", "error"):
+                if isinstance(event, END):
                     return
 
         return events()
@@ -210,6 +174,12 @@ class ChatModel:
         card.setdefault("name", self.directory.name)
         card["config"] = self.config.get("model", {})
         card["parameters"] = self.parameters
+        # what the browser's settings and memory gauge use: the window and the sampling bounds, from here
+        card["limits"] = {
+            "window": self.block_size,
+            "answer_room": ANSWER_RESERVE,
+            "sampling": sampling_bounds(self.block_size),
+        }
         card["serving"] = {
             "engine": self.engine_name,
             "threads": self.threads,

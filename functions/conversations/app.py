@@ -90,7 +90,7 @@ def detail(conversation: Conversation) -> ConversationDetail:
         updated_at=conversation.updated_at,
         current_message_id=conversation.current_message_id,
         messages=messages,
-        context=ContextPublic(**context_window(branch)),
+        context=ContextPublic(**window) if (window := context_window(branch)) else None,
     )
 
 

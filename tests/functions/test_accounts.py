@@ -6,8 +6,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, text
 
 from shared.migrate import sync_url
-from tests.conftest import PASSWORD, register
-from tests.helpers import add_messages
+from tests.helpers import PASSWORD, add_messages, register
 
 NEW_PASSWORD = "a new and longer passphrase"
 

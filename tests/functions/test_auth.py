@@ -1,6 +1,6 @@
 from fastapi.testclient import TestClient
 
-from tests.conftest import PASSWORD, register, unique_email
+from tests.helpers import PASSWORD, register, unique_email
 
 
 def test_register_returns_user_and_token(auth_client: TestClient) -> None:

@@ -3,8 +3,7 @@ from pathlib import Path
 
 from fastapi.testclient import TestClient
 
-from tests.conftest import Account, register
-from tests.helpers import add_messages
+from tests.helpers import Account, add_messages, register
 
 
 def create(client: TestClient, account: Account, title: str | None = None) -> dict:
@@ -78,6 +77,7 @@ def test_get_conversation_includes_messages(client: TestClient, use_database: st
         ("assistant", "Hello! 👋"),
     ]
     assert detail["messages"][1]["finish_reason"] == "eos"
+    assert detail["context"] is None  # no answer was generated with a saved prompt: nothing to report
 
 
 def test_delete_conversation_removes_its_messages(client: TestClient, use_database: str) -> None:

@@ -7,8 +7,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from shared.security import create_access_token
-from tests.conftest import register
-from tests.helpers import SECRET, assert_error
+from tests.helpers import SECRET, assert_error, register
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import PASSWORD, REPO_ROOT, unique_email
+from tests.helpers import PASSWORD, REPO_ROOT, unique_email
 
 EVENTS = REPO_ROOT / "infra" / "events"
 

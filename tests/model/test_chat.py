@@ -1,6 +1,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 from model.chat import chat_loop
 from model.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint, save_checkpoint
@@ -113,3 +114,19 @@ def test_chat_cli_answers_piped_messages_with_the_default_checkpoint():
     seeded = ("--temperature", "1.0", "--seed", "7", "--max-new-tokens", "12")
     first = _chat_cli(*seeded, stdin="How are you today?\n")  # ends at end of input, as Ctrl-D does
     assert "bot> " in first and first == _chat_cli(*seeded, stdin="How are you today?\n")
+
+
+def test_make_chat_answers_piped_input():
+    """The README's command itself: `make chat` with messages piped in answers each of them and leaves
+    at the end of input (its answers are sampled, so only their presence is checked here)."""
+    proc = subprocess.run(
+        ["make", "--no-print-directory", "chat"],
+        cwd=Path(__file__).resolve().parents[2],
+        input="Hello!\nWhat is 7 + 5?\n",
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr
+    answers = [chunk.split("\n")[0] for chunk in proc.stdout.split("bot> ")[1:]]
+    assert len(answers) == 2 and all(a.strip() for a in answers), proc.stdout

@@ -1,10 +1,12 @@
 import pytest
 
 from model.tokenizer import (
+    ANSWER_RESERVE,
     SPECIAL_TOKENS,
     VOCAB_SIZE,
+    PromptTooLong,
     Tokenizer,
-    fit_to_window,
+    fit_prompt,
     message_token_count,
     render_conversation,
     render_prompt,
@@ -137,30 +139,46 @@ def _turns(n):
     return msgs
 
 
-def test_fit_to_window_keeps_everything_that_fits(tokenizer):
+def fit(tokenizer, messages, limit):
+    """fit_prompt with a prompt limit of `limit` tokens (the answer's room: 1 token)."""
+    return fit_prompt(tokenizer, messages, block_size=limit + 1, max_new_tokens=1)
+
+
+def test_fit_prompt_keeps_everything_that_fits(tokenizer):
     msgs = [*_turns(2), {"role": "user", "content": "last"}]
-    kept, dropped = fit_to_window(tokenizer, msgs, 1000)
-    assert kept == msgs and dropped == 0
+    prompt = fit(tokenizer, msgs, 1000)
+    assert prompt.messages == msgs and prompt.dropped == 0 and prompt.limit == 1000
+    assert prompt.ids == render_prompt(tokenizer, msgs)
 
 
-def test_fit_to_window_drops_oldest_whole_turns(tokenizer):
+def test_fit_prompt_drops_oldest_whole_turns_never_starting_with_an_answer(tokenizer):
     msgs = [*_turns(5), {"role": "user", "content": "last"}]
     limit = len(render_prompt(tokenizer, msgs[6:])) + 2  # room for the last two turns and the new message
-    kept, dropped = fit_to_window(tokenizer, msgs, limit)
-    assert kept == msgs[6:] and dropped == 6
-    assert len(render_prompt(tokenizer, kept)) <= limit
+    prompt = fit(tokenizer, msgs, limit)
+    assert prompt.messages == msgs[6:] and prompt.dropped == 6 and prompt.messages[0]["role"] == "user"
+    assert len(prompt.ids) <= limit
 
 
-def test_fit_to_window_keeps_system_message_while_it_fits(tokenizer):
+def test_fit_prompt_keeps_system_message_while_it_fits(tokenizer):
     system = {"role": "system", "content": "be brief"}
     msgs = [system, *_turns(5), {"role": "user", "content": "last"}]
     limit = len(render_prompt(tokenizer, [system, *msgs[7:]])) + 1
-    kept, dropped = fit_to_window(tokenizer, msgs, limit)
-    assert kept == [system, *msgs[7:]] and dropped == 6
-    kept, dropped = fit_to_window(tokenizer, msgs, len(render_prompt(tokenizer, msgs[-1:])))
-    assert kept == msgs[-1:] and dropped == len(msgs) - 1
+    prompt = fit(tokenizer, msgs, limit)
+    assert prompt.messages == [system, *msgs[7:]] and prompt.dropped == 6
+    prompt = fit(tokenizer, msgs, len(render_prompt(tokenizer, msgs[-1:])))
+    assert prompt.messages == msgs[-1:] and prompt.dropped == len(msgs) - 1
 
 
-def test_fit_to_window_last_message_too_long_raises(tokenizer):
-    with pytest.raises(ValueError, match="more than the 5 available"):
-        fit_to_window(tokenizer, [{"role": "user", "content": "the cat sat on the mat " * 5}], 5)
+def test_fit_prompt_keeps_the_answers_room(tokenizer):
+    """The prompt leaves max_new_tokens free for the answer, but never more than ANSWER_RESERVE."""
+    msgs = [{"role": "user", "content": "hi"}]
+    assert fit_prompt(tokenizer, msgs, block_size=384, max_new_tokens=20).limit == 384 - 20
+    assert fit_prompt(tokenizer, msgs, block_size=384, max_new_tokens=383).limit == 384 - ANSWER_RESERVE
+
+
+def test_a_message_that_alone_does_not_fit_is_refused_with_its_size(tokenizer):
+    long = {"role": "user", "content": "the cat sat on the mat " * 5}
+    with pytest.raises(PromptTooLong) as info:
+        fit(tokenizer, [long], 5)
+    assert info.value.tokens == message_token_count(tokenizer, long) and info.value.limit == 4
+    assert "Shorten it" in str(info.value)

@@ -1,12 +1,52 @@
-"""shared/tree.py beside the model it mirrors."""
+"""shared/tree.py: the active branch, the stale rule and the context a conversation reports."""
+
+from datetime import timedelta
+
+from shared.models import Conversation, Message, utcnow
+from shared.tree import Tree, active_branch, context_window, finalize_stale, stale_answers
 
 
-def test_the_conversations_functions_copy_of_the_window_matches_the_model() -> None:
-    """shared/tree.py ships without the model, so it copies the window and the answer room: they agree."""
-    from model.checkpoint import read_config
-    from model.tokenizer import ANSWER_RESERVE
-    from shared.settings import get_settings
-    from shared.tree import ANSWER_ROOM, CONTEXT_TOKENS
+def message(id: int, role: str, parent: int | None, **kwargs) -> Message:
+    now = utcnow()
+    fields = {"content": f"m{id}", "created_at": now, "updated_at": now, "finish_reason": "eos"} | kwargs
+    return Message(id=id, conversation_id=1, role=role, parent_id=parent, **fields)
 
-    assert ANSWER_ROOM == ANSWER_RESERVE
-    assert read_config(get_settings().model_dir)["model"]["block_size"] == CONTEXT_TOKENS
+
+def test_the_active_branch_is_the_path_to_the_current_message_and_siblings_are_versions() -> None:
+    q1, a1, a1b, q2, a2 = (
+        message(1, "user", None),
+        message(2, "assistant", 1),
+        message(3, "assistant", 1),  # regenerated: a sibling of 2
+        message(4, "user", 2),
+        message(5, "assistant", 4),
+    )
+    conversation = Conversation(
+        id=1, user_id=1, title="t", messages=[q1, a1, a1b, q2, a2], current_message_id=5
+    )
+    tree, branch = active_branch(conversation)
+    assert [m.id for m in branch] == [1, 2, 4, 5]
+    assert tree.sibling_ids(a1) == [2, 3] and tree.newest_leaf(2) == 5 and tree.latest_answer() is a2
+    assert Tree([q1, a1]).path(None) == []
+
+
+def test_context_window_is_what_the_last_answers_stream_said_and_null_before() -> None:
+    """No copy of the model's window lives here: the context is the one saved with the last answer."""
+    said = {"tokens": 212, "limit": 256, "window": 384, "dropped_messages": 4}
+    older = {"tokens": 10, "limit": 256, "window": 384, "dropped_messages": 0}
+    branch = [message(1, "user", None), message(2, "assistant", 1, context=older)]
+    branch += [message(3, "user", 2), message(4, "assistant", 3, context=said)]
+    assert context_window(branch) == said
+    assert context_window(branch[:1]) is None  # a question not answered yet: nothing to say
+    assert context_window([message(1, "user", None), message(2, "assistant", 1)]) is None
+
+
+def test_an_answer_that_stopped_moving_is_stale_and_finalized_as_interrupted() -> None:
+    old = utcnow() - timedelta(seconds=60)
+    moving = message(1, "assistant", None, finish_reason=None)
+    dead = message(2, "assistant", None, finish_reason=None, updated_at=old)
+    ended = message(3, "assistant", None, updated_at=old)
+    question = message(4, "user", None, finish_reason=None, updated_at=old)
+    assert stale_answers([moving, dead, ended, question], 30) == [dead]
+    assert dead.finish_reason is None  # the rule alone changes nothing
+    assert finalize_stale([moving, dead, ended, question], 30) == [dead]
+    assert dead.finish_reason == "interrupted" and moving.finish_reason is None

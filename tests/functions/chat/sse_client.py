@@ -6,7 +6,7 @@ from typing import Any
 
 import httpx
 
-from tests.conftest import PASSWORD, unique_email
+from tests.helpers import PASSWORD, unique_email
 
 
 def register_http(base_url: str) -> dict[str, str]:

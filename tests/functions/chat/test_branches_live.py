@@ -9,7 +9,6 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import LiveServer, start_server, stop_server
 from tests.functions.chat.sse_client import (
     chat,
     conversation,
@@ -19,6 +18,7 @@ from tests.functions.chat.sse_client import (
     register_http,
     wait_until_finished,
 )
+from tests.helpers import LiveServer, start_server, stop_server
 
 pytestmark = pytest.mark.slow
 SHORT = {"temperature": 0.8, "max_new_tokens": 12, "min_new_tokens": 12}

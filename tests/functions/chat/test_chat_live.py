@@ -8,8 +8,6 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from functions.chat.generation import STOP_POLL_TOKENS
-from tests.conftest import LiveServer
 from tests.functions.chat.sse_client import (
     chat,
     conversation,
@@ -18,7 +16,7 @@ from tests.functions.chat.sse_client import (
     register_http,
     wait_until_finished,
 )
-from tests.helpers import LONG
+from tests.helpers import LONG, LiveServer
 
 pytestmark = pytest.mark.slow
 
@@ -39,6 +37,9 @@ def test_chat_streams_meta_tokens_done_in_order_and_persists(live_server: LiveSe
     )
     saved = conversation(live_server.url, headers, meta["conversation_id"])
     assert saved["title"] == "Hello! How are you?"
+    assert saved["context"] == meta["context"]  # what the stream said of the prompt, also after a reload
+    window = meta["context"]["window"]  # the loaded checkpoint's, from its config
+    assert window == 384 and meta["context"]["tokens"] <= meta["context"]["limit"] < window
     user, assistant = saved["messages"]
     assert (user["id"], user["role"], user["content"]) == (
         meta["user_message_id"],
@@ -125,8 +126,10 @@ def test_stop_from_a_second_process_ends_the_stream_within_a_few_tokens(live_ser
     assert process.stdout.read().strip() == "True", process.stderr.read()
     name, done = last
     assert name == "done" and done["finish_reason"] == "stopped" and done["tokens"] < 300
-    # read every STOP_POLL_TOKENS tokens; what the batch already had in flight may still arrive
-    assert after_ack.count("token") <= 4 * STOP_POLL_TOKENS
+    # the flag is read by the next save of the answer (every 0.25 s): tokens keep coming until then, so
+    # their number depends on the machine's speed; what holds is that it stopped before its 300 and
+    # that the stop came after the acknowledgement
+    assert 0 < done["tokens"] < 300 and after_ack.count("token") < 300
     saved = conversation(live_server.url, headers, meta["conversation_id"])["messages"][-1]
     assert saved["finish_reason"] == "stopped" and saved["id"] == done["assistant_message_id"]
 
@@ -194,6 +197,8 @@ def test_long_history_drops_old_turns_with_a_warning(live_server: LiveServer) ->
     assert warning["code"] == "context_truncated" and warning["dropped_messages"] >= 2
     assert meta["context"]["dropped_messages"] == warning["dropped_messages"]
     assert meta["context"]["tokens"] <= meta["context"]["limit"]
+    # a reload shows the same divider: the conversation reports the context its last answer was made with
+    assert conversation(live_server.url, headers, conversation_id)["context"] == meta["context"]
 
 
 def test_message_too_long_for_the_window_is_refused_and_nothing_saved(live_server: LiveServer) -> None:

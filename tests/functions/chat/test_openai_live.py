@@ -4,8 +4,8 @@ import httpx
 import openai
 import pytest
 
-from tests.conftest import LiveServer
 from tests.functions.chat.sse_client import register_http
+from tests.helpers import LiveServer
 
 pytestmark = pytest.mark.slow
 

@@ -2,11 +2,12 @@
 
 import asyncio
 
-from functions.chat.service import Outbox
+from functions.chat.events import Token
+from functions.chat.outbox import Outbox
 
 
 def test_the_events_of_one_step_share_one_wake_up_and_keep_their_order() -> None:
-    async def scenario() -> tuple[list[list[tuple[str, int]]], int]:
+    async def scenario() -> tuple[list[list[Token]], int]:
         loop = asyncio.get_running_loop()
         outbox, wake_ups = Outbox(loop), []
         real = loop.call_soon_threadsafe
@@ -20,7 +21,7 @@ def test_the_events_of_one_step_share_one_wake_up_and_keep_their_order() -> None
 
         def decode_step(step: int) -> None:  # as the scheduler thread does: one token per stream, flush
             for queue in queues:
-                outbox.put(queue, ("token", step))
+                outbox.put(queue, Token(step))
             outbox.flush()
             outbox.flush()  # nothing new: no second wake-up
 
@@ -31,7 +32,7 @@ def test_the_events_of_one_step_share_one_wake_up_and_keep_their_order() -> None
         return received, sum(callback == outbox._deliver for callback in wake_ups)  # to_thread's own aside
 
     received, wake_ups = asyncio.run(scenario())
-    assert received == [[("token", 0), ("token", 1), ("token", 2)]] * 8
+    assert received == [[Token(0), Token(1), Token(2)]] * 8
     assert wake_ups == 3  # one per step, not 24
 
 
@@ -40,8 +41,8 @@ def test_a_closed_loop_takes_nothing_and_raises_nothing() -> None:
     outbox = Outbox(loop)
     loop.close()
     queue: asyncio.Queue = asyncio.Queue()
-    outbox.put(queue, ("token", 1))  # the scheduler thread must not fail because a server went away
+    outbox.put(queue, Token(1))  # the scheduler thread must not fail because a server went away
     outbox.flush()
-    outbox.put(queue, ("token", 2))
+    outbox.put(queue, Token(2))
     outbox.flush()
     assert queue.empty() and not outbox._pending

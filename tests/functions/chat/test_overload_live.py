@@ -9,8 +9,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import LiveServer, start_server, stop_server
 from tests.functions.chat.sse_client import chat, events, register_http, wait_until_finished
+from tests.helpers import LiveServer, start_server, stop_server
 
 pytestmark = pytest.mark.slow
 LONG = {"max_new_tokens": 300, "min_new_tokens": 300}

@@ -11,12 +11,12 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.orm import Session
 
 from functions.chat import generation
-from functions.chat.generation import HEARTBEAT_SECONDS, Answer, Saver, save_answer, save_partial
+from functions.chat.generation import HEARTBEAT_SECONDS, Answer, Generation, Saver, save_answer, save_partial
+from functions.chat.rows import TurnIds
 from shared import ratelimit
 from shared.migrate import sync_url
 from shared.models import Message
-from tests.conftest import register
-from tests.helpers import request_stop
+from tests.helpers import register, request_stop
 
 
 @dataclass(eq=False)
@@ -26,6 +26,12 @@ class Stream:
     turn: SimpleNamespace
     answer: Answer = field(default_factory=Answer)
     cancelled: threading.Event = field(default_factory=threading.Event)
+    saved = Generation.saved  # the answer as a save writes it
+
+
+def turn(conversation_id: int, answer_id: int, user_id: int, reserved: ratelimit.Taken) -> SimpleNamespace:
+    ids = TurnIds(conversation_id=conversation_id, user_message_id=0, assistant_message_id=answer_id)
+    return SimpleNamespace(ids=ids, user_id=user_id, reserved=reserved)
 
 
 def _reserve(user_id: int, tokens: int) -> ratelimit.Taken:
@@ -61,14 +67,7 @@ def _streams(client: TestClient, database_url: str, count: int, reserve: int = 1
         session.add_all(messages)
         session.commit()
         streams = [
-            Stream(
-                SimpleNamespace(
-                    conversation_id=c,
-                    assistant_message_id=m.id,
-                    user_id=account.id,
-                    reserved=_reserve(account.id, reserve),
-                )
-            )
+            Stream(turn(c, m.id, account.id, _reserve(account.id, reserve)))
             for c, m in zip(ids, messages, strict=True)
         ]
     engine.dispose()
@@ -100,7 +99,7 @@ def test_eight_growing_answers_are_saved_together_in_one_transaction_per_interva
     real = generation.save_partial
 
     async def counted(generations: list) -> set[int]:
-        batches.append([g.turn.assistant_message_id for g in generations])
+        batches.append([g.turn.ids.assistant_message_id for g in generations])
         stop = await real(generations)
         written.put_nowait(None)
         return stop
@@ -123,10 +122,10 @@ def test_eight_growing_answers_are_saved_together_in_one_transaction_per_interva
         await saves.task  # nothing watched: the loop ends
 
     asyncio.run(scenario())
-    every = [s.turn.assistant_message_id for s in streams]
+    every = [s.turn.ids.assistant_message_id for s in streams]
     assert batches == [every, every, every]  # one write per step for all eight, nothing in between
     for stream in streams:
-        assert _saved(use_database, stream.turn.assistant_message_id) == (" t0 t1 t2", 3, "0 1 2", None)
+        assert _saved(use_database, stream.turn.ids.assistant_message_id) == (" t0 t1 t2", 3, "0 1 2", None)
         assert not stream.cancelled.is_set()
 
 
@@ -151,11 +150,11 @@ def test_a_stop_or_a_deleted_conversation_stops_the_stream_and_a_finished_answer
     with engine.begin() as connection:
         connection.execute(
             text("UPDATE conversations SET stop_requested_at = CURRENT_TIMESTAMP WHERE id = :c"),
-            {"c": stopped.turn.conversation_id},
+            {"c": stopped.turn.ids.conversation_id},
         )
         for table, column in (("messages", "conversation_id"), ("conversations", "id")):  # as the API deletes
             connection.execute(
-                text(f"DELETE FROM {table} WHERE {column} = :c"), {"c": deleted.turn.conversation_id}
+                text(f"DELETE FROM {table} WHERE {column} = :c"), {"c": deleted.turn.ids.conversation_id}
             )
     engine.dispose()
     for stream in (going, stopped, deleted, finished):
@@ -163,20 +162,20 @@ def test_a_stop_or_a_deleted_conversation_stops_the_stream_and_a_finished_answer
     _grow(finished, 2)
 
     async def scenario() -> set[int]:
-        await save_answer(finished.turn, finished.answer, "eos")  # the final save, before a late partial one
+        await save_answer(finished, "eos")  # the final save, before a late partial one
         late = Stream(finished.turn)
         _grow(late, 1)
         return await save_partial([going, stopped, deleted, late])
 
     stop = asyncio.run(scenario())
-    assert stop == {stopped.turn.conversation_id, deleted.turn.conversation_id}
-    assert _saved(use_database, going.turn.assistant_message_id) == (" t1", 1, "1", None)
-    assert _saved(use_database, finished.turn.assistant_message_id) == (" t1 t2", 2, "1 2", "eos")
+    assert stop == {stopped.turn.ids.conversation_id, deleted.turn.ids.conversation_id}
+    assert _saved(use_database, going.turn.ids.assistant_message_id) == (" t1", 1, "1", None)
+    assert _saved(use_database, finished.turn.ids.assistant_message_id) == (" t1 t2", 2, "1 2", "eos")
 
 
 def test_the_saver_sets_the_stop_it_reads(client: TestClient, use_database: str, monkeypatch) -> None:
     (stream,) = _streams(client, use_database, 1)
-    request_stop(use_database, stream.turn.conversation_id)
+    request_stop(use_database, stream.turn.ids.conversation_id)
     monkeypatch.setattr(generation, "SAVE_INTERVAL_SECONDS", 0.01)
     real = generation.save_partial
 
@@ -217,13 +216,13 @@ def test_the_final_save_writes_the_answer_clears_the_stop_and_settles_the_tokens
 ) -> None:
     """10 tokens were reserved, 3 generated: the day counts 3."""
     (stream,) = _streams(client, use_database, 1, reserve=10)
-    conversation_id = stream.turn.conversation_id
+    conversation_id = stream.turn.ids.conversation_id
     assert _tokens_and_stop(use_database, conversation_id)[0] == 10
     request_stop(use_database, conversation_id)
     for token in (1, 2, 3):
         _grow(stream, token)
-    asyncio.run(save_answer(stream.turn, stream.answer, "stopped"))
-    assert _saved(use_database, stream.turn.assistant_message_id) == (" t1 t2 t3", 3, "1 2 3", "stopped")
+    asyncio.run(save_answer(stream, "stopped"))
+    assert _saved(use_database, stream.turn.ids.assistant_message_id) == (" t1 t2 t3", 3, "1 2 3", "stopped")
     assert _tokens_and_stop(use_database, conversation_id) == (3, None)
 
 
@@ -236,23 +235,24 @@ def test_a_late_save_keyed_to_another_conversation_writes_nothing(
     (mine,) = _streams(client, use_database, 1)
     (theirs,) = _streams(client, use_database, 1)
     _grow(theirs, 4)
-    asyncio.run(save_answer(theirs.turn, theirs.answer, "eos"))
+    asyncio.run(save_answer(theirs, "eos"))
+    # its own conversation, another answer's id
     stray = Stream(
-        SimpleNamespace(
-            conversation_id=mine.turn.conversation_id,  # its own conversation, another answer's id
-            assistant_message_id=theirs.turn.assistant_message_id,
-            user_id=mine.turn.user_id,
-            reserved=mine.turn.reserved,
+        turn(
+            mine.turn.ids.conversation_id,
+            theirs.turn.ids.assistant_message_id,
+            mine.turn.user_id,
+            mine.turn.reserved,
         )
     )
     _grow(stray, 9)
     asyncio.run(save_partial([stray]))
-    asyncio.run(save_answer(stray.turn, stray.answer, "length"))
-    assert _saved(use_database, theirs.turn.assistant_message_id) == (" t4", 1, "4", "eos")
+    asyncio.run(save_answer(stray, "length"))
+    assert _saved(use_database, theirs.turn.ids.assistant_message_id) == (" t4", 1, "4", "eos")
     wrong_owner = Stream(SimpleNamespace(**{**vars(mine.turn), "user_id": theirs.turn.user_id}))
     _grow(wrong_owner, 5)
-    asyncio.run(save_answer(wrong_owner.turn, wrong_owner.answer, "eos"))
-    assert _tokens_and_stop(use_database, theirs.turn.conversation_id)[0] == 1  # theirs: untouched
+    asyncio.run(save_answer(wrong_owner, "eos"))
+    assert _tokens_and_stop(use_database, theirs.turn.ids.conversation_id)[0] == 1  # theirs: untouched
 
 
 def test_a_final_save_whose_settlement_fails_still_saves_the_answer(
@@ -286,7 +286,7 @@ def test_a_final_save_whose_settlement_fails_still_saves_the_answer(
                 )
             )
     try:
-        asyncio.run(save_answer(stream.turn, stream.answer, "eos"))
+        asyncio.run(save_answer(stream, "eos"))
     finally:
         with engine.begin() as connection:
             if sqlite:
@@ -295,5 +295,5 @@ def test_a_final_save_whose_settlement_fails_still_saves_the_answer(
                 connection.execute(text("DROP TRIGGER refuse_counts ON rate_limit_buckets"))
                 connection.execute(text("DROP FUNCTION refuse_counts()"))
         engine.dispose()
-    assert _saved(use_database, stream.turn.assistant_message_id) == (" t7", 1, "7", "eos")
-    assert _tokens_and_stop(use_database, stream.turn.conversation_id)[0] == 10
+    assert _saved(use_database, stream.turn.ids.assistant_message_id) == (" t7", 1, "7", "eos")
+    assert _tokens_and_stop(use_database, stream.turn.ids.conversation_id)[0] == 10

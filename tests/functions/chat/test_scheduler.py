@@ -4,6 +4,7 @@ import time
 import pytest
 import torch
 
+from functions.chat.events import END, Done, Event, Failed, Queued, Started, Token
 from functions.chat.scheduler import Job, QueueFull, Scheduler
 from model.engine import Engine, SamplingParams
 
@@ -12,16 +13,16 @@ GREEDY = SamplingParams(temperature=0, max_new_tokens=12)
 
 class Collector:
     def __init__(self) -> None:
-        self.events: list[tuple[str, object]] = []
+        self.events: list[Event] = []
         self.finished = threading.Event()
 
-    def __call__(self, event) -> None:
+    def __call__(self, event: Event) -> None:
         self.events.append(event)
-        if event[0] in ("done", "error"):
+        if isinstance(event, END):
             self.finished.set()
 
     def tokens(self) -> list[int]:
-        return [v for k, v in self.events if k == "token"]
+        return [e.id for e in self.events if isinstance(e, Token)]
 
 
 def run_jobs(model, eos_id: int, prompts: list[list[int]], max_batch: int, params=GREEDY, cancel_after=None):
@@ -29,7 +30,7 @@ def run_jobs(model, eos_id: int, prompts: list[list[int]], max_batch: int, param
     collectors, jobs = [], []
     for prompt in prompts:
         collector = Collector()
-        job = Job(prompt, params, params.max_new_tokens, collector)
+        job = Job(prompt=prompt, params=params, max_new_tokens=params.max_new_tokens, emit=collector)
         collectors.append(collector)
         jobs.append(job)
         scheduler.submit(job)
@@ -54,8 +55,8 @@ def test_batched_streams_equal_each_stream_alone(trained_model, tokenizer) -> No
     collectors = run_jobs(trained_model, tokenizer.eos_id, prompts, max_batch=4)
     for prompt, collector in zip(prompts, collectors, strict=True):
         assert collector.tokens() == reference(trained_model, tokenizer.eos_id, prompt)
-        assert collector.events[0][0] == "start" and isinstance(collector.events[0][1], float)
-        assert collector.events[-1][0] == "done" and collector.events[-1][1] in ("eos", "length")
+        assert isinstance(collector.events[0], Started) and isinstance(collector.events[0].at, float)
+        assert collector.events[-1] in (Done("eos"), Done("length"))
 
 
 def test_more_streams_than_slots_wait_with_their_queue_position(trained_model, tokenizer) -> None:
@@ -63,7 +64,7 @@ def test_more_streams_than_slots_wait_with_their_queue_position(trained_model, t
     collectors = run_jobs(trained_model, tokenizer.eos_id, prompts, max_batch=1)
     expected = reference(trained_model, tokenizer.eos_id, prompts[0])
     assert all(c.tokens() == expected for c in collectors)
-    positions = [[v for k, v in c.events if k == "queue"] for c in collectors]
+    positions = [[e.position for e in c.events if isinstance(e, Queued)] for c in collectors]
     assert positions[0] == [] and 1 in positions[1] + positions[2]
     assert positions[2][0] == 2  # third in line: two ahead of it
 
@@ -75,7 +76,7 @@ def test_cancelled_stream_stops_within_a_step_and_others_go_on(trained_model, to
         trained_model, no_eos, [tokenizer.encode("the"), tokenizer.encode("a")], 2, params, cancel_after=3
     )
     for collector in collectors:
-        assert collector.events[-1] == ("done", "stopped")
+        assert collector.events[-1] == Done("stopped")
         assert 3 <= len(collector.tokens()) < 40
 
 
@@ -83,7 +84,7 @@ def test_length_limit_ends_with_length(trained_model, tokenizer) -> None:
     params = SamplingParams(temperature=1.0, top_k=0, top_p=1.0, max_new_tokens=5, seed=1)
     no_eos = trained_model.config.vocab_size
     [collector] = run_jobs(trained_model, no_eos, [tokenizer.encode("the cat")], 2, params)
-    assert len(collector.tokens()) == 5 and collector.events[-1] == ("done", "length")
+    assert len(collector.tokens()) == 5 and collector.events[-1] == Done("length")
 
 
 def test_a_failing_step_fails_its_streams_and_the_loop_survives(
@@ -96,26 +97,33 @@ def test_a_failing_step_fails_its_streams_and_the_loop_survives(
     monkeypatch.setattr(
         engine, "prefill", lambda slot, ids: torch.zeros(0) if ids == [999_999] else real_prefill(slot, ids)
     )
-    scheduler.submit(Job([999_999], GREEDY, 5, broken))
-    assert broken.finished.wait(30) and broken.events[-1][0] == "error"
+    scheduler.submit(Job(prompt=[999_999], params=GREEDY, max_new_tokens=5, emit=broken))
+    assert broken.finished.wait(30) and isinstance(broken.events[-1], Failed)
     healthy = Collector()
-    scheduler.submit(Job(tokenizer.encode("the cat"), GREEDY, 5, healthy))
-    assert healthy.finished.wait(30) and healthy.events[-1][0] == "done"
+    scheduler.submit(Job(prompt=tokenizer.encode("the cat"), params=GREEDY, max_new_tokens=5, emit=healthy))
+    assert healthy.finished.wait(30) and isinstance(healthy.events[-1], Done)
     scheduler.close()
 
 
 def test_full_queue_is_refused(trained_model, tokenizer) -> None:
     engine = Engine(trained_model, max_batch=1)
     scheduler = Scheduler(engine, trained_model.config.vocab_size, 1, max_waiting=1)
-    hold = threading.Event()
+    hold, admitted = threading.Event(), threading.Event()
     long = SamplingParams(temperature=1.0, max_new_tokens=40, seed=0)
-    first = Job(tokenizer.encode("the"), long, 40, lambda e: hold.wait(5))
+
+    def blocking(event: Event) -> None:  # the loop admits the first job, then waits in its emit
+        admitted.set()
+        hold.wait(5)
+
+    first = Job(prompt=tokenizer.encode("the"), params=long, max_new_tokens=40, emit=blocking)
     scheduler.submit(first)
-    time.sleep(0.05)  # let the loop admit the first job (it then blocks in its emit)
-    scheduler.submit(Job(tokenizer.encode("a"), long, 40, lambda e: None))
+    assert admitted.wait(30)
+    scheduler.submit(Job(prompt=tokenizer.encode("a"), params=long, max_new_tokens=40, emit=lambda e: None))
     assert scheduler.full()
     with pytest.raises(QueueFull):
-        scheduler.submit(Job(tokenizer.encode("a"), long, 40, lambda e: None))
+        scheduler.submit(
+            Job(prompt=tokenizer.encode("a"), params=long, max_new_tokens=40, emit=lambda e: None)
+        )
     hold.set()
     first.cancelled.set()
     scheduler.close()
@@ -126,24 +134,26 @@ def test_close_stops_active_and_waiting_streams(trained_model, tokenizer) -> Non
     collectors = [Collector() for _ in range(2)]
     params = SamplingParams(temperature=1.0, max_new_tokens=1000, seed=0)
     for collector in collectors:
-        scheduler.submit(Job(tokenizer.encode("the"), params, 40, collector))
+        scheduler.submit(
+            Job(prompt=tokenizer.encode("the"), params=params, max_new_tokens=40, emit=collector)
+        )
     scheduler.close()
-    assert all(c.finished.is_set() and c.events[-1][0] == "done" for c in collectors)
+    assert all(c.finished.is_set() and isinstance(c.events[-1], Done) for c in collectors)
 
 
 def test_a_stream_stopped_while_it_waits_never_starts(trained_model, tokenizer) -> None:
     scheduler = Scheduler(Engine(trained_model, max_batch=1), tokenizer.eos_id, 1)
     params = SamplingParams(temperature=0, max_new_tokens=200, min_new_tokens=200)
     running, waiting = Collector(), Collector()
-    first = Job(tokenizer.encode("the cat"), params, 200, running)
-    second = Job(tokenizer.encode("a dog"), params, 200, waiting)
+    first = Job(prompt=tokenizer.encode("the cat"), params=params, max_new_tokens=200, emit=running)
+    second = Job(prompt=tokenizer.encode("a dog"), params=params, max_new_tokens=200, emit=waiting)
     scheduler.submit(first)
     while not running.tokens():
         time.sleep(0.001)
     assert scheduler.submit(second) == 1
     second.cancelled.set()  # what the generation does when its save finds the stop flag
     assert waiting.finished.wait(30)
-    assert waiting.events[-1] == ("done", "stopped") and "start" not in [k for k, _ in waiting.events]
+    assert waiting.events[-1] == Done("stopped") and not any(isinstance(e, Started) for e in waiting.events)
     assert not running.finished.is_set()  # the running stream goes on
     first.cancelled.set()
     assert running.finished.wait(30)
@@ -157,7 +167,7 @@ def test_min_new_tokens_holds_eos_back(trained_model, tokenizer) -> None:
     greedy = reference(trained_model, tokenizer.eos_id, prompt)
     eos = greedy[0]
     [free] = run_jobs(trained_model, eos, [prompt], max_batch=2)
-    assert free.tokens() == [] and free.events[-1] == ("done", "eos")
+    assert free.tokens() == [] and free.events[-1] == Done("eos")
     held = SamplingParams(temperature=0, max_new_tokens=200, min_new_tokens=10)
     [collector] = run_jobs(trained_model, eos, [prompt], max_batch=2, params=held)
     assert len(collector.tokens()) >= 10 and eos not in collector.tokens()[:10]
@@ -170,17 +180,17 @@ def test_first_tokens_are_handed_over_before_the_next_decode_step(trained_model,
     prefill ends, not one shared decode step later: time to first token does not wait for the batch."""
     engine = Engine(trained_model, max_batch=2)
     scheduler = Scheduler(engine, tokenizer.eos_id, 2)
-    flushed: list[list[tuple[str, object]]] = []
-    seen_at_decode: list[list[str]] = []
+    flushed: list[list[Event]] = []
+    seen_at_decode: list[list[type]] = []
     collector = Collector()
     real_decode = engine.decode
 
     def decode(slots, tokens):
-        seen_at_decode.append([kind for batch in flushed for kind, _ in batch])
+        seen_at_decode.append([type(event) for batch in flushed for event in batch])
         return real_decode(slots, tokens)
 
     engine.decode = decode  # type: ignore[method-assign]
-    pending: list[tuple[str, object]] = []
+    pending: list[Event] = []
 
     def flush() -> None:
         flushed.append(list(pending))
@@ -190,8 +200,10 @@ def test_first_tokens_are_handed_over_before_the_next_decode_step(trained_model,
         pending.append(event)
         collector(event)
 
-    scheduler.submit(Job(tokenizer.encode("the cat"), GREEDY, 5, emit, flush=flush))
+    scheduler.submit(
+        Job(prompt=tokenizer.encode("the cat"), params=GREEDY, max_new_tokens=5, emit=emit, flush=flush)
+    )
     assert collector.finished.wait(30)
     scheduler.close()
-    assert seen_at_decode[0] == ["start", "token"]  # delivered before the first decode step ran
-    assert [k for k, _ in collector.events] == ["start"] + ["token"] * 5 + ["done"]
+    assert seen_at_decode[0] == [Started, Token]  # delivered before the first decode step ran
+    assert [type(e) for e in collector.events] == [Started] + [Token] * 5 + [Done]
