@@ -14,7 +14,7 @@ export NEXT_TELEMETRY_DISABLED := 1
 FRONTEND_SOURCES := $(shell find frontend/app frontend/components frontend/lib frontend/public frontend/scripts -type f 2>/dev/null) \
 	$(wildcard frontend/*.json frontend/*.ts frontend/*.mjs)
 
-.PHONY: help venv run migrate test lint typecheck pytest chat corpus tokenizer train clean frontend lint-frontend test-frontend test-e2e
+.PHONY: help venv run migrate test test-fast lint typecheck pytest chat corpus tokenizer train clean frontend lint-frontend test-frontend test-e2e
 
 help:  ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s "$$(printf '\t')"
@@ -57,6 +57,10 @@ typecheck: venv
 
 pytest: venv
 	$(BIN)/python -m pytest
+
+test-fast: venv  ## the edit-test loop: ruff and pytest without live servers, browsers or Docker (a few minutes)
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -m "not slow and not e2e" --ignore=tests/deploy -q
 
 lint-frontend: frontend/node_modules/.package-lock.json  ## ESLint (Next's config) and tsc --noEmit on the web app
 	cd frontend && npx eslint . && npx tsc --noEmit

@@ -6,20 +6,12 @@ with a loud warning, except with CI=true, where that fails the run.
 """
 
 import os
-import socket
-import subprocess
-import sys
-import time
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Iterator
 
-import httpx
 import pytest
 
-from tests.helpers import SECRET  # noqa: E402  (plain constants: imports nothing of the app)
+from tests.helpers import IN_CI, SECRET, LiveServer, make_client, start_server, stop_server
 
 os.environ.update(
     SLM_ENV="test",
@@ -35,15 +27,11 @@ os.environ.update(
 for name in ("SLM_CORS_ORIGIN", "SLM_DATABASE_URL_SECRET_ID", "SLM_JWT_SECRET_SECRET_ID"):
     os.environ.pop(name, None)
 
-from fastapi import FastAPI  # noqa: E402
 from fastapi.testclient import TestClient  # noqa: E402
 from sqlalchemy import create_engine, text  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
-from shared.migrate import sync_url  # noqa: E402
-
 PG_URL = os.environ.get("SLM_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 _pg_problem: str | None = None
 
 
@@ -109,52 +97,6 @@ def use_database(database_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator
     get_settings.cache_clear()
 
 
-def unique_email() -> str:
-    return f"user-{uuid.uuid4().hex[:12]}@example.com"
-
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
-
-
-PASSWORD = "correct horse battery"
-
-
-@dataclass
-class Account:
-    email: str
-    token: str
-    id: int
-
-    @property
-    def headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.token}"}
-
-
-def clear_rate_limits(database_url: str) -> None:
-    """Empty the shared login counters, so tests don't leak limits into each other."""
-    engine = create_engine(sync_url(database_url))
-    with engine.begin() as connection:
-        connection.execute(text("DELETE FROM rate_limit_buckets"))
-    engine.dispose()
-
-
-@contextmanager
-def make_client(app: FastAPI, database_url: str) -> Iterator[TestClient]:
-    """A started app (migrations applied) with the shared login counters cleared, so tests don't leak limits."""
-    with TestClient(app, raise_server_exceptions=False) as client:
-        clear_rate_limits(database_url)
-        yield client
-
-
-def register(client: TestClient, email: str | None = None, password: str = PASSWORD) -> Account:
-    response = client.post(
-        "/api/auth/register", json={"email": email or unique_email(), "password": password}
-    )
-    assert response.status_code == 201, response.text
-    body = response.json()
-    return Account(body["user"]["email"], body["access_token"], body["user"]["id"])
-
-
 @pytest.fixture
 def auth_client(use_database: str) -> Iterator[TestClient]:
     from functions.auth.app import app
@@ -178,82 +120,6 @@ def client(use_database: str) -> Iterator[TestClient]:
 
     with make_client(app, use_database) as client:
         yield client
-
-
-@dataclass
-class LiveServer:
-    url: str
-    database_url: str
-    process: "subprocess.Popen[bytes]"
-    log_path: Path
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def start_server(
-    database_url: str,
-    log_path: Path,
-    *,
-    env: dict[str, str] | None = None,
-    app: str = "infra.router.app:app",
-    timeout: float = 120,
-    ready: Callable[["httpx.Response"], bool] = lambda response: response.status_code == 200,
-) -> LiveServer:
-    """uvicorn in a subprocess, as `make run` starts it; returns once /api/health answers 200 (or `ready`)."""
-    port = free_port()
-    environment = {**os.environ, "SLM_DATABASE_URL": database_url, **(env or {})}
-    command = [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port)]
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            command, cwd=REPO_ROOT, env=environment, stdout=log, stderr=subprocess.STDOUT
-        )
-    server = LiveServer(f"http://127.0.0.1:{port}", database_url, process, log_path)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"server exited with {process.returncode}:\n{server.log()}")
-        try:
-            if ready(httpx.get(f"{server.url}/api/health", timeout=2)):
-                return server
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    stop_server(server)
-    raise RuntimeError(f"server not healthy after {timeout}s:\n{server.log()}")
-
-
-def stop_server(server: LiveServer) -> None:
-    server.process.terminate()
-    try:
-        server.process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        server.process.kill()
-        server.process.wait()
-
-
-@contextmanager
-def server_pair(
-    database_url: str, logs: Path, env: dict[str, str] | None = None
-) -> Iterator[tuple[LiveServer, LiveServer]]:
-    """Two server processes over one database, as two containers or Lambda instances would be."""
-    first = start_server(database_url, logs / "a.log", env=env)
-    try:
-        second = start_server(database_url, logs / "b.log", env=env)
-    except Exception:
-        stop_server(first)
-        raise
-    try:
-        yield first, second
-    finally:
-        stop_server(first)
-        stop_server(second)
 
 
 @pytest.fixture(scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])

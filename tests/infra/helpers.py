@@ -4,9 +4,7 @@ A test that needs a tool the machine lacks (nginx, hadolint, docker compose...) 
 reason locally, and fails under CI=true, where .ci/run must have installed it.
 """
 
-import os
 import shutil
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -15,8 +13,9 @@ from typing import Any
 import pytest
 from samtranslator.yaml_helper import yaml_parse
 
-REPO = Path(__file__).resolve().parents[2]
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+from tests.helpers import IN_CI, free_port  # noqa: F401  (one definition of each)
+from tests.helpers import REPO_ROOT as REPO
+
 FUNCTIONS = {"AuthFunction": "auth", "ConversationsFunction": "conversations", "ChatFunction": "chat"}
 
 
@@ -61,12 +60,6 @@ def render_nginx_template(values: dict[str, str]) -> str:
     for name, value in values.items():
         text = text.replace("${" + name + "}", value)
     return text
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def compose_command() -> list[str]:

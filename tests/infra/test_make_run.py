@@ -15,8 +15,7 @@ import httpx
 import jwt
 import pytest
 
-from tests.conftest import REPO_ROOT, free_port
-from tests.helpers import within_one_window
+from tests.helpers import REPO_ROOT, free_port, within_one_window
 
 pytestmark = pytest.mark.slow
 

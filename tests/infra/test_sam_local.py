@@ -121,7 +121,7 @@ def test_every_function_has_events_and_the_env_file_needs_no_secrets_manager() -
 
 
 def test_each_handler_answers_each_of_its_events_with_the_local_env_file(tmp_path: Path) -> None:
-    from tests.conftest import PASSWORD, unique_email
+    from tests.helpers import PASSWORD, unique_email
 
     email = unique_email()
     # auth: register and log in with a fresh account (the events' own bodies name example users)

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.conftest import REPO_ROOT, make_client
+from tests.helpers import REPO_ROOT, make_client
 
 ARTIFACTS = REPO_ROOT / "artifacts" / "reliability"
 

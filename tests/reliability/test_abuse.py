@@ -17,15 +17,16 @@ from sqlalchemy import create_engine, text
 
 from shared.migrate import sync_url
 from shared.security import create_access_token
-from tests.conftest import (
+from tests.functions.chat.sse_client import chat, conversation, register_http
+from tests.helpers import (
     PASSWORD,
+    SECRET,
     LiveServer,
+    assert_error,
     clear_rate_limits,
     server_pair,
     unique_email,
 )
-from tests.functions.chat.sse_client import chat, conversation, register_http
-from tests.helpers import SECRET, assert_error
 from tests.reliability.conftest import record
 
 pytestmark = pytest.mark.slow

@@ -19,7 +19,7 @@ from hypothesis.errors import Unsatisfiable
 from schemathesis.generation.modes import GenerationMode
 from schemathesis.specs.openapi.checks import ignored_auth, positive_data_acceptance
 
-from tests.conftest import register
+from tests.helpers import register
 from tests.reliability.conftest import backend, record
 
 pytestmark = pytest.mark.slow

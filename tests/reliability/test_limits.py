@@ -7,14 +7,20 @@ the way they do behind nginx: from X-Forwarded-For sent by the one proxy they tr
 127.0.0.1; tests/infra/test_nginx.py shows nginx overwriting whatever a client sends)."""
 
 import itertools
-import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
 
-from tests.conftest import PASSWORD, LiveServer, clear_rate_limits, server_pair, unique_email
+from tests.helpers import (
+    PASSWORD,
+    LiveServer,
+    clear_rate_limits,
+    server_pair,
+    unique_email,
+    within_one_window,
+)
 from tests.reliability.conftest import record
 
 pytestmark = pytest.mark.slow
@@ -34,12 +40,8 @@ _addresses = (f"198.18.{i // 250}.{i % 250 + 1}" for i in itertools.count())
 
 @pytest.fixture(autouse=True)
 def whole_window() -> None:
-    """Each test runs inside one window of every limit: the limits count in fixed windows aligned to the
-    minute (60 s, 15 min, an hour, a day all start on one), so a test that starts with at least
-    TEST_SECONDS left in the minute and takes less never sees a counter reset midway."""
-    left = 60 - time.time() % 60
-    if left < TEST_SECONDS:
-        time.sleep(left + 0.01)  # until the next minute starts
+    """Each test runs inside one window of every limit (tests.helpers.within_one_window)."""
+    within_one_window(TEST_SECONDS)
 
 
 def address() -> dict[str, str]:

@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import PASSWORD, LiveServer, unique_email
+from tests.helpers import PASSWORD, LiveServer, unique_email
 from tests.reliability.conftest import backend, p95, record
 
 pytestmark = pytest.mark.slow

@@ -10,7 +10,7 @@ from pydantic import ValidationError
 from functions.chat.schemas import ChatCreate, CompletionCreate
 from model.sampling import SamplingParams, new_generator, sample_next_token
 from shared.schemas import EMAIL_PATTERN, NOT_BLANK, ConversationCreate, UserCreate
-from tests.conftest import make_client, register
+from tests.helpers import make_client, register
 
 
 @pytest.mark.parametrize("params", [SamplingParams(temperature=1e-300), SamplingParams(top_p=1e-50)])

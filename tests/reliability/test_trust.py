@@ -18,8 +18,8 @@ from sqlalchemy import create_engine, text
 from model.checkpoint import DEFAULT_CHECKPOINT
 from model.tokenizer import Tokenizer
 from shared.migrate import sync_url
-from tests.conftest import LiveServer, start_server, stop_server
 from tests.functions.chat.sse_client import conversation, events, records, register_http
+from tests.helpers import LiveServer, start_server, stop_server
 from tests.reliability.conftest import record
 
 pytestmark = pytest.mark.slow

@@ -6,16 +6,16 @@ Property-based (hypothesis): each field gets its own examples; a failure shrinks
 that breaks it."""
 
 import json
-from urllib.parse import quote_from_bytes
 from collections.abc import Callable, Iterator
 from typing import Any
+from urllib.parse import quote_from_bytes
 
 import pytest
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import Account, register
+from tests.helpers import Account, register
 
 pytestmark = pytest.mark.slow
 
