@@ -11,7 +11,7 @@ import {
   renameConversation,
 } from "@/lib/conversations";
 import { goToLogin, readSession, type Session } from "@/lib/session";
-import { loadSettings, type Sampling, saveSettings } from "@/lib/settings";
+import { type Bounds, loadSettings, readBounds, type Sampling, saveSettings } from "@/lib/settings";
 import { currentTheme, setTheme, type Theme } from "@/lib/theme";
 
 import Composer, { type Refused } from "./Composer";
@@ -45,7 +45,8 @@ export default function ChatApp() {
   const [refused, setRefused] = useState<Refused | null>(null);
   const [sidebarOpen, setSidebarOpen] = useState(false);
   const [settingsOpen, setSettingsOpen] = useState(false);
-  const [settings, setSettings] = useState<Sampling | null>(null);
+  const [settings, setSettings] = useState<Sampling | null>(null); // null until the model's bounds are read
+  const [bounds, setBounds] = useState<Bounds | null>(null);
   const [theme, setThemeState] = useState<Theme>("dark");
   const list = useConversations();
   const current = useRef<number | null>(null); // the conversation id, readable inside callbacks
@@ -107,7 +108,13 @@ export default function ChatApp() {
     // static page has hydrated
     // eslint-disable-next-line react-hooks/set-state-in-effect
     setSession(found);
-    setSettings(loadSettings());
+    readBounds().then(
+      (b) => {
+        setBounds(b);
+        setSettings(loadSettings(b));
+      },
+      () => undefined, // the model is still loading: answers use the server's defaults meanwhile
+    );
     setThemeState(currentTheme());
     apiJson("auth", "/api/auth/me").catch((error) => setBanner(describe(error))); // a 401 goes to login
     open(urlConversation());
@@ -122,7 +129,6 @@ export default function ChatApp() {
   }
 
   function send(text: string) {
-    if (!settings) return;
     setBanner(null);
     setRefused(null);
     chat.send(text, settings);
@@ -137,11 +143,11 @@ export default function ChatApp() {
     () => ({
       regenerate: (index) => {
         const { chat: c, settings: s } = latest.current;
-        if (s) c.regenerate(index, s);
+        c.regenerate(index, s);
       },
       edit: (index, text) => {
         const { chat: c, settings: s } = latest.current;
-        if (s) c.edit(index, text, s);
+        c.edit(index, text, s);
       },
       switchTo: (siblingId) => void latest.current.chat.switchTo(siblingId),
     }),
@@ -264,7 +270,9 @@ export default function ChatApp() {
           }
         />
       </main>
-      {settingsOpen && settings && <SettingsPanel settings={settings} onChange={changeSettings} onClose={() => setSettingsOpen(false)} />}
+      {settingsOpen && settings && bounds && (
+        <SettingsPanel settings={settings} bounds={bounds} onChange={changeSettings} onClose={() => setSettingsOpen(false)} />
+      )}
     </div>
   );
 }

@@ -144,9 +144,8 @@ export default function ModelCard() {
       .catch((e: Error) => setError(e.message));
   }, []);
 
-  // An int8 checkpoint keeps most weights outside torch parameters: count those too.
   const q = card?.quantization;
-  const parameters = Math.max(card?.parameters ?? 0, (q?.int8_parameters ?? 0) + (q?.fp32_parameters ?? 0));
+  const parameters = card?.parameters ?? 0; // the count saved with the weights (an int8 model's included)
   const millions = parameters ? `${(parameters / 1e6).toFixed(1)}M` : "?";
   const precision = card?.scores ? (q && card.scores.int8 ? "int8" : Object.keys(card.scores)[0]) : undefined;
   const scores = precision ? card?.scores?.[precision] : undefined;

@@ -2,14 +2,24 @@
 
 import { useRef } from "react";
 
-import { clamp, DEFAULTS, LIMITS, type Sampling } from "@/lib/settings";
+import { type Bounds, clamp, defaults, FIELDS, range, type Sampling } from "@/lib/settings";
 
 import { CloseIcon } from "./icons";
 import { useDialog } from "./useDialog";
 
-export default function SettingsPanel({ settings, onChange, onClose }: { settings: Sampling; onChange: (s: Sampling) => void; onClose: () => void }) {
-  const names = Object.keys(LIMITS) as (keyof Sampling)[];
-  const set = (name: keyof Sampling, value: number) => onChange({ ...settings, [name]: clamp(name, value) });
+export default function SettingsPanel({
+  settings,
+  bounds,
+  onChange,
+  onClose,
+}: {
+  settings: Sampling;
+  bounds: Bounds; // the served model's (GET /api/model)
+  onChange: (s: Sampling) => void;
+  onClose: () => void;
+}) {
+  const names = Object.keys(FIELDS) as (keyof Sampling)[];
+  const set = (name: keyof Sampling, value: number) => onChange({ ...settings, [name]: clamp(name, value, bounds) });
   const panel = useRef<HTMLElement>(null);
   useDialog(panel, onClose);
   return (
@@ -31,7 +41,7 @@ export default function SettingsPanel({ settings, onChange, onClose }: { setting
           </button>
         </div>
         {names.map((name) => {
-          const limit = LIMITS[name];
+          const limit = { ...FIELDS[name], ...range(name, bounds) };
           return (
             <div key={name} className="space-y-1">
               <div className="flex items-center justify-between gap-3">
@@ -65,7 +75,7 @@ export default function SettingsPanel({ settings, onChange, onClose }: { setting
         })}
         <button
           type="button"
-          onClick={() => onChange({ ...DEFAULTS })}
+          onClick={() => onChange(defaults(bounds))}
           className="rounded-lg border border-zinc-300 px-3 py-1.5 text-sm hover:bg-zinc-100 dark:border-zinc-700 dark:hover:bg-zinc-800"
         >
           Reset to defaults

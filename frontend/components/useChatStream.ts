@@ -233,14 +233,14 @@ export function useChatStream(callbacks: StreamCallbacks) {
     ...(role === "assistant" ? { streaming: true, waiting: { queuePosition: 0, coldStart: false } } : {}),
   });
 
-  function send(text: string, settings: Sampling) {
+  function send(text: string, settings: Sampling | null) {
     if (streaming) return;
     const rows = [pending("user", text, []), pending("assistant", "", [])];
     void run(messages, rows, { conversation_id: conversation.current, message: text, ...forRequest(settings) }, text);
   }
 
   /** A new version of the user message at `index`: a sibling question with its own answer. */
-  function edit(index: number, text: string, settings: Sampling) {
+  function edit(index: number, text: string, settings: Sampling | null) {
     const old = messages[index];
     if (streaming || conversation.current === null || old?.role !== "user" || old.id === undefined) return;
     const rows = [pending("user", text, old.siblingIds ?? [old.id]), pending("assistant", "", [])];
@@ -249,7 +249,7 @@ export function useChatStream(callbacks: StreamCallbacks) {
   }
 
   /** Another answer to the question the answer at `index` replied to: a sibling answer. */
-  function regenerate(index: number, settings: Sampling) {
+  function regenerate(index: number, settings: Sampling | null) {
     const old = messages[index];
     if (streaming || conversation.current === null || old?.role !== "assistant") return;
     if (old.id === undefined) return;

@@ -47,7 +47,7 @@ export class StreamBroken extends Error {
 
 /** What POST /api/chat takes: a new message (after `parent_id`, or the active branch's end when left
  * out), or `regenerate`: another answer to the question the given answer replied to. */
-export type ChatRequest = Sampling & { conversation_id: number | null; min_new_tokens?: number } & (
+export type ChatRequest = Partial<Sampling> & { conversation_id: number | null } & (
     | { message: string; parent_id?: number | null }
     | { regenerate: number }
   );
