@@ -57,7 +57,7 @@ def prepare(database: str, name: str) -> dict[str, str]:
         user = User(email=f"{name}@example.com", password_hash=hash_password("benchmark password", 4))
         session.add(user)
         session.commit()
-        token = create_access_token(user.id, JWT_KEY, 60)
+        token = create_access_token(user.subject, JWT_KEY, 60)
     engine.dispose()
     return {"Authorization": f"Bearer {token}"}
 

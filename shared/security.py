@@ -55,12 +55,14 @@ _pool: ThreadPoolExecutor | None = None
 
 
 def _bcrypt_pool() -> ThreadPoolExecutor:
-    """A bounded pool for bcrypt: a check takes ~0.2 s of CPU at 12 rounds, and on the event loop ten of
-    them at once froze every other request (health too) for seconds. bcrypt releases the GIL, so the
-    loop keeps serving while at most one check per CPU runs and the rest wait their turn."""
+    """A bounded pool for bcrypt: a check takes ~0.25 s of CPU at 12 rounds, and on the event loop ten of
+    them at once froze every other request (health too) for seconds. bcrypt releases the GIL; the pool
+    leaves one CPU to the event loop (and the model), so the rest of the app keeps answering while
+    checks wait their turn."""
     global _pool
     if _pool is None:
-        workers = max(1, min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1))
+        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
+        workers = max(1, min(4, cpus - 1))
         _pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="bcrypt")
     return _pool
 
