@@ -2,11 +2,16 @@
 
     python -m bench.train_quality --tokens 150000 --recipe gpt2 --recipe modern
     python -m bench.train_quality --tokens 400000 --recipe modern --recipe modern-adamw --threads 1
+    python -m bench.train_quality --init-from model/checkpoints/default --tokens 500000 --skill-questions 8 \
+        --recipe sft-warm --recipe sft-warm-low --recipe pretrain-warm --upsample chitchat=2
 
 Trains the default 36M shape from scratch with model/train.py (pretraining stage, the default
-corpus in data/) for exactly --tokens tokens per recipe, then scores held-out chitchat as
+corpus in data/) for exactly --tokens tokens per recipe, or with --init-from warm-starts each recipe
+from that checkpoint (the *-warm recipes, a stage each), then scores held-out chitchat as
 model/evaluate.py does (assistant tokens of the first --rows SFT rows): loss, bits per byte, and
-the Kneser-Ney trigram fitted on chitchat train on the same tokens. Prints tokens/s and MFU
+the Kneser-Ney trigram fitted on chitchat train on the same tokens; with --skill-questions N also
+the exact match of greedy answers to N held-out questions of each kind, on new problems and on
+phrasings never trained on (model.evaluate.skill_accuracy). The starting checkpoint is scored too. Prints tokens/s and MFU
 against a matmul of the model's own sizes timed in this run, in the dtype training computes in
 (bf16 where the CPU has bf16 units, else fp32), and each recipe's change against the first.
 Tokens, not minutes: the machine is shared, so time-based budgets would not compare. This is a
@@ -19,6 +24,7 @@ import argparse
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -26,7 +32,8 @@ from bench.train import matmul_tflops
 from model.checkpoint import load_checkpoint
 from model.data import load_corpus
 from model.device import autocast_dtype, device_name
-from model.evaluate import source_scores
+from model.engine import Engine
+from model.evaluate import skill_accuracy, source_scores
 from model.train import main as train
 
 GPT2_ARCH = [
@@ -46,6 +53,10 @@ RECIPES = {  # model/train.py flags on top of its defaults (RMSNorm, RoPE, QK-no
     "modern": [],
     "modern-adamw": ["--optimizer", "adamw", "--lr", "3e-3"],
     "modern-gpt2-arch": GPT2_ARCH,
+    # warm starts (--init-from): fine-tuning at make train's rate and at run 7's, or pretraining again
+    "sft-warm": ["--stage", "sft", "--lr", "1e-3", "--muon-lr", "0.01"],
+    "sft-warm-low": ["--stage", "sft", "--lr", "3e-4", "--muon-lr", "3e-3"],
+    "pretrain-warm": ["--stage", "pretrain", "--lr", "1e-3", "--muon-lr", "0.01", "--prose-share", "0.05"],
 }
 
 
@@ -58,6 +69,9 @@ def main() -> None:
     p.add_argument("--rows", type=int, default=64, help="held-out chitchat rows scored")
     p.add_argument("--data", type=Path, default=Path("data"), help="corpus folder (make corpus)")
     p.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch's default)")
+    p.add_argument("--init-from", type=Path, help="warm-start every recipe from this checkpoint")
+    p.add_argument("--upsample", action="append", default=[], help="SOURCE=N for every recipe (repeatable)")
+    p.add_argument("--skill-questions", type=int, default=0, help="held-out questions per kind and set")
     args = p.parse_args()
     recipes = args.recipe or ["gpt2", "modern"]
     if args.threads:
@@ -68,23 +82,37 @@ def main() -> None:
         load_corpus(args.data, "train")["chitchat"],
         load_corpus(args.data, "val")["chitchat"],
     )
+    skills = sorted((args.data / "val").glob("*.jsonl")) if args.skill_questions else []
+
+    def score(out: Path, first: bool) -> tuple[dict, dict | None, Any]:
+        model, tok, meta = load_checkpoint(out)
+        chitchat = source_scores(model, tok, val_items, train_items if first else None, args.rows)
+        exact = (
+            skill_accuracy(Engine(model, max_batch=1), tok, skills, args.skill_questions) if skills else None
+        )
+        return chitchat, exact, (model, meta)
+
     results = []
+    if args.init_from:
+        chitchat, exact, (model, _) = score(args.init_from, first=True)
+        results.append((f"start: {args.init_from.name}", 0, chitchat, exact, 0.0, 0.0, 0.0, 0.0))
     with tempfile.TemporaryDirectory() as tmp:
         for name in recipes:
             out = Path(tmp) / name
             common = ["--stage", "pretrain", "--out", str(out), "--data", str(args.data), "--max-tokens",
                       str(args.tokens), "--batch-size", str(args.batch_size), "--warmup-steps",
                       str(args.warmup_steps), "--eval-every", "0", "--save-every", "0", "--eval-batches", "1"]  # fmt: skip
+            common += [f"--upsample={u}" for u in args.upsample]
+            common += ["--init-from", str(args.init_from)] if args.init_from else []
             t0 = time.perf_counter()
             train(common + RECIPES[name])
             seconds = time.perf_counter() - t0
-            model, tok, meta = load_checkpoint(out)
-            tokens = meta["training"]["pretrain"]["tokens"]
-            rate = tokens / meta["training"]["pretrain"]["minutes"] / 60
-            scores = source_scores(model, tok, val_items, train_items if not results else None, args.rows)
+            chitchat, exact, (model, meta) = score(out, first=not results)
+            stage = meta["training"][RECIPES[name][1] if RECIPES[name][:1] == ["--stage"] else "pretrain"]
+            tokens, rate = stage["tokens"], stage["tokens"] / stage["minutes"] / 60
             peak = matmul_tflops(args.batch_size * model.config.block_size, model.config.n_embd, dtype)
             mfu = model.flops_per_token() * rate / 1e12 / peak
-            results.append((name, tokens, scores, rate, mfu, peak, seconds))
+            results.append((name, tokens, chitchat, exact, rate, mfu, peak, seconds))
 
     print(
         f"\ndevice: {device_name(device)}, {torch.get_num_threads()} threads, compute dtype {dtype or 'fp32'}"
@@ -92,12 +120,18 @@ def main() -> None:
     base = results[0][2]
     print(f"Kneser-Ney trigram on the same tokens: loss {base['trigram']['loss']:.4f}, "
           f"{base['trigram']['bits_per_byte']:.4f} bits/byte; bigram {base['bigram']['loss']:.4f}")  # fmt: skip
-    print("| recipe | tokens | chitchat val loss | Δ vs first | bits/byte | tokens/s | MFU (vs matmul) |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
-    for name, tokens, scores, rate, mfu, peak, _ in results:
+    print("| recipe | tokens | chitchat val loss | Δ vs first | bits/byte | skills: new problems | "
+          "new phrasings | tokens/s | MFU (vs matmul) |")  # fmt: skip
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for name, tokens, scores, exact, rate, mfu, peak, _ in results:
         loss, delta = scores["gpt"]["loss"], scores["gpt"]["loss"] - base["gpt"]["loss"]
+        problems = f"{exact['exact_match']:.1%}" if exact else "-"
+        phrasings = f"{exact['held_out_phrasings']['exact_match']:.1%}" if exact else "-"
         print(f"| {name} | {tokens:,} | {loss:.4f} | {delta:+.4f} | {scores['gpt']['bits_per_byte']:.4f} | "
-              f"{rate:,.0f} | {mfu:.0%} of {peak:.3f} TFLOP/s |")  # fmt: skip
+              f"{problems} | {phrasings} | {rate:,.0f} | {mfu:.0%} of {peak:.3f} TFLOP/s |")  # fmt: skip
+    for name, *_, exact, _rate, _mfu, _peak, _s in results:
+        if exact:
+            print(f"{name}: {exact['per_skill']} / phrasings {exact['held_out_phrasings']['per_skill']}")
 
 
 if __name__ == "__main__":
