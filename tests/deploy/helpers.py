@@ -45,7 +45,7 @@ def engine_problem() -> str | None:
         return "no docker command"
     except subprocess.TimeoutExpired:
         return "docker info did not answer in 30 s"
-    if done.returncode != 0:
+    if done.returncode != 0 or not done.stdout.strip():
         return (done.stderr.strip().splitlines() or ["docker info failed"])[-1]
     return None
 
