@@ -31,6 +31,7 @@ class Component:
     shutdown: Callable[[], Awaitable[None]] | None = None
     # Readiness: a name and an async check returning (ok, detail) for /api/health.
     checks: dict[str, Callable[[], Awaitable[tuple[bool, str]]]] = field(default_factory=dict)
+    middleware: Sequence[Callable[[ASGIApp], ASGIApp]] = ()  # pure ASGI middleware around the app
 
 
 class BodyLimitMiddleware:
@@ -180,6 +181,9 @@ def create_app(title: str, components: Sequence[Component]) -> FastAPI:
         )
     if settings.env != "production":
         serve_docs(app)
+    for component in components:
+        for middleware in component.middleware:
+            app.add_middleware(middleware)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(SecurityHeadersMiddleware)  # outermost: every answer, errors included
     return app

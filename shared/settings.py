@@ -59,6 +59,8 @@ class Settings(BaseSettings):
     # one user's answers in flight and queued in one process (its share of the model); more get 429
     chat_max_streams_per_user: int = Field(default=3, ge=1)
     chat_max_followers_per_user: int = Field(default=32, ge=1)  # open GET /api/chat/{id}/events per process
+    # GET /metrics (Prometheus) on the chat function: auto = on, except on AWS Lambda (Function URLs are public)
+    metrics: Literal["auto", "on", "off"] = "auto"
     model_dir: Path = REPO_ROOT / "model" / "checkpoints" / "default"
     # PostgreSQL connections per process: pool_size kept open, max_overflow more under load (each
     # PostgreSQL connection is a backend process of ~10 MB; compose keeps them few on a 1 GiB box)

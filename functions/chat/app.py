@@ -3,13 +3,14 @@ OpenAI-compatible /v1. (Stopping is the conversations function's: a database fla
 
 import asyncio
 import threading
+import time
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Query
 from fastapi.responses import StreamingResponse
 from sqlalchemy.orm import selectinload
 
-from functions.chat import follow, rows
+from functions.chat import follow, metrics, rows
 from functions.chat.generation import Generation, Turn
 from functions.chat.openai_api import router as openai_router
 from functions.chat.schemas import ChatCreate, sampling_params
@@ -47,6 +48,7 @@ async def create_chat(
     """Send a message (or regenerate an answer) and stream the answer. The user message and the answer's
     row are saved before the first token; the answer is saved as it grows and runs to its end even when
     the client goes away (follow it with GET /api/chat/{conversation_id}/events)."""
+    arrived = time.perf_counter()
     if body.conversation_id is None:
         if body.follows[1] is not None:
             raise not_found("Message")
@@ -99,6 +101,7 @@ async def create_chat(
         title=conversation.title,
         user_id=user.id,
         reserved=reserved,
+        arrived=arrived,
     )
     generation = Generation(model, turn, events, cancelled)
     return StreamingResponse(generation.events(), media_type="text/event-stream", headers=SSE_HEADERS)
@@ -179,7 +182,12 @@ async def start_loading() -> None:
 
 
 router.include_router(openai_router)
+router.include_router(metrics.router)
 component = Component(
-    router=router, startup=start_loading, shutdown=holder.stop, checks={"model": holder.health}
+    router=router,
+    startup=start_loading,
+    shutdown=holder.stop,
+    checks={"model": holder.health},
+    middleware=[metrics.RequestMetrics],
 )
 app = create_app("chat", [component])

@@ -15,7 +15,7 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
-from functions.chat import rows
+from functions.chat import metrics, rows
 from functions.chat.events import Done, Event, Failed, Queued, Started, Token
 from functions.chat.outbox import PerLoop
 from functions.chat.service import ChatModel
@@ -45,6 +45,7 @@ class Turn:
     title: str
     user_id: int  # whose answer: the conversation's owner
     reserved: ratelimit.Taken  # the tokens reserved from the user's day; the final save gives back the rest
+    arrived: float  # time.perf_counter() when the request arrived (time to first token counts from it)
 
 
 @dataclass
@@ -125,7 +126,7 @@ class Generation:
         put, answer = self.queue.put_nowait, self.answer
         streamer = TextStreamer(self.model.tokenizer)
         reason, error, started, first = "error", None, time.perf_counter(), True
-        saves = _savers.get()
+        saves, clock = _savers.get(), metrics.TokenClock(self.turn.arrived)
         saves.watch(self)
         try:
             cold_start = self.model.claim_cold_start()
@@ -139,6 +140,7 @@ class Generation:
                     case Started(at):
                         started = at
                     case Token(token):
+                        clock.token()
                         answer.ids.append(token)
                         if text := streamer.put(token):
                             answer.parts.append(text)

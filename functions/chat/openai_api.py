@@ -13,7 +13,7 @@ from typing import Any
 from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
 
-from functions.chat import rows
+from functions.chat import metrics, rows
 from functions.chat.events import Done, Failed, Queued, Started, Token
 from functions.chat.schemas import CompletionCreate, sampling_params
 from functions.chat.service import AdmittedModel, ChatModel, LoadedModel
@@ -78,16 +78,18 @@ async def _generate(
     stops: list[str],
     user_id: int,
     reserved: ratelimit.Taken,
+    arrived: float,
 ) -> AsyncIterator[tuple[str, Any]]:
     """("text", delta) events, then ("finish", reason, prompt_tokens, completion_tokens); the tokens of
     the day's reservation that were not generated are given back at the end."""
-    cancelled, tokens = threading.Event(), 0
+    cancelled, tokens, clock = threading.Event(), 0, metrics.TokenClock(arrived)
     try:
         events = model.open_stream(prompt.ids, params, cancelled, user_id)  # 503 / 429 before any chunk
         streamer, stop = TextStreamer(model.tokenizer), StopText(stops)
         async for event in events:
             match event:
                 case Token(token):
+                    clock.token()
                     tokens += 1
                     text, hit = stop.feed(streamer.put(token))
                     if text:
@@ -128,11 +130,12 @@ def _usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
 async def create_completion(
     body: CompletionCreate, user: ApiUser, session: SessionDep, settings: SettingsDep, model: AdmittedModel
 ) -> Any:
+    arrived = time.perf_counter()
     prompt, params = _prompt(model, body)
     # the same minute and day as /api/chat: the answer's tokens are reserved before it starts
     reserved = await ratelimit.admit_chat(session, user.id, settings, model.budget(prompt.ids, params))
     head = {"id": f"chatcmpl-{uuid.uuid4().hex}", "created": int(time.time()), "model": model_id(model)}
-    events = _generate(model, prompt, params, body.stops, user.id, reserved)
+    events = _generate(model, prompt, params, body.stops, user.id, reserved, arrived)
     if not body.stream:
         return await _completion(head, events)
     first = await anext(events)  # errors before the first token (400, 503) still answer as JSON

@@ -94,6 +94,14 @@ class Scheduler:
     def closed(self) -> bool:
         return self._closed
 
+    def waiting(self) -> int:
+        """Jobs waiting for a slot."""
+        return len(self._waiting)
+
+    def active(self) -> int:
+        """Jobs being generated."""
+        return len(self._active)
+
     def full(self) -> bool:
         with self._cv:
             return len(self._waiting) >= self.max_waiting

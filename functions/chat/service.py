@@ -11,6 +11,7 @@ from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends
 
+from functions.chat import metrics
 from functions.chat.events import END, Event, Queued
 from functions.chat.outbox import Outbox, PerLoop
 from functions.chat.scheduler import Job, OwnerFull, QueueFull, Scheduler
@@ -101,6 +102,7 @@ class ChatModel:
         # an int8 model's matrices are buffers, not parameters: the count saved with the weights is the truth
         self.parameters: int = int(self.config.get("parameters") or 0)
         self.scheduler = self._scheduler(engine)
+        metrics.watch_scheduler(lambda: self.scheduler.waiting(), lambda: self.scheduler.active())
         self.load_seconds = time.perf_counter() - started
         self._served_first = False
         log.info(
