@@ -2,11 +2,12 @@
 
 Login, password change and account deletion all check a password through `check_password`:
 
-- every client address has `login_max_attempts_per_ip` attempts per window;
 - a browser presenting a device token of this account (a cookie given at each successful check) has
-  `login_max_failures_per_account` failures per window of its own, whatever else happens to the account;
-- any other client has that many per (account, address), and all of them together `login_account_cap`
-  per `login_untrusted_window_seconds`; past that, only known devices may try until the window ends, so a
+  `login_max_failures_per_account` failures per window of its own, whatever else happens to the account
+  or to its address;
+- any other client has `login_max_attempts_per_ip` attempts per window from its address, that many
+  failures per (account, address), and all of them together `login_account_cap` per
+  `login_untrusted_window_seconds`; past that, only known devices may try until the window ends, so a
   trickle of guesses from many addresses never shuts the owner out of a browser they used before.
 
 Each failure is reserved before bcrypt runs, in one atomic statement per counter (shared/ratelimit.py),
@@ -15,6 +16,7 @@ back. The bcrypt check itself runs in a bounded thread pool, off the event loop.
 """
 
 import time
+from dataclasses import dataclass
 
 from fastapi import Request, Response
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -31,24 +33,33 @@ DEVICE_COOKIE = "slm_device"
 LOGIN_ATTEMPTS = "login attempts"
 
 
-def _limits(
-    request: Request, settings: Settings, email: str, user: User | None
-) -> tuple[ratelimit.Limit, list[ratelimit.Limit], list[ratelimit.Limit]]:
-    """This attempt's (address limit: attempts, never given back; failure limits: given back when it
-    succeeds; those of them a success resets: this client's own)."""
+@dataclass(frozen=True, kw_only=True)
+class Allowance:
+    """The counters one password check reserves from before bcrypt runs."""
+
+    attempts: list[ratelimit.Limit]  # every attempt counts, whatever its outcome: never given back
+    failures: list[ratelimit.Limit]  # given back when the password is right
+    own: list[ratelimit.Limit]  # this client's own failures: forgotten when the password is right
+
+
+def _allowance(request: Request, settings: Settings, email: str, user: User | None) -> Allowance:
+    """A browser that logged in to this account before (its device token names the account) has an
+    allowance of its own and nothing else: not even its address's, which under `make run` every local
+    client shares, so an attacker on the same machine cannot spend it. Any other client has its address's
+    attempts, its failures for this account, and the account's failures from unknown clients."""
     window, address = settings.login_window_seconds, client_address(request)
-    per_ip = ratelimit.Limit(f"login:ip:{address}", settings.login_max_attempts_per_ip, window)
     device = decode_device_token(request.cookies.get(DEVICE_COOKIE, ""), settings.jwt_key)
     if user is not None and device is not None and device[0] == user.subject:
         known = ratelimit.Limit(
             f"login:device:{email}|{device[1]}", settings.login_max_failures_per_account, window
         )
-        return per_ip, [known], [known]
+        return Allowance(attempts=[], failures=[known], own=[known])
+    per_ip = ratelimit.Limit(f"login:ip:{address}", settings.login_max_attempts_per_ip, window)
     pair = ratelimit.Limit(f"login:fail:{email}|{address}", settings.login_max_failures_per_account, window)
     untrusted = ratelimit.Limit(
         f"login:untrusted:{email}", settings.login_account_cap, settings.login_untrusted_window_seconds
     )
-    return per_ip, [pair, untrusted], [pair]
+    return Allowance(attempts=[per_ip], failures=[pair, untrusted], own=[pair])
 
 
 async def check_password(
@@ -60,23 +71,23 @@ async def check_password(
     user: User | None,
 ) -> bool:
     """True when `password` is `user`'s. 429 (nothing checked) when a limit of this attempt is spent."""
-    per_ip, failures, resets = _limits(request, settings, email, user)
+    allowance = _allowance(request, settings, email, user)
     now = time.time()
     async with writing(session):
-        taken: list[ratelimit.Taken] = []
-        for limit in [per_ip, *failures]:
+        failures: list[ratelimit.Taken] = []
+        for limit in [*allowance.attempts, *allowance.failures]:
             if (reserved := await ratelimit.take(session, limit, now=now)) is None:
                 await session.rollback()
                 raise ratelimit.too_many(limit.retry_after(now), LOGIN_ATTEMPTS)
-            taken.append(reserved)
+            if limit in allowance.failures and limit not in allowance.own:
+                failures.append(reserved)
         await session.commit()
     ok = await verify_password_async(password, user.password_hash if user else None, settings.bcrypt_rounds)
     if ok:  # the failure reserved for this attempt is given back, and this client's failures forgotten
         async with writing(session):
-            await ratelimit.reset(session, *(limit.key for limit in resets))
-            for reserved in taken[1:]:
-                if reserved.limit not in resets:
-                    await ratelimit.give_back(session, reserved)
+            await ratelimit.reset(session, *(limit.key for limit in allowance.own))
+            for reserved in failures:
+                await ratelimit.give_back(session, reserved)
             await session.commit()
     return ok
 

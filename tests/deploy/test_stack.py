@@ -6,7 +6,6 @@ PostgreSQL restarted with nothing lost, and last the stack taken down with nothi
 """
 
 import os
-import re
 import secrets
 import ssl
 import subprocess
@@ -192,17 +191,6 @@ def test_memory_at_rest_fits_the_small_box(stack: Stack) -> None:
 # Issue 24: every page the app serves carries its security headers, but the static pages come from nginx
 # here, and its template sends none yet. Until it does, that one assertion of the e2e suite is an expected
 # failure against the stack (and nothing else is): the test says so instead of failing.
-SECURITY_HEADERS_CHECK = "every page came with its Content-Security-Policy and headers"
-
-
-def awaiting_nginx_security_headers(tap: str) -> str | None:
-    """The one failing e2e test's name when its only failure is the security headers nginx does not send
-    yet, else None."""
-    failed = re.findall(r"^not ok \d+ - (.*)$", tap, flags=re.M)
-    template = (REPO / "infra/nginx/templates/default.conf.template").read_text()
-    if len(failed) == 1 and SECURITY_HEADERS_CHECK in tap and "Content-Security-Policy" not in template:
-        return failed[0]
-    return None
 
 
 def test_chromium_end_to_end_suite_passes_against_the_stack(stack: Stack) -> None:
@@ -234,11 +222,6 @@ def test_chromium_end_to_end_suite_passes_against_the_stack(stack: Stack) -> Non
         "Chromium end-to-end tests against the stack",
         {k: summary.get(k) for k in ("pass", "fail", "skipped")},
     )
-    waiting = awaiting_nginx_security_headers(done.stdout)
-    if done.returncode != 0 and waiting and int(summary["pass"]) >= 10:
-        pytest.xfail(
-            f"issue 24: nginx sends no Content-Security-Policy yet ({waiting!r}); every other test passed"
-        )
     assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-2000:]
     assert int(summary["fail"]) == 0 and int(summary["pass"]) >= 10, summary
 

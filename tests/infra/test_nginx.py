@@ -22,6 +22,7 @@ from sqlalchemy import create_engine, text
 from tests.infra.helpers import REPO, free_port, function_exists, render_nginx_template, require_tool
 
 DOMAIN = "127.0.0.1"
+PAGE_POLICY = "default-src 'self'; script-src 'self' 'sha256-test'; frame-ancestors 'none'"
 
 
 def wait_until(check, what: str, log: Path, attempts: int = 300) -> None:
@@ -100,6 +101,12 @@ def stack(tmp_path_factory) -> Iterator[Stack]:
         ["sh", str(placeholder)], env={**os.environ, "DOMAIN": DOMAIN, "CERT_DIR": str(certs)}, check=True
     )
     html.mkdir()
+    snippets = tmp / "slm"  # what the image writes: the build's page policy, then the fixed headers
+    snippets.mkdir()
+    (snippets / "page-headers.conf").write_text(
+        f'add_header Content-Security-Policy "{PAGE_POLICY}" always;\n'
+        + (REPO / "infra/nginx/security-headers.conf").read_text()
+    )
     (html / "index.html").write_text("<h1>SLM home</h1>")
     (html / "login.html").write_text("<h1>SLM login</h1>")
     http_port, https_port = free_port(), free_port()
@@ -110,6 +117,7 @@ def stack(tmp_path_factory) -> Iterator[Stack]:
         "CERT_DIR": str(certs),
         "ACME_ROOT": str(acme),
         "FRONTEND_ROOT": str(html),
+        "NGINX_SLM_DIR": str(snippets),
     }
     for name in ("auth", "conversations", "chat"):  # a missing function gets a closed port: 502
         values[f"{name.upper()}_UPSTREAM"] = f"127.0.0.1:{ports.get(name) or free_port()}"
@@ -197,6 +205,33 @@ def test_https_serves_the_static_frontend_and_its_config(stack: Stack) -> None:
         config = client.get("/config.json")
         assert config.headers["strict-transport-security"].startswith("max-age=")
     assert config.json() == {"authBaseUrl": "", "conversationsBaseUrl": "", "chatBaseUrl": ""}
+
+
+def test_everything_nginx_serves_carries_the_security_headers_once(stack: Stack) -> None:
+    """Pages, scripts, config.json and nginx's own 404s carry the page policy and the fixed headers; a
+    proxied answer carries its function's own (default-src 'none'), never a second copy from nginx."""
+    with stack.client() as client:
+        served = [
+            client.get(p) for p in ("/", "/login", "/some/client/route", "/config.json", "/api/nowhere")
+        ]
+        proxied = client.get("/api/health")
+    for response in served:
+        assert response.headers.get_list("content-security-policy") == [PAGE_POLICY], response.url
+        assert response.headers["x-content-type-options"] == "nosniff"
+        assert (
+            response.headers["x-frame-options"] == "DENY"
+            and response.headers["referrer-policy"] == "no-referrer"
+        )
+        assert response.headers["strict-transport-security"].startswith("max-age=")
+    policy = proxied.headers.get_list("content-security-policy")
+    assert len(policy) == 1 and policy[0].startswith("default-src 'none'")
+    assert proxied.headers.get_list("x-frame-options") == ["DENY"]
+
+
+def test_metrics_are_not_served_on_the_public_side(stack: Stack) -> None:
+    with stack.client() as client:
+        response = client.get("/metrics")
+    assert response.status_code == 404 and response.json()["error"]["code"] == "not_found"
 
 
 def test_unknown_api_route_is_a_json_404(stack: Stack) -> None:

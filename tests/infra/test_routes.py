@@ -20,6 +20,7 @@ NGINX_VALUES = {
     "CERT_DIR": "/etc/letsencrypt/live/chat.example.com",
     "ACME_ROOT": "/var/www/certbot",
     "FRONTEND_ROOT": "/usr/share/nginx/html",
+    "NGINX_SLM_DIR": "/etc/nginx/slm",
 }
 
 

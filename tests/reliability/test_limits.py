@@ -131,6 +131,23 @@ def test_past_the_account_cap_only_known_devices_may_try(servers: tuple[LiveServ
     record("limits-login-cap", {"unknown_failures_before_cap": 8, "retry_after_s": wait, "known_device": 200})
 
 
+def test_an_address_spent_by_an_attacker_leaves_the_owners_browser_its_own_allowance(
+    servers: tuple[LiveServer, LiveServer],
+) -> None:
+    """Under make run every local client is one address: an attacker there spending the address's 30
+    attempts (on any accounts) shuts out unknown clients at that address, not the owner's browser."""
+    email, _ = register(servers[0])
+    shared = address()
+    browser = httpx.Client(headers=shared)
+    body = {"email": email, "password": PASSWORD}
+    assert browser.post(f"{servers[0].url}/api/auth/login", json=body).status_code == 200
+    spent = [login(servers[i % 2], unique_email(), "guess", shared).status_code for i in range(30)]
+    assert spent == [401] * 29 + [429]  # the browser's first login, unknown then, took one of the 30
+    assert_429(login(servers[1], email, PASSWORD, shared), "login attempts")  # an unknown client there
+    assert browser.post(f"{servers[1].url}/api/auth/login", json=body).status_code == 200
+    browser.close()
+
+
 def test_password_change_and_account_deletion_are_limited_like_login(
     servers: tuple[LiveServer, LiveServer],
 ) -> None:
