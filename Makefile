@@ -21,7 +21,7 @@ help:  ## list the targets
 
 venv: $(VENV)/.installed  ## create .venv and install every pinned requirement
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt functions/auth/requirements.txt \
+$(VENV)/.installed: requirements.txt requirements-dev.txt functions/requirements-base.txt functions/auth/requirements.txt \
 		functions/conversations/requirements.txt functions/chat/requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet $(PIP_ARGS) -r requirements.txt
