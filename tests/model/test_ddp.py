@@ -38,8 +38,8 @@ def _draw(rank: int, port: int, queue) -> None:  # type: ignore[no-untyped-def]
         resumed = [micro_batch(stage, ids, mask, (4, 8), i, rank, WORLD, 7)[0] for i in range(3, 6)]
         gathered = [torch.zeros_like(torch.stack(straight)) for _ in range(WORLD)]
         dist.all_gather(gathered, torch.stack(straight))
-        out[stage] = (gathered, torch.stack(resumed))
-    if rank == 0:
+        out[stage] = ([g.tolist() for g in gathered], torch.stack(resumed).tolist())
+    if rank == 0:  # plain lists: a tensor would travel as shared memory that dies with this process
         queue.put(out)
     dist.destroy_process_group()
 
@@ -55,12 +55,13 @@ def test_two_gloo_ranks_draw_different_batches_also_after_resume():
     for p in procs:
         p.join(timeout=60)
         assert p.exitcode == 0
-    for stage, (gathered, resumed_rank0) in out.items():
-        rank0, rank1 = gathered
+    for stage, (gathered, resumed) in out.items():
+        rank0, rank1 = (torch.tensor(g) for g in gathered)
+        resumed_rank0 = torch.tensor(resumed)
         for i in range(6):
             assert not torch.equal(rank0[i], rank1[i]), f"{stage}: both ranks drew batch {i}"
         assert torch.equal(resumed_rank0, rank0[3:]), f"{stage}: a resumed run draws other batches"
-    sft0, sft1 = out["sft"][0]
+    sft0, sft1 = (torch.tensor(g) for g in out["sft"][0])
     seen0, seen1 = set(sft0[:4].flatten().tolist()), set(sft1[:4].flatten().tolist())
     assert not seen0 & seen1  # within an epoch the ranks read disjoint rows
 
