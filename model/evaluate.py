@@ -241,7 +241,7 @@ def _skill_getter(name: str, held_out: str = "problem"):
 
 def skill_table(fp32: dict[str, Any], int8: dict[str, Any]) -> list[str]:
     """Markdown rows: exact match per kind of question, on new problems and on new phrasings."""
-    skills = (fp32 or int8).get("skills")
+    skills = fp32.get("skills") or int8.get("skills")  # fp32 may hold only its losses (trained elsewhere)
     if not skills:
         return []
     phrasings = skills.get("held_out_phrasings", {"questions": 0, "per_skill": {}})
@@ -342,9 +342,10 @@ def report_card(config: dict[str, Any]) -> str:
             f"{t['processes']} × {t['threads']} | {t['autocast']} | {t.get('recipe', 'adamw + cosine')}"
             f"{' (warm start)' if t.get('warm_start') else ''} | {_fmt(t.get('val_loss'))} |"
         )
-    corpus = next(
-        (d["corpus"] for d in config.get("data", {}).values() if isinstance(d.get("corpus"), dict)), None
-    )
+    corpora = [d["corpus"] for d in config.get("data", {}).values() if isinstance(d.get("corpus"), dict)]
+    corpus = (
+        corpora[-1] if corpora else None
+    )  # the last stage's: a warm start keeps the earlier stages' records
     if corpus:
         lines += [
             "",
@@ -363,6 +364,16 @@ def report_card(config: dict[str, Any]) -> str:
             f"\nHeld-out split: {corpus['val_fraction']:.0%} of each source by conversation/document, seed {corpus['seed']}; "
             "the generated questions by problem and by family of phrasings (model/corpus/phrasing.py)."
         )
+        earlier = {n: s for c in corpora[:-1] for n, s in c["sources"].items() if n not in corpus["sources"]}
+        if earlier:
+            lines.append(
+                "\nEarlier stages, whose weights this one continues from, also trained on: "
+                + "; ".join(
+                    f"{n} ({s.get('registry', '')} `{s['package']}`, {s['licence']})"
+                    for n, s in earlier.items()
+                )
+                + "."
+            )
         lines += licence_notes(corpus)
     if fp32 or int8:
         lines += [
@@ -372,7 +383,7 @@ def report_card(config: dict[str, Any]) -> str:
             "| source | val loss fp32 | val loss int8 | change | perplexity fp32 | perplexity int8 |",
             "|---|---:|---:|---:|---:|---:|",
         ]
-        for name in (fp32 or int8)["val_loss"]:
+        for name in sorted({**fp32.get("val_loss", {}), **int8.get("val_loss", {})}):
             a, b = fp32.get("val_loss", {}).get(name), int8.get("val_loss", {}).get(name)
             change = f"{b - a:+.4f}" if a is not None and b is not None else "–"
             lines.append(
@@ -386,7 +397,8 @@ def report_card(config: dict[str, Any]) -> str:
         lines += ["", "## Greedy answers", ""]
         best = int8 or fp32
         for prompt, answer in best["samples"].items():
-            lines.append(f"- **{prompt}** → {answer or '(empty)'}")
+            shown = " / ".join(answer.splitlines())  # a line break would end the Markdown list item
+            lines.append(f"- **{prompt}** → {shown or '(empty)'}")
         clean = best.get("samples_without_repeats")
         note = "" if clean is None else f" {clean:.0%} of them repeat no 3-word sequence."
         if held := best.get("held_out_without_repeats"):
