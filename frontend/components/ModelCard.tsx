@@ -5,7 +5,7 @@ import { useEffect, useState } from "react";
 
 import { apiJson } from "@/lib/api";
 import { goToLogin, readSession } from "@/lib/session";
-import { type Training, trainingStages } from "@/lib/training";
+import { type Training, trainedCorpus, trainingStages } from "@/lib/training";
 
 // GET /api/model: the checkpoint's config.json (model/checkpoint.py), read as a page people read.
 interface Measure {
@@ -150,7 +150,7 @@ export default function ModelCard() {
   const precision = card?.scores ? (q && card.scores.int8 ? "int8" : Object.keys(card.scores)[0]) : undefined;
   const scores = precision ? card?.scores?.[precision] : undefined;
   const sources = Object.entries(scores?.sources ?? {}).sort((a, b) => b[1].tokens - a[1].tokens);
-  const corpus = card?.data?.pretrain?.corpus?.sources ?? {};
+  const { sources: corpus, earlier } = trainedCorpus(card?.data);
   const licences = card?.license ?? {};
 
   return (
@@ -271,6 +271,12 @@ export default function ModelCard() {
                   </span>,
                 ])}
               />
+              {earlier.length > 0 && (
+                <p className="text-xs text-zinc-500">
+                  Earlier stages, whose weights this one continues from, also trained on:{" "}
+                  {earlier.map((name) => `${name} (${licences[name] ?? "licence not recorded"})`).join("; ")}.
+                </p>
+              )}
               {licences.weights && <p className="text-xs text-zinc-500">Weights: {licences.weights}.</p>}
             </Section>
           )}

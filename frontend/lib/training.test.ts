@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 
-import { trainingStages } from "./training";
+import { trainedCorpus, trainingStages } from "./training";
 
 describe("trainingStages", () => {
   it("lists a single run's stages by name", () => {
@@ -23,5 +23,20 @@ describe("trainingStages", () => {
       "pretrain:4",
       "sft:5",
     ]);
+  });
+});
+
+describe("trainedCorpus", () => {
+  it("shows the last stage's corpus and names the sources only earlier stages trained on", () => {
+    const data = {
+      pretrain: { corpus: { sources: { chitchat: 1, brown: 2 } } },
+      sft: { corpus: { sources: { chitchat: 3, facts: 4 } } },
+    };
+    expect(trainedCorpus(data)).toEqual({ sources: { chitchat: 3, facts: 4 }, earlier: ["brown"] });
+  });
+
+  it("is empty without a record, and a user file's stage (no corpus) is skipped", () => {
+    expect(trainedCorpus(undefined)).toEqual({ sources: {}, earlier: [] });
+    expect(trainedCorpus({ pretrain: { corpus: { sources: { a: 1 } } }, sft: {} })).toEqual({ sources: { a: 1 }, earlier: [] });
   });
 });

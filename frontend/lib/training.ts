@@ -28,3 +28,15 @@ export function trainingStages(training: Training): [string, Stage][] {
   });
 }
 
+
+/** config.json's data record: per stage, the corpus manifest it trained on (model/train.py). */
+export type DataRecord<S> = Record<string, { corpus?: { sources?: Record<string, S> } }>;
+
+/** The last stage's corpus (a warm start keeps the earlier stages' records first, in order), and the
+ * sources only earlier stages trained on: the weights continue from those too. */
+export function trainedCorpus<S>(data: DataRecord<S> | undefined): { sources: Record<string, S>; earlier: string[] } {
+  const corpora = Object.values(data ?? {}).flatMap((d) => (d.corpus?.sources ? [d.corpus.sources] : []));
+  const sources = corpora.at(-1) ?? {};
+  const earlier = [...new Set(corpora.slice(0, -1).flatMap((c) => Object.keys(c)))].filter((n) => !(n in sources));
+  return { sources, earlier };
+}
