@@ -15,7 +15,8 @@ bf16 autocast on CUDA and on CPUs with bf16 instructions. --init-from takes an f
 int8 checkpoint (dequantized), so a run can warm-start from the committed default. Writes an fp32
 checkpoint folder plus train_state.pt (optimizer, step, clock) for --resume; `python -m
 model.export` makes the shipped int8 form. SFT with --unlikelihood also answers training prompts
-greedily each step and pushes down the tokens of their loops (model/unlikelihood.py).
+greedily each step (or every --unlikelihood-every steps) and pushes down the tokens of their loops
+(model/unlikelihood.py).
 """
 
 from __future__ import annotations
@@ -294,7 +295,9 @@ def main(argv: list[str] | None = None) -> None:
         )
         opt.set_lr_factor(factor)
         loss_sum = 0.0
-        if prompts:  # greedy answers to training prompts; the tokens of their loops pushed down
+        # greedy answers to training prompts; the tokens of their loops pushed down. They are decoded one
+        # token at a time, which bounds a GPU's step: --unlikelihood-every spaces them out
+        if prompts and run.step % args.unlikelihood_every == 0:
             with net.no_sync() if ddp else nullcontext(), autocast:
                 key = f"{args.seed}:{run.step}:{rank}"
                 ul, share = unlikelihood_loss(model, net, prompts, args.unlikelihood_prompts, key, tok)
@@ -362,6 +365,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             a(f"--{f.name.replace('_', '-')}", dest=f.name, type=kind[f.name], help=f"default {f.default}")
     a("--unlikelihood", type=float, default=0.0, help="SFT: weight of the loss on greedy answers' loops")
     a("--unlikelihood-prompts", type=int, default=8, help="SFT: training prompts answered per step for it")
+    a(
+        "--unlikelihood-every",
+        type=int,
+        default=1,
+        help="SFT: answer them every N steps (each time weighted W)",
+    )
     a("--batch-size", type=int, default=16, help="sequences per micro-batch per process")
     a("--grad-accum", type=int, default=1, help="micro-batches per optimizer step")
     a(
@@ -393,6 +402,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if not (args.max_steps or args.max_tokens or args.max_minutes):
         p.error("give --max-steps, --max-tokens and/or --max-minutes")
+    if args.unlikelihood_every < 1:
+        p.error("--unlikelihood-every must be 1 or more")
     if args.unlikelihood and args.stage != "sft":
         p.error("--unlikelihood is for --stage sft (it answers prompts as the assistant)")
     return args

@@ -103,7 +103,8 @@ def test_sft_with_unlikelihood_trains_and_records_it(tmp_path: Path, dtype: str)
     data = make_corpus(tmp_path)
     common = ["--data", str(data), "--tokenizer", str(data / "tokenizer.json"), "--threads", "1"]
     common += ["--dtype", dtype, "--eval-batches", "1", "--eval-every", "0", "--batch-size", "4"]
-    main([*common, "--out", str(tmp_path / "pre"), "--stage", "pretrain", *TINY, "--max-steps", "2"])
+    wide = [*TINY[:-1], "96"]  # room for a prompt and a whole answer, so the greedy pass runs
+    main([*common, "--out", str(tmp_path / "pre"), "--stage", "pretrain", *wide, "--max-steps", "2"])
     sft = ["--stage", "sft", "--init-from", str(tmp_path / "pre"), "--max-steps", "2"]
     main(
         [*common, "--out", str(tmp_path / "sft"), *sft, "--unlikelihood", "1", "--unlikelihood-prompts", "3"]
@@ -119,3 +120,48 @@ def test_unlikelihood_is_refused_outside_sft(capsys: pytest.CaptureFixture[str])
     with pytest.raises(SystemExit):
         parse_args(["--stage", "pretrain", "--out", "x", "--max-steps", "1", "--unlikelihood", "1"])
     assert "--unlikelihood is for --stage sft" in capsys.readouterr().err
+
+
+def test_unlikelihood_every_n_steps_answers_only_on_those_steps(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """--unlikelihood-every 2 over 4 steps: the real greedy pass runs on steps 0 and 2 only."""
+    import model.train as train
+
+    steps: list[str] = []
+
+    def counted(model, net, prompts, k, key, tok):  # the real loss, with the steps it ran on noted
+        steps.append(key.split(":")[1])
+        return unlikelihood_loss(model, net, prompts, k, key, tok)
+
+    monkeypatch.setattr(train, "unlikelihood_loss", counted)
+    data = make_corpus(tmp_path)
+    common = ["--data", str(data), "--tokenizer", str(data / "tokenizer.json"), "--threads", "1"]
+    common += ["--dtype", "fp32", "--eval-batches", "1", "--eval-every", "0", "--batch-size", "4"]
+    # a window with room for a prompt and a whole answer (ANSWER_TOKENS): TINY's 48 leaves no prompt
+    wide = [*TINY[:-1], "96"]
+    main([*common, "--out", str(tmp_path / "pre"), "--stage", "pretrain", *wide, "--max-steps", "1"])
+    sft = ["--stage", "sft", "--init-from", str(tmp_path / "pre"), "--max-steps", "4", "--unlikelihood", "1"]
+    main(
+        [
+            *common,
+            "--out",
+            str(tmp_path / "sft"),
+            *sft,
+            "--unlikelihood-prompts",
+            "2",
+            "--unlikelihood-every",
+            "2",
+        ]
+    )
+    assert steps == ["0", "2"]
+    _, _, meta = load_checkpoint(tmp_path / "sft")
+    assert (
+        meta["training"]["sft"]["steps"] == 4 and meta["training"]["sft"]["args"]["unlikelihood_every"] == 2
+    )
+
+
+def test_unlikelihood_every_must_be_positive(capsys: pytest.CaptureFixture[str]):
+    with pytest.raises(SystemExit):
+        parse_args(["--stage", "sft", "--out", "x", "--max-steps", "1", "--unlikelihood-every", "0"])
+    assert "--unlikelihood-every must be 1 or more" in capsys.readouterr().err
