@@ -1,8 +1,8 @@
 """Trust benchmark: what other users feel while the app is attacked, on this machine (not a test).
 
-    python bench/trust.py                          # this checkout, SQLite
-    python bench/trust.py --before ../slm-old      # also an older checkout, in the same run
-    python bench/trust.py --postgres postgresql+psycopg://postgres@127.0.0.1:5432/test
+    python -m bench.trust                          # this checkout, SQLite
+    python -m bench.trust --before ../slm-old      # also an older checkout, in the same run
+    python -m bench.trust --postgres postgresql+psycopg://postgres@127.0.0.1:5432/test
 
 Each server is the whole app as `make run` starts it (`uvicorn infra.router.app:app`), on a fresh SQLite
 file (or a fresh database of --postgres with compose's pool of 2 + 2), with the real bcrypt cost (12
@@ -22,7 +22,6 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import uuid
@@ -32,8 +31,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import torch
 from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
+
+from bench.serve import database_for, wait_ready
+from model.device import device_name
 
 ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "correct horse battery"
@@ -73,14 +75,7 @@ def server(root: Path, database: str) -> Iterator[str]:
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline:
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{url}/api/health", timeout=1).status_code == 200:
-                    break
-            time.sleep(0.2)
-        else:
-            raise RuntimeError(f"{root}: the server did not start")
+        wait_ready(url, timeout=300)
         yield url
     finally:
         process.terminate()
@@ -196,23 +191,6 @@ def followers(url: str, database: str, count: int) -> str:
     return f"{whole[0]}/{count} got the whole answer"
 
 
-@contextlib.contextmanager
-def fresh_database(postgres: str | None, folder: Path, name: str) -> Iterator[str]:
-    if not postgres:
-        yield f"sqlite+aiosqlite:///{folder / name}.db"
-        return
-    admin = create_engine(postgres, isolation_level="AUTOCOMMIT")
-    database = f"bench_trust_{uuid.uuid4().hex[:8]}"
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{database}"'))
-    try:
-        yield make_url(postgres).set(database=database).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
-        admin.dispose()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -222,33 +200,25 @@ def main() -> None:
     args = parser.parse_args()
     roots = [("before", args.before.resolve())] if args.before else []
     roots.append(("now", ROOT))
-    print(f"CPU: {cpu_name()}; backend: {'PostgreSQL' if args.postgres else 'SQLite'}")
+    print(f"CPU: {device_name(torch.device('cpu'))}; backend: {'PostgreSQL' if args.postgres else 'SQLite'}")
     print("| server | load | health p50 | health max | health statuses | result |")
     print("|---|---|---:|---:|---|---|")
-    with tempfile.TemporaryDirectory() as tmp:
-        for label, root in roots:
-            with fresh_database(args.postgres, Path(tmp), label) as database, server(root, database) as url:
-                users = [register(url) for _ in range(10)]
-                bodies = [{"email": user["X-Email"], "password": PASSWORD} for user in users]
-                loads = {
-                    "10 logins at once": functools.partial(logins, url, bodies),
-                    "16 followers": lambda: followers(url, database, 16),
-                    "100 followers": lambda: followers(url, database, 100),
-                }
-                for name, load in loads.items():
-                    row = probe(url, load)
-                    print(
-                        f"| {label} | {name} | {row['health_p50_ms']} ms | {row['health_max_ms']} ms | "
-                        f"{', '.join(row['health_statuses'])} | {row['result']} |",
-                        flush=True,
-                    )
-
-
-def cpu_name() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return "unknown"
+    for label, root in roots:
+        with database_for(args.postgres) as database, server(root, database) as url:
+            users = [register(url) for _ in range(10)]
+            bodies = [{"email": user["X-Email"], "password": PASSWORD} for user in users]
+            loads = {
+                "10 logins at once": functools.partial(logins, url, bodies),
+                "16 followers": lambda: followers(url, database, 16),
+                "100 followers": lambda: followers(url, database, 100),
+            }
+            for name, load in loads.items():
+                row = probe(url, load)
+                print(
+                    f"| {label} | {name} | {row['health_p50_ms']} ms | {row['health_max_ms']} ms | "
+                    f"{', '.join(row['health_statuses'])} | {row['result']} |",
+                    flush=True,
+                )
 
 
 if __name__ == "__main__":
