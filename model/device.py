@@ -7,6 +7,8 @@ from pathlib import Path
 
 import torch
 
+from model.runtime import cpu_name
+
 
 def cpu_has_bf16() -> bool:
     """Whether this CPU has native bf16 instructions (AVX512-BF16 or AMX), where autocast pays."""
@@ -25,10 +27,7 @@ def fast_bf16_matmul(device: torch.device | str = "cpu") -> bool:
 def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").is_file() else []:
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
+    return cpu_name()
 
 
 def autocast_dtype(device: torch.device, choice: str) -> torch.dtype | None:

@@ -1,34 +1,46 @@
 """A torch-free serving engine: the int8 checkpoint run by ONNX Runtime, with the Engine API.
 
-`import torch` alone costs a serving process ~190 MB resident; ONNX Runtime ~45 MB. This module
-imports neither torch nor anything that does: it reads the int8 checkpoint with numpy, writes the
-GPT as one ONNX graph in memory (no file to build or ship), and runs it with a KV cache of slots,
-exactly as model/engine.py does:
+`import torch` alone costs a serving process ~190 MB resident; ONNX Runtime ~30 MB. This module
+imports neither torch nor anything that does: it writes the GPT as ONNX graphs from the int8
+checkpoint's numbers, keeps them in a cache folder (built once, by a child process that imports the
+onnx package, so the serving process never does: 0.6 s and 18 MB), and runs them with a KV cache of
+slots, exactly as model/engine.py does:
 
-- every matrix is the checkpoint's own int8 numbers and fp16 row scales, multiplied by ONNX
-  Runtime's `DynamicQuantizeMatMul` (activations quantized per tensor on the fly, like fbgemm's);
+- every matrix is the checkpoint's own int8 numbers and fp16 row scales, in one of two ONNX Runtime
+  kernels: `MatMulNBits` (8 bits, each activation row quantized on its own) for passes of up to
+  SMALL_PASS rows, where it reads the weights fastest, and `DynamicQuantizeMatMul` (activations
+  quantized per tensor on the fly, like fbgemm's) for prefills and larger batches; one session per
+  kernel, both writing the same cache and reading one copy of the embedding table;
+- RMSNorm is one fused node, and each residual add rides with the norm after it;
 - attention is `GroupQueryAttention` with rotary positions, writing each new key and value into
   the slot cache in place (the past and present buffers are one), each row at its own length;
+- the pool's threads spin between the graph's nodes and stop when a pass returns;
 - the torch Engine stays the reference: tests/model/test_ort_engine.py checks the same greedy
-  tokens and logits within a stated tolerance on fixed prompts.
+  tokens and logits within a stated tolerance on fixed prompts, for each kernel and for both.
 
     engine = OrtEngine.from_checkpoint("model/checkpoints/default")
     logits = engine.prefill(0, ids)          # (V,) numpy
     logits = engine.decode([0], [token])     # (1, V)
+    python -m model.ort_engine --build model/checkpoints/default   # fill the cache ahead (images do)
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import ctypes
 import functools
+import hashlib
+import os
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import onnxruntime as ort
-from onnx import ModelProto, TensorProto, helper, numpy_helper
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.numpy import load_file
 
 from model.config import INT8_SCHEME, WEIGHTS, CheckpointError, read_config
@@ -37,7 +49,10 @@ from model.sampling import Slots
 from model.tokenizer import EOS_ID
 
 MS = "com.microsoft"
-MATMUL = "dq"  # the int8 kernel (see _linear); bench/decode.py measures both
+KERNELS = ["dq", "nbits"]  # the two int8 matmuls (see _linear)
+MATMUL = "auto"  # the int8 kernel by the size of each pass (see OrtEngine; _linear has both)
+TRIM_AFTER = 64  # prompts this long are followed by a malloc_trim (0.6-2 ms; 8 full windows 305 -> 274 MB)
+SMALL_PASS = 3  # passes of up to this many rows take MatMulNBits (bench/decode.py: faster up to ~3 streams)
 
 
 @functools.cache
@@ -54,7 +69,7 @@ def signed_weights_exact() -> bool:
     return " avx512_vnni" in flags or " avx_vnni" in flags
 
 
-F32 = TensorProto.FLOAT
+F32 = 1  # onnx.TensorProto.FLOAT (onnx itself is imported only to build a graph: ~0.6 s and 18 MB)
 
 
 class _Graph:
@@ -62,6 +77,8 @@ class _Graph:
     initializers, one tensor at a time: the weights are never held twice over in protobufs."""
 
     def __init__(self) -> None:
+        from onnx import ModelProto
+
         self.nodes: list[Any] = []
         self.model = ModelProto()
         self.count = 0
@@ -71,23 +88,45 @@ class _Graph:
         return f"{hint}_{self.count}"
 
     def op(self, op_type: str, inputs: list[str], hint: str = "", outputs: int = 1, **attrs) -> Any:
+        from onnx import helper
+
         domain = attrs.pop("domain", "")
         names = [self.name(hint or op_type) for _ in range(outputs)]
         self.nodes.append(helper.make_node(op_type, inputs, names, domain=domain, **attrs))
         return names[0] if outputs == 1 else names
 
-    def const(self, array: np.ndarray, hint: str) -> str:
-        name = self.name(hint)
+    def const(self, array: np.ndarray, hint: str, exact: bool = False) -> str:
+        from onnx import numpy_helper
+
+        name = hint if exact else self.name(hint)
         self.model.graph.initializer.append(numpy_helper.from_array(np.ascontiguousarray(array), name))
         return name
 
 
-def _rms_norm(g: _Graph, x: str, weight: np.ndarray | None, eps: float) -> str:
-    """x / sqrt(mean(x²) + eps) over the last axis (times weight): nn.RMSNorm / F.rms_norm."""
-    mean = g.op("ReduceMean", [g.op("Mul", [x, x]), g.const(np.array([-1], np.int64), "axis")], keepdims=1)
-    rms = g.op("Sqrt", [g.op("Add", [mean, g.const(np.array(eps, np.float32), "eps")])])
-    y = g.op("Div", [x, rms])
-    return y if weight is None else g.op("Mul", [y, g.const(weight.astype(np.float32), "gain")])
+SHARED_WEIGHTS = ("transformer.wte.weight", "transformer.wte.weight_scale")
+
+
+def shared_initializers(weights: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The initializers every kernel's graph reads as they are, by their names in the graph: the
+    embedding table (int8 rows) and its fp32 row scales."""
+    table, scale = (weights[name] for name in SHARED_WEIGHTS)
+    return {"wte.q": np.ascontiguousarray(table), "wte.scale": scale.astype(np.float32)[:, None].copy()}
+
+
+def _rms_norm(g: _Graph, x: str, weight: np.ndarray, eps: float) -> str:
+    """x / sqrt(mean(x²) + eps) * weight over the last axis (nn.RMSNorm / F.rms_norm) in one fused node."""
+    gain = g.const(weight.astype(np.float32), "gain")
+    return g.op("SimplifiedLayerNormalization", [x, gain], "norm", axis=-1, epsilon=eps)
+
+
+def _add_rms_norm(g: _Graph, x: str, y: str, weight: np.ndarray, eps: float) -> tuple[str, str]:
+    """(rms_norm(x + y) * weight, x + y): the residual add and the next norm in one fused node."""
+    gain = g.const(weight.astype(np.float32), "gain")
+    normed, _, _, total = g.op(
+        "SkipSimplifiedLayerNormalization", [y, x, gain], "addnorm", outputs=4, domain=MS, epsilon=eps
+    )
+    g.nodes[-1].output[1:3] = ["", ""]  # mean and inverse deviation: not computed
+    return normed, total
 
 
 def _linear(g: _Graph, x: str, w: dict[str, np.ndarray], name: str, matmul: str) -> str:
@@ -119,6 +158,8 @@ def build_model(weights: dict[str, np.ndarray], config: dict[str, Any], matmul: 
     layer past_key_i / past_value_i (B, H, block, D), updated in place when bound as the outputs
     present_key_i / present_value_i. Output: logits (B, V) at each row's last position.
     `weights` is emptied as it is read (each array is freed once it is in the graph)."""
+    from onnx import TensorProto, helper
+
     c = config
     if (c.get("norm"), c.get("pos"), c.get("mlp"), c.get("qk_norm")) != ("rms", "rope", "relu2", True):
         raise ValueError("the ONNX engine runs the default architecture only (rms, rope, relu2, qk_norm)")
@@ -127,10 +168,10 @@ def build_model(weights: dict[str, np.ndarray], config: dict[str, Any], matmul: 
     g = _Graph()
     # embeddings: int8 rows times their scales
     ids = "ids"
-    table = g.const(weights.pop("transformer.wte.weight"), "wte.q")
-    table_scale = g.const(
-        weights.pop("transformer.wte.weight_scale").astype(np.float32)[:, None], "wte.scale"
-    )
+    shared = shared_initializers(weights)
+    for name in SHARED_WEIGHTS:
+        weights.pop(name)
+    table, table_scale = (g.const(array, name, exact=True) for name, array in shared.items())
     x = g.op(
         "Mul", [g.op("Cast", [g.op("Gather", [table, ids])], to=F32), g.op("Gather", [table_scale, ids])]
     )
@@ -141,15 +182,16 @@ def build_model(weights: dict[str, np.ndarray], config: dict[str, Any], matmul: 
     per_head = g.const(np.array([0, 0, n_head, head], np.int64), "per_head")
     merged = g.const(np.array([0, 0, n_embd], np.int64), "merged")
     split = g.const(np.array([n_embd] * 3, np.int64), "split")
-    outputs = []
+    ones = np.ones(head, np.float32)  # QK-norm has no gain
+    outputs: list[str] = []
+    h = _rms_norm(g, x, weights.pop("transformer.h.0.ln_1.weight"), eps)
     for i in range(n_layer):
         p = f"transformer.h.{i}"
-        h = _rms_norm(g, x, weights.pop(f"{p}.ln_1.weight"), eps)
         q, k, v = g.op(
             "Split", [_linear(g, h, weights, f"{p}.attn.c_attn", matmul), split], "qkv", outputs=3, axis=2
         )
         q, k = (  # QK-norm: each head's vector to unit RMS
-            g.op("Reshape", [_rms_norm(g, g.op("Reshape", [t, per_head]), None, eps), merged]) for t in (q, k)
+            g.op("Reshape", [_rms_norm(g, g.op("Reshape", [t, per_head]), ones, eps), merged]) for t in (q, k)
         )
         attn, present_k, present_v = g.op(
             "GroupQueryAttention",
@@ -164,28 +206,25 @@ def build_model(weights: dict[str, np.ndarray], config: dict[str, Any], matmul: 
         )
         g.nodes[-1].output[1:] = [f"present_key_{i}", f"present_value_{i}"]
         outputs += [f"present_key_{i}", f"present_value_{i}"]
-        x = g.op("Add", [x, _linear(g, attn, weights, f"{p}.attn.c_proj", matmul)])
-        h = g.op(
-            "Relu",
-            [
-                _linear(
-                    g, _rms_norm(g, x, weights.pop(f"{p}.ln_2.weight"), eps), weights, f"{p}.mlp.c_fc", matmul
-                )
-            ],
-        )
-        x = g.op("Add", [x, _linear(g, g.op("Mul", [h, h]), weights, f"{p}.mlp.c_proj", matmul)])
-    # the head on each row's last position only
+        attn = _linear(g, attn, weights, f"{p}.attn.c_proj", matmul)
+        h, x = _add_rms_norm(g, x, attn, weights.pop(f"{p}.ln_2.weight"), eps)
+        h = g.op("Relu", [_linear(g, h, weights, f"{p}.mlp.c_fc", matmul)])
+        mlp = _linear(g, g.op("Mul", [h, h]), weights, f"{p}.mlp.c_proj", matmul)
+        # the next layer's first norm, or the final one, with this residual add
+        gain = f"transformer.h.{i + 1}.ln_1.weight" if i + 1 < n_layer else "transformer.ln_f.weight"
+        h, x = _add_rms_norm(g, x, mlp, weights.pop(gain), eps)
+    # the head on each row's last position only (the final norm is per position: normed first, then sliced)
     last = g.op(
         "Slice",
         [
-            x,
+            h,
             g.const(np.array([-1], np.int64), "m1"),
             g.const(np.array([2**62], np.int64), "end"),
             g.const(np.array([1], np.int64), "ax1"),
         ],
     )
     last = g.op("Squeeze", [last, g.const(np.array([1], np.int64), "ax1")])
-    _linear(g, _rms_norm(g, last, weights.pop("transformer.ln_f.weight"), eps), weights, "lm_head", matmul)
+    _linear(g, last, weights, "lm_head", matmul)
     g.nodes[-1].output[0] = "logits"
     kv_shape = ["batch", n_head, block, head]
     inputs = [
@@ -220,52 +259,161 @@ def _give_back_freed_memory() -> None:
         ctypes.CDLL(None).malloc_trim(0)
 
 
+def _session(model: bytes | str, threads: int, shared: dict[str, Any]) -> ort.InferenceSession:
+    """An ONNX Runtime session of `model` on `threads` threads; the initializers named in `shared`
+    are the given OrtValues (one copy for every session), not copies of the graph's."""
+    options = ort.SessionOptions()
+    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+    # the pool's threads spin between the graph's parallel sections (waking a sleeping thread for each
+    # of its ~100 nodes cost a quarter of a token's time) and stop spinning when a run returns: between
+    # steps the cores are the event loop's
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1")
+    options.add_session_config_entry("session.force_spinning_stop", "1")
+    # no arena: a growing arena keeps its high-water mark; plain malloc gives big buffers back
+    options.enable_cpu_mem_arena = options.enable_mem_pattern = False
+    for name, value in shared.items():
+        options.add_initializer(name, value)
+    return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+
+
+def default_cache_dir() -> Path:
+    """Where built graphs are kept: SLM_ONNX_CACHE, else the user's cache folder (XDG_CACHE_HOME or
+    ~/.cache)/slm/onnx."""
+    if configured := os.environ.get("SLM_ONNX_CACHE"):
+        return Path(configured)
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "slm" / "onnx"
+
+
+def graph_key(directory: Path, kernel: str) -> str:
+    """A name for the graph of this checkpoint and kernel as this code on this CPU builds it: any change
+    to the weights file (size, modification time), its config.json, this module, ONNX Runtime's
+    version or the CPU's int8 path gives another name, so a stale graph is never loaded."""
+    weights = (directory / WEIGHTS).stat()
+    digest = hashlib.sha256()
+    for part in (
+        (directory / "config.json").read_bytes(),
+        Path(__file__).read_bytes(),
+        f"{weights.st_size} {weights.st_mtime_ns} {kernel} {signed_weights_exact()} {ort.__version__}".encode(),
+    ):
+        digest.update(hashlib.sha256(part).digest())
+    return f"{directory.name}-{kernel}-{digest.hexdigest()[:20]}.onnx"
+
+
+def build_graph_file(directory: Path, kernel: str, path: Path) -> None:
+    """Build the graph of an int8 checkpoint and write it to `path` (atomically: a reader never sees half)."""
+    try:
+        weights = load_file(str(directory / WEIGHTS))
+    except (SafetensorError, OSError) as e:
+        raise CheckpointError(f"checkpoint {directory}: {WEIGHTS} is corrupt ({e})") from e
+    graph = build_model(weights, read_config(directory)["model"], kernel)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=".building-", delete=False) as f:
+        f.write(graph)
+    os.chmod(f.name, 0o644)  # built by root at image build, read by the service's own user
+    os.replace(f.name, path)
+
+
+def cached_graphs(directory: Path, kernels: list[str], cache: Path | None = None) -> dict[str, bytes | Path]:
+    """Each kernel's graph of the checkpoint: the cached file, else built into the cache by a child
+    process (`python -m model.ort_engine --build`: the onnx package and the build's transient ~100 MB stay
+    out of this process, which only loads the file), else, where no cache folder can be written (a
+    read-only image without SLM_ONNX_CACHE), built here in memory."""
+    folders = [cache or default_cache_dir(), Path(tempfile.gettempdir()) / "slm-onnx"]
+    graphs: dict[str, bytes | Path] = {}
+    for kernel in kernels:
+        name = graph_key(directory, kernel)
+        found = next((folder / name for folder in folders if (folder / name).is_file()), None)
+        for folder in folders if found is None else []:
+            command = [
+                sys.executable,
+                "-m",
+                "model.ort_engine",
+                "--build",
+                str(directory),
+                "--kernel",
+                kernel,
+            ]
+            env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+            built = subprocess.run(
+                [*command, "--cache", str(folder)], env=env, capture_output=True, text=True
+            )
+            if built.returncode == 0 and (folder / name).is_file():
+                found = folder / name
+                break
+        if found is None:
+            weights = load_file(str(directory / WEIGHTS))
+            graphs[kernel] = build_model(weights, read_config(directory)["model"], kernel)
+        else:
+            graphs[kernel] = found
+    return graphs
+
+
 class OrtEngine(Slots):
     """The Engine API (prefill, decode, position, release, generate) on ONNX Runtime: a KV cache of
-    (n_layer, 2, max_batch, n_head, block_size, head_dim) fp32 in numpy, written in place."""
+    (n_layer, 2, max_batch, n_head, block_size, head_dim) fp32 in numpy, written in place.
+
+    With matmul="auto" (the default) it holds one session per int8 kernel over the same cache and
+    embedding table, and each pass takes the kernel that is faster for its size: MatMulNBits for a pass
+    of at most SMALL_PASS rows (one or a few streams decoding: it reads the weights at close to the
+    memory's pace), DynamicQuantizeMatMul for prefills and larger batches (its GEMM is faster there).
+    `graphs` maps each kernel to its serialized graph or a file holding it (see cached_graphs)."""
 
     def __init__(
-        self, weights: dict[str, np.ndarray], config: dict[str, Any], max_batch: int = 16,
-        threads: int = 2, eos_id: int = EOS_ID, matmul: str = MATMUL,
+        self, graphs: dict[str, bytes | Path], shared: dict[str, np.ndarray], config: dict[str, Any],
+        max_batch: int = 16, threads: int = 2, eos_id: int = EOS_ID,
     ) -> None:  # fmt: skip
         super().__init__(max_batch, config["block_size"], eos_id)
         self.config, self.n_layer = config, config["n_layer"]
         n_head = config["n_head"]
-        options = ort.SessionOptions()
-        options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # 2 cores, shared
-        # no arena: a growing arena keeps its high-water mark; plain malloc gives big buffers back
-        options.enable_cpu_mem_arena = options.enable_mem_pattern = False
-        self.session = ort.InferenceSession(
-            build_model(weights, config, matmul), options, providers=["CPUExecutionProvider"]
-        )
-        _give_back_freed_memory()  # the graph's bytes and the numpy weights, copied into the session
+        # the embedding table and its scales: one copy, read in place by every session (kept alive here)
+        self._shared = {name: ort.OrtValue.ortvalue_from_numpy(array) for name, array in shared.items()}
+        self.sessions = {}
+        for kernel, graph in graphs.items():
+            self.sessions[kernel] = _session(
+                graph if isinstance(graph, bytes) else str(graph), threads, self._shared
+            )
+            _give_back_freed_memory()  # the graph's bytes, copied into the session
         shape = (self.n_layer, 2, max_batch, n_head, self.block_size, config["n_embd"] // n_head)
         nbytes = int(np.prod(shape)) * 4
         self.cache = np.frombuffer(zeroed_pages(nbytes), np.float32).reshape(shape)  # committed as written
-        self._bindings: dict[tuple[int, int], tuple[Any, np.ndarray]] = {}
+        self._bindings: dict[tuple[str, int, int], tuple[Any, np.ndarray]] = {}
+
+    def kernel(self, rows: int) -> str:
+        """The session for a pass that computes `rows` positions (batch x sequence)."""
+        if len(self.sessions) == 1:
+            return next(iter(self.sessions))
+        return "nbits" if rows <= SMALL_PASS else "dq"
 
     @classmethod
-    def from_checkpoint(cls, directory: str | Path, **kwargs: Any) -> OrtEngine:
-        """The engine of an int8 checkpoint folder (CheckpointError for anything else)."""
+    def from_checkpoint(
+        cls, directory: str | Path, matmul: str = MATMUL, cache: Path | None = None, **kwargs: Any
+    ) -> OrtEngine:
+        """The engine of an int8 checkpoint folder (CheckpointError for anything else). Its graphs come
+        from the cache folder (`cache`, else default_cache_dir()), built there first when missing."""
         directory = Path(directory)
         meta = read_config(directory)
         if (meta.get("quantization") or {}).get("scheme") != INT8_SCHEME:
             raise CheckpointError(
                 f"{directory}: the ONNX engine serves int8 checkpoints (python -m model.export)"
             )
+        kernels = KERNELS if matmul == "auto" else [matmul]
+        if not set(kernels) <= set(KERNELS):
+            raise ValueError(f"matmul is auto, {' or '.join(KERNELS)}, not {matmul!r}")
+        graphs = cached_graphs(directory, kernels, cache)
         try:
-            weights = load_file(str(directory / WEIGHTS))
+            with safe_open(str(directory / WEIGHTS), "np") as f:
+                shared = shared_initializers({name: f.get_tensor(name) for name in SHARED_WEIGHTS})
         except (SafetensorError, OSError) as e:
             raise CheckpointError(f"checkpoint {directory}: {WEIGHTS} is corrupt ({e})") from e
-        return cls(weights, meta["model"], **kwargs)
+        return cls(graphs, shared, meta["model"], **kwargs)
 
-    def _binding(self, first: int, count: int) -> tuple[Any, np.ndarray]:
+    def _binding(self, kernel: str, first: int, count: int) -> tuple[Any, np.ndarray]:
         """The IO binding of the slots first..first+count-1 (their cache rows bound in place as both
-        past and present) and its logits buffer: made once per span, reused by every step after."""
-        key = (first, count)
+        past and present) and its logits buffer, in one kernel's session: made once per span, reused by
+        every step after."""
+        key = (kernel, first, count)
         if key not in self._bindings:
-            binding = self.session.io_binding()
+            binding = self.sessions[kernel].io_binding()
             logits = np.empty((count, self.config["vocab_size"]), np.float32)  # written in place
             binding.bind_ortvalue_output("logits", ort.OrtValue.ortvalue_from_numpy(logits))
             for i in range(self.n_layer):
@@ -279,17 +427,20 @@ class OrtEngine(Slots):
 
     def _run(self, first: int, count: int, ids: np.ndarray, lengths: list[int]) -> np.ndarray:
         """One forward pass over the slots first..first+count-1; a copy of the logits (B, V)."""
-        binding, logits = self._binding(first, count)
+        kernel = self.kernel(ids.size)
+        binding, logits = self._binding(kernel, first, count)
         binding.bind_cpu_input("ids", ids)
         binding.bind_cpu_input("seqlens", np.array([n - 1 for n in lengths], np.int32))
         binding.bind_cpu_input("total", np.array(max(lengths), np.int32))
-        self.session.run_with_iobinding(binding)
+        self.sessions[kernel].run_with_iobinding(binding)
         return logits.copy()  # the buffer is the next step's (copy_outputs_to_cpu would copy the caches too)
 
     def prefill(self, slot: int, ids: list[int]) -> np.ndarray:
         """Fill the slot's cache with `ids` (from position 0); returns the last position's logits (V,)."""
         self._check_prefill(slot, ids)
         logits = self._run(slot, 1, np.array([ids], np.int64), [len(ids)])
+        if len(ids) >= TRIM_AFTER:  # its intermediates (MBs) leave holes in the heap: give them back
+            _give_back_freed_memory()
         self.positions[slot] = len(ids)
         return logits[0]
 
@@ -312,3 +463,23 @@ class OrtEngine(Slots):
         for s in slots:
             self.positions[s] += 1
         return logits[[s - first for s in slots]]
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Build an int8 checkpoint's graphs into the cache, as a server's first start would (a Dockerfile
+    runs this at image build, so a cold start only loads them)."""
+    p = argparse.ArgumentParser(description=main.__doc__)
+    p.add_argument("--build", type=Path, required=True, metavar="CHECKPOINT", help="int8 checkpoint folder")
+    p.add_argument("--kernel", choices=KERNELS, action="append", help="one kernel's graph (default: each)")
+    p.add_argument("--cache", type=Path, help="cache folder (default: SLM_ONNX_CACHE or ~/.cache/slm/onnx)")
+    args = p.parse_args(argv)
+    cache = args.cache or default_cache_dir()
+    for kernel in args.kernel or KERNELS:
+        path = cache / graph_key(args.build, kernel)
+        if not path.is_file():
+            build_graph_file(args.build, kernel, path)
+        print(path)
+
+
+if __name__ == "__main__":
+    main()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import mmap
 import os
+import platform
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -56,3 +57,12 @@ def cpu_budget(
     if environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "").isdigit():
         limits.append(int(environ["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"]) // LAMBDA_MB_PER_VCPU)
     return max(1, min(limits))
+
+
+def cpu_name() -> str:
+    """The CPU's model name (/proc/cpuinfo), else what the platform says."""
+    cpuinfo = Path("/proc/cpuinfo")
+    for line in cpuinfo.read_text().splitlines() if cpuinfo.is_file() else []:
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
