@@ -1,6 +1,9 @@
 """Chat function: stream answers over SSE and follow them from the database, describe the model; plus the
 OpenAI-compatible /v1. (Stopping is the conversations function's: a database flag.)"""
 
+from functions.chat import early  # noqa: F401 (first: the model loads beside the imports below)
+
+# isort: split
 import asyncio
 import threading
 import time

@@ -11,9 +11,10 @@ from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends
 
-from functions.chat import metrics
+from functions.chat import metrics, preload
 from functions.chat.events import END, Event, Queued
 from functions.chat.outbox import Outbox, PerLoop
+from functions.chat.preload import choose_engine
 from functions.chat.scheduler import Job, OwnerFull, QueueFull, Scheduler
 from functions.chat.schemas import MAX_WINDOW, sampling_bounds
 from model.config import TOKENIZER, CheckpointError, read_config
@@ -47,23 +48,6 @@ def overloaded() -> APIError:
 outboxes = PerLoop(Outbox)
 
 
-def choose_engine(setting: str, config: dict[str, Any]) -> str:
-    """The engine, onnx or torch, for SLM_CHAT_ENGINE and a checkpoint's config.json ("auto": onnx for
-    an int8 checkpoint when onnxruntime is installed, else torch)."""
-    int8 = config.get("quantization") is not None
-    if setting == "onnx" and not int8:
-        raise ValueError("SLM_CHAT_ENGINE=onnx serves int8 checkpoints only (python -m model.export)")
-    if setting != "auto":
-        return setting
-    if not int8:
-        return "torch"
-    try:
-        import onnxruntime  # noqa: F401
-    except ImportError:
-        return "torch"
-    return "onnx"
-
-
 class ChatModel:
     """What a loaded checkpoint offers the routes: its tokenizer, card, window, and token streams."""
 
@@ -80,8 +64,11 @@ class ChatModel:
         if self.engine_name == "onnx":  # torch is never imported: the process stays ~190 MB smaller
             from model.ort_engine import OrtEngine
 
-            engine = OrtEngine.from_checkpoint(directory, max_batch=self.max_batch, threads=self.threads)
-            self.tokenizer = Tokenizer.from_file(directory / TOKENIZER)
+            if loaded := preload.take(directory, self.max_batch, self.threads):  # begun at import
+                engine, self.tokenizer = loaded
+            else:
+                engine = OrtEngine.from_checkpoint(directory, max_batch=self.max_batch, threads=self.threads)
+                self.tokenizer = Tokenizer.from_file(directory / TOKENIZER)
             if self.tokenizer.vocab_size != self.config["model"]["vocab_size"]:  # as load_checkpoint checks
                 raise CheckpointError(f"checkpoint {directory}: the tokenizer does not match the model")
         else:

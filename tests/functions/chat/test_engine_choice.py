@@ -1,8 +1,16 @@
-"""SLM_CHAT_ENGINE: which engine serves which checkpoint."""
+"""SLM_CHAT_ENGINE: which engine serves which checkpoint, and its load begun as the app is imported."""
+
+import logging
+import os
+import subprocess
+import sys
 
 import pytest
 
-from functions.chat.service import choose_engine
+from functions.chat import preload
+from functions.chat.preload import choose_engine
+from model.config import DEFAULT_CHECKPOINT
+from model.ort_engine import OrtEngine
 
 INT8 = {"quantization": {"scheme": "int8 per-row fp16 scale"}}
 FP32 = {"quantization": None}
@@ -17,3 +25,39 @@ def test_auto_serves_int8_on_onnx_runtime_and_fp32_on_torch() -> None:
 def test_onnx_refuses_an_fp32_checkpoint_with_a_reason() -> None:
     with pytest.raises(ValueError, match="int8"):
         choose_engine("onnx", FP32)
+
+
+def test_a_preloaded_engine_is_handed_out_once_for_its_own_key() -> None:
+    preload.start(DEFAULT_CHECKPOINT, 2, 1)
+    preload.start(DEFAULT_CHECKPOINT, 2, 1)  # once per key
+    assert preload.take(DEFAULT_CHECKPOINT, 4, 1) is None  # other slots: not this engine
+    engine, tokenizer = preload.take(DEFAULT_CHECKPOINT, 2, 1)
+    assert isinstance(engine, OrtEngine) and engine.max_batch == 2
+    assert tokenizer.vocab_size == engine.config["vocab_size"]
+    assert preload.take(DEFAULT_CHECKPOINT, 2, 1) is None  # handed out once
+
+
+def test_a_failed_preload_is_logged_and_leaves_the_load_to_the_service(tmp_path, caplog) -> None:
+    preload.start(tmp_path, 2, 1)  # no checkpoint there
+    with caplog.at_level(logging.WARNING, "slm.chat"):
+        assert preload.take(tmp_path, 2, 1) is None
+    assert "loading it again" in caplog.text
+
+
+def test_importing_the_chat_app_starts_the_load_of_what_the_settings_name() -> None:
+    """In a fresh process: functions/chat/early.py, imported first by the app, starts the preload; the
+    service's model then comes from it (nothing is left waiting)."""
+    code = (
+        "import asyncio, functions.chat.app\n"
+        "from functions.chat import preload\n"
+        "print(sorted(str(key[0]) for key in preload._loading))\n"
+        "from functions.chat.service import ChatModel\n"
+        "from shared.settings import get_settings\n"
+        "model = ChatModel(get_settings().model_dir)\n"
+        "print(len(preload._loading), model.engine_name)\n"
+    )
+    env = {**os.environ, "SLM_MODEL_DIR": str(DEFAULT_CHECKPOINT), "SLM_CHAT_ENGINE": "auto"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
+    started, left = out.stdout.splitlines()[-2:]
+    assert started == repr([str(DEFAULT_CHECKPOINT)])
+    assert left == "0 onnx"
