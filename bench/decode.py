@@ -1,13 +1,18 @@
-"""Decode benchmark: our engines (torch fp32 and int8, ONNX Runtime int8) against HF transformers' GPT-2.
+"""Decode benchmark: our engines (torch fp32 and int8, ONNX Runtime int8) against HF transformers' GPT-2
+and, with --llama-cpp, llama.cpp on the same shape (bench/llamacpp.py).
 
     python -m bench.decode                       # default checkpoint, 2 threads
     python -m bench.decode --checkpoint runs/x --threads 4 --no-hf
+    python -m bench.decode --llama-cpp <llama.cpp source folder with build/bin>   # see bench/llamacpp.py
 
 Every engine runs in its own subprocess, so its peak RSS is its own. Measured per engine: batch-1
 greedy decode tok/s (64-token prompt, 256 new tokens), 300-token prefill ms, peak RSS; and for
-both int8 engines, the aggregate tok/s of 1/4/8/16 streams decoded together. Times are the best of --repeats
-runs. Without a checkpoint a randomly initialised model of the real shape is used (decode speed
-does not depend on the weights); the output says which. This is a benchmark, not a test.
+the int8 engines, the aggregate tok/s of 1/2/4/8/16 streams decoded together. Times are the best of
+--repeats runs. The script also measures this machine's memory read bandwidth with as many threads
+(a read-only pass over 1 GiB) and prints each engine's batch-1 share of the limit it sets: the
+bandwidth over the bytes of weights one token reads. Without a checkpoint a randomly initialised
+model of the real shape is used (decode speed does not depend on the weights); the output says
+which. This is a benchmark, not a test.
 """
 
 from __future__ import annotations
@@ -22,7 +27,11 @@ import tempfile
 import time
 from pathlib import Path
 
-BATCHES = (1, 4, 8, 16)
+import numpy as np
+
+from model.runtime import cpu_name
+
+BATCHES = (1, 2, 4, 8, 16)
 
 
 def best_of(repeats: int, fn) -> float:
@@ -55,7 +64,7 @@ def worker_engine(args: argparse.Namespace) -> dict:
     if args.worker.startswith("onnx"):
         from model.ort_engine import OrtEngine
 
-        matmul = "nbits" if args.worker == "onnx-nbits" else "dq"
+        matmul = {"onnx": "auto", "onnx-nbits": "nbits", "onnx-dq": "dq"}[args.worker]
 
         def make(batch: int):
             return OrtEngine.from_checkpoint(
@@ -179,6 +188,35 @@ def prepare(checkpoint: Path, root: Path) -> tuple[Path, Path, str]:
     )
 
 
+def read_bandwidth(threads: int, size: int = 1 << 30, repeats: int = 5) -> float:
+    """Bytes per second that `threads` threads read from memory (a max over 1 GiB of uint8, split
+    between them; numpy releases the GIL in the reduction): the best of `repeats` passes."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import numpy as np
+
+    data = np.ones(size, np.uint8)  # written: every page is there
+    parts = np.array_split(data, threads)
+    with ThreadPoolExecutor(threads) as pool:
+        return size / best_of(repeats, lambda: list(pool.map(np.max, parts)))
+
+
+def bytes_per_token(int8_dir: Path) -> int:
+    """The weight bytes one decode step reads in our int8 checkpoint: every int8 matrix and its row scales
+    except the embedding table, of which a step reads one row."""
+    from safetensors import safe_open
+
+    from model.config import WEIGHTS
+
+    total = 0
+    with safe_open(str(int8_dir / WEIGHTS), "np") as f:
+        for name in f.keys():  # noqa: SIM118 (safe_open is not a mapping)
+            if not name.startswith("transformer.wte."):
+                tensor = f.get_slice(name)
+                total += int(np.prod(tensor.get_shape())) * (1 if tensor.get_dtype() in ("I8", "U8") else 2)
+    return total
+
+
 def run_worker(kind: str, dir: Path, args: argparse.Namespace, batched: bool = False) -> dict:
     cmd = [sys.executable, "-m", "bench.decode", "--worker", kind, "--dir", str(dir)]
     cmd += ["--threads", str(args.threads), "--repeats", str(args.repeats)]
@@ -203,7 +241,15 @@ def main() -> None:
     p.add_argument("--prefill-tokens", type=int, default=300, help="prompt length for the prefill timing")
     p.add_argument("--repeats", type=int, default=3, help="runs per measurement; the best one counts")
     p.add_argument("--no-hf", action="store_true", help="skip the HF transformers baseline")
-    p.add_argument("--worker", choices=["fp32", "int8", "onnx", "onnx-nbits", "hf"], help=argparse.SUPPRESS)
+    p.add_argument(
+        "--llama-cpp",
+        type=Path,
+        metavar="DIR",
+        help="llama.cpp source folder with its build (bench/llamacpp.py)",
+    )
+    p.add_argument(
+        "--worker", choices=["fp32", "int8", "onnx", "onnx-dq", "onnx-nbits", "hf"], help=argparse.SUPPRESS
+    )
     p.add_argument("--dir", type=Path, help=argparse.SUPPRESS)
     p.add_argument("--batched", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -212,6 +258,7 @@ def main() -> None:
         print(json.dumps(worker_hf(args) if args.worker == "hf" else worker_engine(args)))
         return
 
+    bandwidth = read_bandwidth(args.threads)  # measured again at the end: the better pass counts
     with tempfile.TemporaryDirectory() as tmp:
         fp32_dir, int8_dir, what = prepare(args.checkpoint, Path(tmp))
         print(f"model: {what}")
@@ -219,29 +266,67 @@ def main() -> None:
         rows = {
             "fp32": run_worker("fp32", fp32_dir, args),
             "int8": run_worker("int8", int8_dir, args, True),
-            "int8 on ONNX Runtime (served)": run_worker("onnx", int8_dir, args, True),
-            "int8 on ONNX Runtime, MatMulNBits": run_worker("onnx-nbits", int8_dir, args, True),
+            SERVED: run_worker("onnx", int8_dir, args, True),
+            "int8 on ONNX Runtime, DynamicQuantizeMatMul only": run_worker("onnx-dq", int8_dir, args, True),
+            "int8 on ONNX Runtime, MatMulNBits only": run_worker("onnx-nbits", int8_dir, args, True),
         }
+        ours = bytes_per_token(int8_dir)
+        for row in rows.values():
+            row["bytes_per_token"] = ours if "batched_tok_s" in row else None
+        if args.llama_cpp:
+            from bench.llamacpp import measure
+            from model.config import read_config
+
+            config = read_config(int8_dir)["model"]
+            rows.update(measure(args.llama_cpp, config, Path(tmp), args, BATCHES))
         if not args.no_hf:
             rows["HF GPT2LMHeadModel"] = run_worker("hf", fp32_dir, args)
+        bandwidth = max(bandwidth, read_bandwidth(args.threads))
+    print(f"CPU: {cpu_name()}")
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     print(f"load average after the run: {load} on {os.cpu_count()} CPUs (other work slows every engine)")
-    base = rows.get("HF GPT2LMHeadModel")
     print(
-        f"\n| engine | decode tok/s | {args.prefill_tokens}-token prefill ms | peak RSS MB |"
+        f"memory read bandwidth with {args.threads} threads: {bandwidth / 1e9:.1f} GB/s (the better of a pass "
+        "before and after the engines; a shared host's bandwidth moves between runs)"
+    )
+    base = rows.get("HF GPT2LMHeadModel")
+    llama = rows.get("llama.cpp Q8_0")
+    print(
+        f"\n| engine | decode tok/s | {args.prefill_tokens}-token prefill ms | peak RSS MB "
+        "| weight MB per token | bandwidth limit tok/s | share of it |"
+        + (" decode vs llama.cpp Q8_0 | prefill vs llama.cpp Q8_0 |" if llama else "")
         + (" decode vs HF | prefill vs HF |" if base else "")
     )
-    print("|---|---:|---:|---:|" + ("---:|---:|" if base else ""))
+    print(
+        "|---|---:|---:|---:|---:|---:|---:|"
+        + ("---:|---:|" if llama else "")
+        + ("---:|---:|" if base else "")
+    )
     for name, r in rows.items():
         line = f"| {name} | {r['decode_tok_s']:.0f} | {r['prefill_ms']:.1f} | {r['rss_mb']:.0f} |"
-        if base:
-            speed, prefill = r["decode_tok_s"] / base["decode_tok_s"], r["prefill_ms"] / base["prefill_ms"]
-            line += f" {speed:.2f}x | {prefill:.2f}x |"
+        if r.get("bytes_per_token"):
+            limit = bandwidth / r["bytes_per_token"]
+            line += f" {r['bytes_per_token'] / 1e6:.1f} | {limit:.0f} | {r['decode_tok_s'] / limit:.0%} |"
+        else:
+            line += " – | – | – |"
+        for other in (llama, base):
+            if other:
+                speed, prefill = (
+                    r["decode_tok_s"] / other["decode_tok_s"],
+                    r["prefill_ms"] / other["prefill_ms"],
+                )
+                line += f" {speed:.2f}x | {prefill:.2f}x |"
         print(line)
-    for name in ("int8", "int8 on ONNX Runtime (served)", "int8 on ONNX Runtime, MatMulNBits"):
-        batched = {int(b): v for b, v in rows[name]["batched_tok_s"].items()}
-        cells = ", ".join(f"{b} streams {v:.0f} tok/s ({v / batched[1]:.1f}x)" for b, v in batched.items())
-        print(f"\n{name} batched decode, aggregate: {cells}")
+    for name, row in rows.items():
+        if "batched_tok_s" in row:
+            batched = {int(b): v for b, v in row["batched_tok_s"].items()}
+            cells = ", ".join(
+                f"{b} streams {v:.0f} tok/s ({v / batched[1]:.1f}x)" for b, v in batched.items()
+            )
+            print(f"\n{name} batched decode, aggregate: {cells}")
+
+
+SERVED = "int8 on ONNX Runtime (served: MatMulNBits up to 3 rows a pass, else DynamicQuantizeMatMul)"
 
 
 if __name__ == "__main__":
