@@ -14,7 +14,7 @@ slots, exactly as model/engine.py does:
 - RMSNorm is one fused node, and each residual add rides with the norm after it;
 - attention is `GroupQueryAttention` with rotary positions, writing each new key and value into
   the slot cache in place (the past and present buffers are one), each row at its own length;
-- the pool's threads spin between the graph's nodes and stop when a pass returns;
+- for the small passes, the pool's threads spin between the graph's nodes and stop when a pass returns;
 - the torch Engine stays the reference: tests/model/test_ort_engine.py checks the same greedy
   tokens and logits within a stated tolerance on fixed prompts, for each kernel and for both.
 
@@ -259,15 +259,16 @@ def _give_back_freed_memory() -> None:
         ctypes.CDLL(None).malloc_trim(0)
 
 
-def _session(model: bytes | str, threads: int, shared: dict[str, Any]) -> ort.InferenceSession:
+def _session(model: bytes | str, threads: int, shared: dict[str, Any], spin: bool) -> ort.InferenceSession:
     """An ONNX Runtime session of `model` on `threads` threads; the initializers named in `shared`
     are the given OrtValues (one copy for every session), not copies of the graph's."""
     options = ort.SessionOptions()
     options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
-    # the pool's threads spin between the graph's parallel sections (waking a sleeping thread for each
-    # of its ~100 nodes cost a quarter of a token's time) and stop spinning when a run returns: between
-    # steps the cores are the event loop's
-    options.add_session_config_entry("session.intra_op.allow_spinning", "1")
+    # spin: the pool's threads spin between the graph's parallel sections (for one stream's decode, waking
+    # a sleeping thread for each of ~100 small nodes cost a quarter of its time) and stop when a run
+    # returns, so between steps the cores are the event loop's. Not for the big passes (prefills, batches):
+    # there it gained nothing measurable and took the core the event loop needs for arriving requests
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
     options.add_session_config_entry("session.force_spinning_stop", "1")
     # no arena: a growing arena keeps its high-water mark; plain malloc gives big buffers back
     options.enable_cpu_mem_arena = options.enable_mem_pattern = False
@@ -369,9 +370,8 @@ class OrtEngine(Slots):
         self._shared = {name: ort.OrtValue.ortvalue_from_numpy(array) for name, array in shared.items()}
         self.sessions = {}
         for kernel, graph in graphs.items():
-            self.sessions[kernel] = _session(
-                graph if isinstance(graph, bytes) else str(graph), threads, self._shared
-            )
+            source = graph if isinstance(graph, bytes) else str(graph)
+            self.sessions[kernel] = _session(source, threads, self._shared, spin=kernel == "nbits")
             _give_back_freed_memory()  # the graph's bytes, copied into the session
         shape = (self.n_layer, 2, max_batch, n_head, self.block_size, config["n_embd"] // n_head)
         nbytes = int(np.prod(shape)) * 4
