@@ -5,6 +5,7 @@ loaded engine when the settings still name the same checkpoint, batch and thread
 its own (a failed preload is logged and changes nothing else).
 """
 
+import atexit
 import logging
 import threading
 from concurrent.futures import Future
@@ -14,6 +15,15 @@ from typing import Any
 log = logging.getLogger("slm.chat")
 Key = tuple[Path, int, int]  # checkpoint folder, slots, threads
 _loading: dict[Key, Future[tuple[Any, Any]]] = {}
+_threads: list[threading.Thread] = []
+
+
+@atexit.register
+def _finish_loading() -> None:
+    """A process that exits while a load is inside ONNX Runtime would be torn down under it (the runtime
+    aborts): wait for the loads first (a fraction of a second)."""
+    for thread in _threads:
+        thread.join(timeout=60)
 
 
 def _load(key: Key, future: Future[tuple[Any, Any]]) -> None:
@@ -35,7 +45,9 @@ def start(directory: Path, max_batch: int, threads: int) -> None:
     if key not in _loading:
         future: Future[tuple[Any, Any]] = Future()
         _loading[key] = future
-        threading.Thread(target=_load, args=(key, future), name="slm-preload", daemon=True).start()
+        thread = threading.Thread(target=_load, args=(key, future), name="slm-preload", daemon=True)
+        _threads.append(thread)
+        thread.start()
 
 
 def take(directory: Path, max_batch: int, threads: int) -> tuple[Any, Any] | None:

@@ -61,3 +61,23 @@ def test_importing_the_chat_app_starts_the_load_of_what_the_settings_name() -> N
     started, left = out.stdout.splitlines()[-2:]
     assert started == repr([str(DEFAULT_CHECKPOINT)])
     assert left == "0 onnx"
+
+
+def test_a_process_exiting_while_the_model_loads_waits_for_the_load(tmp_path) -> None:
+    """A process that imported the app and ends at once ends while the preload is inside ONNX Runtime;
+    torn down under it, the runtime aborted the process (seen once: SIGABRT). The exit waits for the
+    load: here a load that takes 0.5 s still finishes, after the main thread is done."""
+    marker = tmp_path / "loaded"
+    code = (
+        "import time\n"
+        "from pathlib import Path\n"
+        "from functions.chat import preload\n"
+        "def slow(key, future):\n"
+        "    time.sleep(0.5)\n"
+        f"    Path({str(marker)!r}).write_text('done')\n"
+        "preload._load = slow\n"
+        "preload.start(Path('checkpoint'), 1, 1)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-500:]
+    assert marker.read_text() == "done"
