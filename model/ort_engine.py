@@ -307,11 +307,27 @@ def build_graph_file(directory: Path, kernel: str, path: Path) -> None:
     except (SafetensorError, OSError) as e:
         raise CheckpointError(f"checkpoint {directory}: {WEIGHTS} is corrupt ({e})") from e
     graph = build_model(weights, read_config(directory)["model"], kernel)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile(dir=path.parent, prefix=".building-", delete=False) as f:
         f.write(graph)
     os.chmod(f.name, 0o644)  # built by root at image build, read by the service's own user
     os.replace(f.name, path)
+
+
+def private_temp_dir() -> Path:
+    """The fallback cache folder: this user's own folder in the system temp folder (another user of a
+    shared /tmp cannot have made it, nor put graphs in it: see trusted)."""
+    uid = os.getuid() if hasattr(os, "getuid") else 0
+    return Path(tempfile.gettempdir()) / f"slm-onnx-{uid}"
+
+
+def trusted(folder: Path) -> bool:
+    """Whether graphs in `folder` may be loaded: on POSIX, a folder of this user's or root's that no one
+    else may write to (a shared temp folder's planted file is never run); elsewhere any folder."""
+    if not hasattr(os, "getuid"):
+        return True
+    info = folder.stat()
+    return info.st_uid in (os.getuid(), 0) and not info.st_mode & 0o022
 
 
 def cached_graphs(directory: Path, kernels: list[str], cache: Path | None = None) -> dict[str, bytes | Path]:
@@ -319,11 +335,11 @@ def cached_graphs(directory: Path, kernels: list[str], cache: Path | None = None
     process (`python -m model.ort_engine --build`: the onnx package and the build's transient ~100 MB stay
     out of this process, which only loads the file), else, where no cache folder can be written (a
     read-only image without SLM_ONNX_CACHE), built here in memory."""
-    folders = [cache or default_cache_dir(), Path(tempfile.gettempdir()) / "slm-onnx"]
+    folders = [cache or default_cache_dir(), private_temp_dir()]
     graphs: dict[str, bytes | Path] = {}
     for kernel in kernels:
         name = graph_key(directory, kernel)
-        found = next((folder / name for folder in folders if (folder / name).is_file()), None)
+        found = next((f / name for f in folders if (f / name).is_file() and trusted(f)), None)
         for folder in folders if found is None else []:
             command = [
                 sys.executable,
@@ -338,7 +354,7 @@ def cached_graphs(directory: Path, kernels: list[str], cache: Path | None = None
             built = subprocess.run(
                 [*command, "--cache", str(folder)], env=env, capture_output=True, text=True
             )
-            if built.returncode == 0 and (folder / name).is_file():
+            if built.returncode == 0 and (folder / name).is_file() and trusted(folder):
                 found = folder / name
                 break
         if found is None:

@@ -7,6 +7,7 @@ greedy token wherever the reference's best token leads the second by more than 2
 """
 
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -18,7 +19,7 @@ import pytest
 from model import ort_engine
 from model.checkpoint import DEFAULT_CHECKPOINT, CheckpointError, load_checkpoint
 from model.engine import Engine
-from model.ort_engine import KERNELS, SMALL_PASS, OrtEngine, cached_graphs, main
+from model.ort_engine import KERNELS, SMALL_PASS, OrtEngine, cached_graphs, main, trusted
 from model.sampling import SamplingParams
 from model.tokenizer import render_prompt
 
@@ -115,7 +116,7 @@ def test_the_chat_function_serves_without_importing_torch():
     code = (
         "import sys\n"
         "import functions.chat.app\n"
-        "from model.ort_engine import KERNELS, SMALL_PASS, OrtEngine, cached_graphs, main\n"
+        "from model.ort_engine import KERNELS, SMALL_PASS, OrtEngine, cached_graphs, main, trusted\n"
         "from model.sampling import SamplingParams\n"
         "from model.config import DEFAULT_CHECKPOINT\n"
         "engine = OrtEngine.from_checkpoint(DEFAULT_CHECKPOINT, max_batch=1)\n"
@@ -202,7 +203,7 @@ def test_without_a_writable_cache_the_graph_goes_to_the_temp_folder_or_memory(tm
     blocked.write_text("a file where the cache folder would be")
     monkeypatch.setattr(tempfile, "gettempdir", lambda: str(tmp_path / "tmp"))
     graphs = cached_graphs(DEFAULT_CHECKPOINT, ["dq"], blocked / "cache")
-    assert graphs["dq"].parent == tmp_path / "tmp" / "slm-onnx"
+    assert graphs["dq"].parent == tmp_path / "tmp" / f"slm-onnx-{os.getuid()}"
     monkeypatch.setattr(tempfile, "gettempdir", lambda: str(blocked))  # nowhere writable
     in_memory = cached_graphs(DEFAULT_CHECKPOINT, ["nbits"], blocked / "cache")
     assert isinstance(in_memory["nbits"], bytes) and len(in_memory["nbits"]) > 30_000_000
@@ -231,3 +232,15 @@ def test_a_long_prompt_gives_its_freed_memory_back(monkeypatch, engines):
     engine.prefill(0, [5] * ort_engine.TRIM_AFTER)
     assert trims == [1]
     engine.release(0)
+
+
+def test_a_graph_in_a_folder_others_may_write_is_never_loaded(tmp_path, monkeypatch):
+    """A shared temp folder: a graph someone else could have put there is rebuilt, not run."""
+    monkeypatch.setattr(tempfile, "gettempdir", lambda: str(tmp_path / "tmp"))
+    shared = tmp_path / "cache"
+    first = cached_graphs(DEFAULT_CHECKPOINT, ["dq"], shared)["dq"]
+    assert first.parent == shared and trusted(shared)
+    shared.chmod(0o777)  # now anyone may write there
+    assert not trusted(shared)
+    again = cached_graphs(DEFAULT_CHECKPOINT, ["dq"], shared)["dq"]
+    assert again.parent == tmp_path / "tmp" / f"slm-onnx-{os.getuid()}"  # built again where only we write
