@@ -300,13 +300,18 @@ def graph_key(directory: Path, kernel: str) -> str:
     return f"{directory.name}-{kernel}-{digest.hexdigest()[:20]}.onnx"
 
 
-def build_graph_file(directory: Path, kernel: str, path: Path) -> None:
-    """Build the graph of an int8 checkpoint and write it to `path` (atomically: a reader never sees half)."""
+def _built(directory: Path, kernel: str) -> bytes:
+    """The serialized graph of an int8 checkpoint for one kernel (CheckpointError for bad weights)."""
     try:
         weights = load_file(str(directory / WEIGHTS))
     except (SafetensorError, OSError) as e:
         raise CheckpointError(f"checkpoint {directory}: {WEIGHTS} is corrupt ({e})") from e
-    graph = build_model(weights, read_config(directory)["model"], kernel)
+    return build_model(weights, read_config(directory)["model"], kernel)
+
+
+def build_graph_file(directory: Path, kernel: str, path: Path) -> None:
+    """Build the graph of an int8 checkpoint and write it to `path` (atomically: a reader never sees half)."""
+    graph = _built(directory, kernel)
     path.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile(dir=path.parent, prefix=".building-", delete=False) as f:
         f.write(graph)
@@ -357,11 +362,7 @@ def cached_graphs(directory: Path, kernels: list[str], cache: Path | None = None
             if built.returncode == 0 and (folder / name).is_file() and trusted(folder):
                 found = folder / name
                 break
-        if found is None:
-            weights = load_file(str(directory / WEIGHTS))
-            graphs[kernel] = build_model(weights, read_config(directory)["model"], kernel)
-        else:
-            graphs[kernel] = found
+        graphs[kernel] = _built(directory, kernel) if found is None else found
     return graphs
 
 
@@ -415,13 +416,12 @@ class OrtEngine(Slots):
         kernels = KERNELS if matmul == "auto" else [matmul]
         if not set(kernels) <= set(KERNELS):
             raise ValueError(f"matmul is auto, {' or '.join(KERNELS)}, not {matmul!r}")
-        graphs = cached_graphs(directory, kernels, cache)
-        try:
+        try:  # first: a missing or corrupt weights file is a CheckpointError before anything is built
             with safe_open(str(directory / WEIGHTS), "np") as f:
                 shared = shared_initializers({name: f.get_tensor(name) for name in SHARED_WEIGHTS})
         except (SafetensorError, OSError) as e:
             raise CheckpointError(f"checkpoint {directory}: {WEIGHTS} is corrupt ({e})") from e
-        return cls(graphs, shared, meta["model"], **kwargs)
+        return cls(cached_graphs(directory, kernels, cache), shared, meta["model"], **kwargs)
 
     def _binding(self, kernel: str, first: int, count: int) -> tuple[Any, np.ndarray]:
         """The IO binding of the slots first..first+count-1 (their cache rows bound in place as both

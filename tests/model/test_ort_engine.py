@@ -244,3 +244,12 @@ def test_a_graph_in_a_folder_others_may_write_is_never_loaded(tmp_path, monkeypa
     assert not trusted(shared)
     again = cached_graphs(DEFAULT_CHECKPOINT, ["dq"], shared)["dq"]
     assert again.parent == tmp_path / "tmp" / f"slm-onnx-{os.getuid()}"  # built again where only we write
+
+
+def test_a_corrupt_weights_file_is_a_checkpoint_error_before_anything_is_built(tmp_path):
+    for name in ("tokenizer.json", "config.json"):
+        (tmp_path / name).write_bytes((DEFAULT_CHECKPOINT / name).read_bytes())
+    (tmp_path / "model.safetensors").write_bytes(b"not a safetensors file")
+    with pytest.raises(CheckpointError, match="model.safetensors is corrupt"):
+        OrtEngine.from_checkpoint(tmp_path, cache=tmp_path / "cache")
+    assert not (tmp_path / "cache").exists()
