@@ -22,7 +22,7 @@ from functions.chat.service import ChatModel
 from functions.chat.sse import sse
 from model.sampling import SamplingParams
 from model.tokenizer import Prompt, TextStreamer
-from shared import ratelimit
+from shared import ratelimit, stops
 
 log = logging.getLogger("slm.chat")
 SAVE_INTERVAL_SECONDS = 0.25  # how often the answers that grew are written (a follower polls as often)
@@ -246,6 +246,17 @@ class Saver:
 
 
 _savers = PerLoop(lambda _loop: Saver())
+
+
+def _stop_here(conversation_id: int) -> None:
+    """A stop stored by this process (shared/stops.py): its answers on this event loop end at their next
+    step, not at the next save's read of the flag."""
+    for generation in list(_savers.get().watched):
+        if generation.turn.ids.conversation_id == conversation_id:
+            generation.cancelled.set()
+
+
+stops.listen(_stop_here)
 
 
 async def save_partial(generations: list[Generation]) -> set[int]:

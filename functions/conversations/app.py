@@ -8,6 +8,7 @@ from fastapi import APIRouter, Query, Response, status
 from sqlalchemy import Table, func, select
 from sqlalchemy.orm import selectinload
 
+from shared import stops
 from shared.app import Component, create_app
 from shared.crud import get_own_conversation, insert_within_cap, too_many_conversations
 from shared.database import writing
@@ -170,6 +171,7 @@ async def stop_conversation(
     conversation = await get_own_conversation(session, user, conversation_id)
     conversation.stop_requested_at = utcnow()
     await session.commit()
+    stops.announce(conversation.id)  # an answer generated in this same process ends at once
     return StopPublic(conversation_id=conversation.id, stop_requested=True)
 
 

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from functions.chat import generation
 from functions.chat.generation import HEARTBEAT_SECONDS, Answer, Generation, Saver, save_answer, save_partial
 from functions.chat.rows import TurnIds
-from shared import ratelimit
+from shared import ratelimit, stops
 from shared.migrate import sync_url
 from shared.models import Message
 from tests.helpers import register, request_stop
@@ -297,3 +297,29 @@ def test_a_final_save_whose_settlement_fails_still_saves_the_answer(
         engine.dispose()
     assert _saved(use_database, stream.turn.ids.assistant_message_id) == (" t7", 1, "7", "eos")
     assert _tokens_and_stop(use_database, stream.turn.ids.conversation_id)[0] == 10
+
+
+class _Answering:
+    """What the in-process stop reads of a generation: its conversation and its stop switch."""
+
+    def __init__(self, conversation_id: int) -> None:
+        self.turn = SimpleNamespace(ids=SimpleNamespace(conversation_id=conversation_id))
+        self.cancelled = threading.Event()
+
+
+def test_a_stop_stored_by_this_process_ends_its_answers_of_that_conversation_at_once() -> None:
+    """POST /api/conversations/{id}/stop announces the stop in its own process (shared/stops.py): the
+    answers this event loop generates for that conversation stop at their next step, without waiting for
+    the next save to read the flag; other conversations' answers go on."""
+
+    async def main() -> tuple[bool, bool]:
+        saver = generation._savers.get()
+        mine, other = _Answering(7), _Answering(8)
+        saver.watched.update({mine: None, other: None})
+        try:
+            stops.announce(7)
+            return mine.cancelled.is_set(), other.cancelled.is_set()
+        finally:
+            saver.watched.clear()
+
+    assert asyncio.run(main()) == (True, False)
