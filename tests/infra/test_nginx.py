@@ -75,6 +75,10 @@ def stack(tmp_path_factory) -> Iterator[Stack]:
 
     functions = {name for name in ("auth", "conversations", "chat") if function_exists(name)}
     ports = {name: free_port() for name in functions}
+    # the reference engine for the chat function: it takes ~1 s over a 300-token answer, longer than a stop
+    # from another process takes to land (the next save, within 0.25 s); the served engine can finish one
+    # in 0.3 s, before test_sse_stream_arrives_unbuffered's stop (the engine is not what these tests test)
+    chat_env = {**env, "SLM_CHAT_ENGINE": "torch"}
     processes = [
         subprocess.Popen(
             [
@@ -88,7 +92,7 @@ def stack(tmp_path_factory) -> Iterator[Stack]:
                 str(port),
             ],
             cwd=tmp,
-            env=env,
+            env=chat_env if name == "chat" else env,
             stdout=(tmp / f"{name}.log").open("w"),
             stderr=subprocess.STDOUT,
         )
