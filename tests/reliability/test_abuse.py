@@ -1,6 +1,7 @@
 """Abuse against two real uvicorn processes sharing one database (SQLite file or PostgreSQL): login brute
 force, racing registrations, forged tokens, SQL metacharacters and 1 MB strings in every text field, CORS."""
 
+import contextlib
 import re
 import socket
 import threading
@@ -177,15 +178,20 @@ def test_sql_metacharacters_are_stored_verbatim_and_never_run(servers: tuple[Liv
     engine.dispose()
 
 
-def raw_status(url: str, head: str) -> int:
-    """Send a request line and headers as they are; the status code of the answer."""
+def raw_status(url: str, head: str) -> int | None:
+    """Send a request line and headers as they are; the status code of the answer, or None when the server
+    refused them by closing the connection before an answer could be read (the HTTP server answers an
+    overlong request line and closes while the client is still sending the rest of the megabyte: the
+    client's send then meets a reset, and with it the answer may be gone)."""
     host, port = url.removeprefix("http://").split(":")
     with socket.create_connection((host, int(port)), timeout=60) as sock:
-        sock.sendall(f"{head}Host: {host}\r\nConnection: close\r\n\r\n".encode())
         answer = b""
-        while b"\r\n" not in answer and (chunk := sock.recv(4096)):
-            answer += chunk
-    return int(answer.split(b" ", 2)[1])
+        with contextlib.suppress(ConnectionResetError, BrokenPipeError):  # refused mid-send: read what came
+            sock.sendall(f"{head}Host: {host}\r\nConnection: close\r\n\r\n".encode())
+        with contextlib.suppress(ConnectionResetError):
+            while b"\r\n" not in answer and (chunk := sock.recv(4096)):
+                answer += chunk
+    return int(answer.split(b" ", 2)[1]) if b" " in answer else None
 
 
 def test_megabyte_strings_in_every_text_field_are_refused_cleanly(
@@ -214,8 +220,8 @@ def test_megabyte_strings_in_every_text_field_are_refused_cleanly(
     auth = headers["Authorization"]
     search = raw_status(url, f"GET /api/conversations?q={MEGABYTE} HTTP/1.1\r\nAuthorization: {auth}\r\n")
     big_token = raw_status(url, f"GET /api/auth/me HTTP/1.1\r\nAuthorization: Bearer {MEGABYTE}\r\n")
-    for status in (search, big_token):
-        assert 400 <= status < 500
+    for status in (search, big_token):  # refused before the app: a 4xx, or the connection closed on it
+        assert status is None or 400 <= status < 500
     outcomes["GET /api/conversations?q="] = search
     outcomes["Authorization header"] = big_token
     assert httpx.get(f"{url}/api/conversations/{own}", headers=headers).json()["title"] == "mine"
