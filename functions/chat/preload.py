@@ -26,15 +26,19 @@ def _finish_loading() -> None:
         thread.join(timeout=60)
 
 
+def load(directory: Path, max_batch: int, threads: int) -> tuple[Any, Any]:
+    """The ONNX engine and the tokenizer of the checkpoint in `directory`, loaded now."""
+    from model.config import TOKENIZER
+    from model.ort_engine import OrtEngine
+    from model.tokenizer import Tokenizer
+
+    engine = OrtEngine.from_checkpoint(directory, max_batch=max_batch, threads=threads)
+    return engine, Tokenizer.from_file(directory / TOKENIZER)
+
+
 def _load(key: Key, future: Future[tuple[Any, Any]]) -> None:
     try:
-        from model.config import TOKENIZER
-        from model.ort_engine import OrtEngine
-        from model.tokenizer import Tokenizer
-
-        directory, max_batch, threads = key
-        engine = OrtEngine.from_checkpoint(directory, max_batch=max_batch, threads=threads)
-        future.set_result((engine, Tokenizer.from_file(directory / TOKENIZER)))
+        future.set_result(load(*key))
     except BaseException as exc:  # reported to whoever takes it; the service then loads on its own
         future.set_exception(exc)
 

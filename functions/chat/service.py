@@ -17,10 +17,10 @@ from functions.chat.outbox import Outbox, PerLoop
 from functions.chat.preload import choose_engine
 from functions.chat.scheduler import Job, OwnerFull, QueueFull, Scheduler
 from functions.chat.schemas import MAX_WINDOW, sampling_bounds
-from model.config import TOKENIZER, CheckpointError, read_config
+from model.config import CheckpointError, read_config
 from model.runtime import cpu_budget
 from model.sampling import SamplingParams
-from model.tokenizer import ANSWER_RESERVE, Tokenizer
+from model.tokenizer import ANSWER_RESERVE
 from shared.errors import APIError
 from shared.settings import get_settings
 
@@ -62,13 +62,8 @@ class ChatModel:
         self.engine_name = choose_engine(settings.chat_engine, self.config)
         engine: Any
         if self.engine_name == "onnx":  # torch is never imported: the process stays ~190 MB smaller
-            from model.ort_engine import OrtEngine
-
-            if loaded := preload.take(directory, self.max_batch, self.threads):  # begun at import
-                engine, self.tokenizer = loaded
-            else:
-                engine = OrtEngine.from_checkpoint(directory, max_batch=self.max_batch, threads=self.threads)
-                self.tokenizer = Tokenizer.from_file(directory / TOKENIZER)
+            key = (directory, self.max_batch, self.threads)
+            engine, self.tokenizer = preload.take(*key) or preload.load(*key)  # the take: begun at import
             if self.tokenizer.vocab_size != self.config["model"]["vocab_size"]:  # as load_checkpoint checks
                 raise CheckpointError(f"checkpoint {directory}: the tokenizer does not match the model")
         else:
