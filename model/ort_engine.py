@@ -31,6 +31,7 @@ import contextlib
 import ctypes
 import functools
 import hashlib
+import logging
 import os
 import subprocess
 import sys
@@ -48,6 +49,7 @@ from model.runtime import zeroed_pages
 from model.sampling import Slots
 from model.tokenizer import EOS_ID
 
+log = logging.getLogger("slm.model")
 MS = "com.microsoft"
 KERNELS = ["dq", "nbits"]  # the two int8 matmuls (see _linear)
 MATMUL = "auto"  # the int8 kernel by the size of each pass (see OrtEngine; _linear has both)
@@ -285,6 +287,19 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "slm" / "onnx"
 
 
+@functools.cache
+def _this_module() -> bytes:
+    """This module's source, read once: graphs built by other code are other graphs."""
+    return Path(__file__).read_bytes()
+
+
+def _writable(folder: Path) -> bool:
+    """Whether `folder` could be made and written to (it, or its nearest existing parent, is writable)."""
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    return os.access(folder, os.W_OK)
+
+
 def graph_key(directory: Path, kernel: str) -> str:
     """A name for the graph of this checkpoint and kernel as this code on this CPU builds it: any change
     to the weights file (size, modification time), its config.json, this module, ONNX Runtime's
@@ -293,7 +308,7 @@ def graph_key(directory: Path, kernel: str) -> str:
     digest = hashlib.sha256()
     for part in (
         (directory / "config.json").read_bytes(),
-        Path(__file__).read_bytes(),
+        _this_module(),
         f"{weights.st_size} {weights.st_mtime_ns} {kernel} {signed_weights_exact()} {ort.__version__}".encode(),
     ):
         digest.update(hashlib.sha256(part).digest())
@@ -345,7 +360,7 @@ def cached_graphs(directory: Path, kernels: list[str], cache: Path | None = None
     for kernel in kernels:
         name = graph_key(directory, kernel)
         found = next((f / name for f in folders if (f / name).is_file() and trusted(f)), None)
-        for folder in folders if found is None else []:
+        for folder in [f for f in folders if _writable(f)] if found is None else []:  # no child in vain
             command = [
                 sys.executable,
                 "-m",
@@ -362,6 +377,8 @@ def cached_graphs(directory: Path, kernels: list[str], cache: Path | None = None
             if built.returncode == 0 and (folder / name).is_file() and trusted(folder):
                 found = folder / name
                 break
+            why = built.stderr[-500:] or "a folder others may write to"
+            log.warning("no %s graph from %s: %s", kernel, folder, why)
         graphs[kernel] = _built(directory, kernel) if found is None else found
     return graphs
 
