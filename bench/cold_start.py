@@ -21,22 +21,18 @@ from datetime import datetime
 
 import httpx
 
-from bench.serve import JWT_KEY, ROOT, database_for, one_stream, prepare, start, wait_ready
+from bench.serve import JWT_KEY, ROOT, database_for, one_stream, prepare, start_to_first_token, wait_ready
 
 
 def checkout_start(port: int, cache: str) -> float:
     """Seconds from starting this checkout's chat server to the first token of its first answer."""
     with database_for(None) as database:
-        headers = prepare(database, "cold")
-        client = httpx.Client()
-        process, began = start(database, port, ROOT, "onnx", cache)
-        try:
-            wait_ready(f"http://127.0.0.1:{port}", 120)
-            return float(one_stream(client, f"http://127.0.0.1:{port}", headers, 4, seed=0)["first"]) - began
-        finally:
-            client.close()
-            process.terminate()
-            process.wait(timeout=30)
+        process, seconds = start_to_first_token(
+            database, port, ROOT, "onnx", cache, prepare(database, "cold")
+        )
+        process.terminate()
+        process.wait(timeout=30)
+        return seconds
 
 
 def image_start(image: str, port: int) -> float:

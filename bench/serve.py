@@ -81,6 +81,25 @@ def start(
     return subprocess.Popen([*command, "--log-level", "warning"], cwd=root, env=env), began
 
 
+def start_to_first_token(
+    database: str, port: int, root: Path, engine: str, cache: str, headers: dict[str, str]
+) -> tuple[subprocess.Popen[bytes], float]:
+    """Start a server (see start) and time process start to the first token of its first answer; the
+    server is left running (stopped if anything fails)."""
+    url = f"http://127.0.0.1:{port}"
+    client = httpx.Client()  # made before the clock starts (see one_stream)
+    process, began = start(database, port, root, engine, cache)
+    try:
+        wait_ready(url)
+        return process, float(one_stream(client, url, headers, 8, seed=0)["first"]) - began
+    except BaseException:
+        process.terminate()
+        process.wait(timeout=30)
+        raise
+    finally:
+        client.close()
+
+
 class Memory:
     """The server's VmRSS, sampled every 20 ms while `peak` is being watched."""
 
@@ -278,17 +297,8 @@ def serve(root: Path, engine: str, args: argparse.Namespace) -> dict:
         users = [prepare(database, f"user{i}") for i in range(4)]
         starts = []
         for attempt in ("first", "cold"):
-            client = httpx.Client()  # made before the clock starts (see one_stream)
-            process, began = start(database, args.port, root, engine, cache)
-            try:
-                wait_ready(url)
-                starts.append(float(one_stream(client, url, users[0], 8, seed=0)["first"]) - began)
-            except BaseException:
-                process.terminate()
-                process.wait(timeout=30)
-                raise
-            finally:
-                client.close()
+            process, seconds = start_to_first_token(database, args.port, root, engine, cache, users[0])
+            starts.append(seconds)
             if attempt == "first":
                 process.terminate()
                 process.wait(timeout=30)
