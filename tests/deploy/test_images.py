@@ -64,7 +64,10 @@ def test_chat_image_serves_without_torch_and_has_the_checkpoint(compose_images) 
         "assert importlib.util.find_spec('torch') is None; "
         "assert importlib.util.find_spec('onnxruntime'); "
         "assert pathlib.Path('/var/task/model/checkpoints/default/config.json').is_file(); "
-        "assert pathlib.Path('/opt/extensions/lambda-adapter').is_file(); print('ok')"
+        "assert pathlib.Path('/opt/extensions/lambda-adapter').is_file(); "
+        # uvicorn's compiled event loop and HTTP parser, which it picks itself
+        "from uvicorn.protocols.http.auto import AutoHTTPProtocol; "
+        "assert AutoHTTPProtocol.__name__ == 'HttpToolsProtocol'; import uvloop; print('ok')"
     )
     done = docker("run", "--rm", "--entrypoint", "python", compose_images["chat"], "-c", check)
     assert done.stdout.strip() == "ok"

@@ -100,6 +100,13 @@ def test_chat_serves_health_from_its_own_requirements(tmp_path: Path) -> None:
         assert health.json()["service"] == "chat"
         # ready means the model loaded, and the chat function's list has no torch at all: ONNX Runtime
         assert subprocess.run([str(python), "-c", "import torch"], capture_output=True).returncode != 0
+        # and uvicorn serves it on its compiled event loop and HTTP parser (the base list pins both)
+        picked = "from uvicorn.loops.auto import auto_loop_factory; from uvicorn.protocols.http.auto import "
+        picked += "AutoHTTPProtocol as P; print(type(auto_loop_factory()()).__module__, P.__name__)"
+        done = subprocess.run(
+            [str(python), "-c", picked], env=env, capture_output=True, text=True, check=True
+        )
+        assert done.stdout.split() == ["uvloop", "HttpToolsProtocol"]
     finally:
         server.terminate()
         server.wait(timeout=20)
