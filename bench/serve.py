@@ -3,6 +3,7 @@
     python bench/serve.py                                  # the ONNX Runtime and torch engines, one run
     python bench/serve.py --engines onnx --streams 1 8 --tokens 128
     python bench/serve.py --before ../slm-old              # also a server from another checkout
+    python bench/serve.py --before ../slm-old --before-uvicorn '--loop asyncio --http h11'
     python bench/serve.py --engines onnx --postgres postgresql+psycopg://postgres@127.0.0.1:5432/test
 
 Each server is the chat function alone, started as compose starts it (`uvicorn functions.chat.app:app`),
@@ -64,7 +65,7 @@ def prepare(database: str, name: str) -> dict[str, str]:
 
 
 def start(
-    database: str, port: int, root: Path, engine: str, cache: str
+    database: str, port: int, root: Path, engine: str, cache: str, flags: tuple[str, ...] = ()
 ) -> tuple[subprocess.Popen[bytes], float]:
     env = {
         **os.environ,
@@ -78,17 +79,23 @@ def start(
     }
     began = time.perf_counter()
     command = [sys.executable, "-m", "uvicorn", "functions.chat.app:app", "--port", str(port)]
-    return subprocess.Popen([*command, "--log-level", "warning"], cwd=root, env=env), began
+    return subprocess.Popen([*command, "--log-level", "warning", *flags], cwd=root, env=env), began
 
 
 def start_to_first_token(
-    database: str, port: int, root: Path, engine: str, cache: str, headers: dict[str, str]
+    database: str,
+    port: int,
+    root: Path,
+    engine: str,
+    cache: str,
+    headers: dict[str, str],
+    flags: tuple[str, ...] = (),
 ) -> tuple[subprocess.Popen[bytes], float]:
     """Start a server (see start) and time process start to the first token of its first answer; the
     server is left running (stopped if anything fails)."""
     url = f"http://127.0.0.1:{port}"
     client = httpx.Client()  # made before the clock starts (see one_stream)
-    process, began = start(database, port, root, engine, cache)
+    process, began = start(database, port, root, engine, cache, flags)
     try:
         wait_ready(url)
         return process, float(one_stream(client, url, headers, 8, seed=0)["first"]) - began
@@ -289,7 +296,7 @@ def database_for(postgres: str | None) -> Iterator[str]:
         admin.dispose()
 
 
-def serve(root: Path, engine: str, args: argparse.Namespace) -> dict:
+def serve(root: Path, engine: str, args: argparse.Namespace, flags: tuple[str, ...] = ()) -> dict:
     """One server's first start (nothing cached), cold start (a start after that, as after an image build
     or a restart: the built graphs are in the cache), memory and levels."""
     with database_for(args.postgres) as database, tempfile.TemporaryDirectory() as cache:
@@ -297,7 +304,7 @@ def serve(root: Path, engine: str, args: argparse.Namespace) -> dict:
         users = [prepare(database, f"user{i}") for i in range(4)]
         starts = []
         for attempt in ("first", "cold"):
-            process, seconds = start_to_first_token(database, args.port, root, engine, cache, users[0])
+            process, seconds = start_to_first_token(database, args.port, root, engine, cache, users[0], flags)
             starts.append(seconds)
             if attempt == "first":
                 process.terminate()
@@ -337,6 +344,13 @@ def main() -> None:
         choices=["onnx", "torch"],
         help="the engine the --before checkout serves",
     )
+    parser.add_argument(
+        "--before-uvicorn",
+        default="",
+        metavar="FLAGS",
+        help="uvicorn flags of the --before server, e.g. '--loop asyncio --http h11' for a checkout whose "
+        "requirements had no uvloop and httptools (uvicorn would pick them from this environment)",
+    )
     parser.add_argument("--rounds", type=int, default=5, help="times each level runs (their sum is measured)")
     parser.add_argument(
         "--parse",
@@ -352,13 +366,14 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=8765, help="port of the servers this script starts")
     args = parser.parse_args()
 
+    before_flags = tuple(args.before_uvicorn.split())
     servers = (
-        [(f"before ({args.before}, {args.before_engine})", args.before, args.before_engine)]
+        [(f"before ({args.before}, {args.before_engine})", args.before, args.before_engine, before_flags)]
         if args.before
         else []
     )
-    servers += [(f"{engine} engine", ROOT, engine) for engine in args.engines]
-    results = {name: serve(root, engine, args) for name, root, engine in servers}
+    servers += [(f"{engine} engine", ROOT, engine, ()) for engine in args.engines]
+    results = {name: serve(root, engine, args, flags) for name, root, engine, flags in servers}
 
     print(
         f"\nServing benchmark: {args.tokens} new tokens per answer, {os.cpu_count()} CPUs visible, "
