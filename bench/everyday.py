@@ -19,11 +19,9 @@ import argparse
 import re
 from pathlib import Path
 
-import numpy as np
-
-from model.config import DEFAULT_CHECKPOINT
-from model.evaluate import repeats_a_3gram
-from model.tokenizer import Tokenizer, render_prompt
+from model.config import DEFAULT_CHECKPOINT, TOKENIZER
+from model.evaluate import greedy, repeats_a_3gram
+from model.tokenizer import Tokenizer
 
 # (prompt, pattern a right answer matches, case-insensitive; None: an open prompt, judged by reading)
 SETS: dict[str, list[tuple[str, str | None]]] = {
@@ -78,24 +76,12 @@ SETS: dict[str, list[tuple[str, str | None]]] = {
 
 
 def greedy_answers(checkpoint: Path, prompts: list[str], max_new_tokens: int) -> list[str]:
-    """Each prompt's greedy answer from the served engine, one at a time."""
+    """Each prompt's greedy answer from the served engine, one at a time (model.evaluate.greedy)."""
     from model.ort_engine import OrtEngine
 
     engine = OrtEngine.from_checkpoint(checkpoint, max_batch=1)
-    tok = Tokenizer.from_file(checkpoint / "tokenizer.json")
-    answers = []
-    for prompt in prompts:
-        ids = render_prompt(tok, [{"role": "user", "content": prompt}])
-        logits, out = engine.prefill(0, ids), []
-        while len(out) < max_new_tokens and len(ids) + len(out) < engine.block_size:
-            token = int(np.argmax(logits))
-            if token == tok.eos_id:
-                break
-            out.append(token)
-            logits = engine.decode([0], [token])[0]
-        engine.release(0)
-        answers.append(tok.decode(out).strip())
-    return answers
+    tok = Tokenizer.from_file(checkpoint / TOKENIZER)
+    return [greedy(engine, tok, [{"role": "user", "content": p}], max_new_tokens) for p in prompts]
 
 
 def verdict(answer: str, pattern: str | None) -> str:

@@ -38,6 +38,7 @@ from model.data import (
 from model.engine import Engine, SamplingParams
 from model.gpt import GPT
 from model.ngram import KneserNey
+from model.sampling import Slots
 from model.tok_train import count_tokens, fill_token_counts
 from model.tokenizer import Tokenizer, render_prompt
 from model.unlikelihood import repeated_ngrams
@@ -106,7 +107,8 @@ def source_scores(
     return out
 
 
-def greedy(engine: Engine, tok: Tokenizer, messages: Messages, max_new_tokens: int = 64) -> str:
+def greedy(engine: Slots, tok: Tokenizer, messages: Messages, max_new_tokens: int = 64) -> str:
+    """The greedy answer of either engine (torch or ONNX Runtime: Slots.generate)."""
     params = SamplingParams(temperature=0, max_new_tokens=max_new_tokens)
     return tok.decode(list(engine.generate(render_prompt(tok, messages), params))).strip()
 
