@@ -37,6 +37,7 @@ from typing import Any
 import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
+PROMPT = "Tell me a story about a ship at sea."
 
 
 JWT_KEY = "benchmark-only-jwt-key-0123456789abcdef"
@@ -154,7 +155,7 @@ def one_stream(
     another under the client's GIL inside every measured first token."""
     body = {
         "conversation_id": None,
-        "message": "Tell me a story about a ship at sea.",
+        "message": PROMPT,
         "temperature": 1.0,
         "top_k": 0,
         "top_p": 1.0,
@@ -274,6 +275,51 @@ def request_path(url: str, users: list[dict[str, str]], pid: int, requests: int 
     }
 
 
+def engine_bounds(checkpoint: Path | None = None, steps: int = 64, repeats: int = 15) -> dict[str, float]:
+    """The served engine alone (ONNX Runtime, the kernels and threads the chat function takes): decode
+    tokens/s at batch 1 and 8, and the median time of one prefill of the benchmark's prompt and of 8 in a
+    row (what the scheduler does when 8 arrive together), so the serving ratios have their ceilings."""
+    sys.path.insert(0, str(ROOT))
+    from model.config import DEFAULT_CHECKPOINT
+    from model.ort_engine import OrtEngine
+    from model.runtime import cpu_budget
+    from model.tokenizer import Tokenizer, render_prompt
+
+    checkpoint = checkpoint or DEFAULT_CHECKPOINT
+    engine = OrtEngine.from_checkpoint(checkpoint, max_batch=8, threads=cpu_budget())
+    tok = Tokenizer.from_file(checkpoint / "tokenizer.json")
+    ids = render_prompt(tok, [{"role": "user", "content": PROMPT}])
+
+    def prefills(n: int) -> float:
+        for slot in range(n):
+            engine.release(slot)
+        began = time.perf_counter()
+        for slot in range(n):
+            engine.prefill(slot, ids)
+        return time.perf_counter() - began
+
+    def decode(n: int) -> float:
+        prefills(n)
+        slots, tokens = list(range(n)), [tok.eos_id] * n
+        began = time.perf_counter()
+        for _ in range(steps):
+            engine.decode(slots, tokens)
+        return n * steps / (time.perf_counter() - began)
+
+    prefills(8), decode(8)  # warm both kernels' sessions
+    one = statistics.median(prefills(1) for _ in range(repeats))
+    eight = statistics.median(prefills(8) for _ in range(repeats))
+    batch1 = statistics.median(decode(1) for _ in range(5))
+    batch8 = statistics.median(decode(8) for _ in range(5))
+    return {
+        "prompt_tokens": len(ids),
+        "prefill_1": one,
+        "prefill_8": eight,
+        "decode_1": batch1,
+        "decode_8": batch8,
+    }
+
+
 @contextlib.contextmanager
 def database_for(postgres: str | None) -> Iterator[str]:
     """The URL of an empty database for one server: a SQLite file in a temp dir, or a fresh database
@@ -364,6 +410,9 @@ def main() -> None:
         help="run each server on a fresh database of this PostgreSQL server (default: SQLite in a temp dir)",
     )
     parser.add_argument("--port", type=int, default=8765, help="port of the servers this script starts")
+    parser.add_argument(
+        "--no-bounds", dest="bounds", action="store_false", help="skip timing the served engine alone"
+    )
     args = parser.parse_args()
 
     before_flags = tuple(args.before_uvicorn.split())
@@ -414,6 +463,31 @@ def main() -> None:
             f"{path['alone_p95']:.3f} | {path['together_p50']:.3f} | {path['together_p95']:.3f} | "
             f"{path['together_p95'] / path['alone_p95']:.1f} |"
         )
+    if args.bounds and "onnx engine" in results:
+        print_bounds(engine_bounds(), results["onnx engine"])
+
+
+def print_bounds(bounds: dict[str, float], served: dict) -> None:
+    """What the engine alone allows the two serving ratios, beside what the onnx server measured."""
+    ratio = {row["streams"]: row for row in served["rows"]}
+    alone = served["path"]["alone_p95"]
+    floor = (alone + bounds["prefill_8"] - bounds["prefill_1"]) / alone
+    print(
+        f"\nThe served engine alone ({bounds['prompt_tokens']}-token prompt): decode {bounds['decode_1']:.0f} "
+        f"tok/s at batch 1, {bounds['decode_8']:.0f} at batch 8 ({bounds['decode_8'] / bounds['decode_1']:.2f}x: "
+        "the most 8 streams can give over one through any server here); one prefill "
+        f"{bounds['prefill_1'] * 1000:.1f} ms, 8 in a row {bounds['prefill_8'] * 1000:.1f} ms"
+    )
+    if 1 in ratio and 8 in ratio:
+        print(
+            f"8 streams over one through the server: "
+            f"{ratio[8]['tokens_per_second'] / ratio[1]['tokens_per_second']:.2f}x"
+        )
+    print(
+        f"TTFT alone (p95 of the one-token answers) {alone * 1000:.1f} ms: 8 at once cannot beat "
+        f"{(alone + bounds['prefill_8'] - bounds['prefill_1']) * 1000:.1f} ms, {floor:.2f}x, even with a request "
+        f"path costing nothing; measured {served['path']['together_p95'] / alone:.2f}x"
+    )
 
 
 if __name__ == "__main__":
