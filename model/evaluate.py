@@ -134,7 +134,7 @@ def skill_accuracy(engine: Engine, tok: Tokenizer, paths: list[Path], limit: int
         return {
             "exact_match": round(sum(sum(v) for v in per.values()) / max(asked, 1), 4),
             "questions": asked,
-            "per_skill": {k: round(sum(v) / len(v), 4) for k, v in sorted(per.items())},
+            "per_skill": {k: round(sum(v) / len(v), 4) for k, v in sorted(per.items()) if v},
         }
 
     return {**summary(right["problem"]), "held_out_phrasings": summary(right["phrasing"])}
@@ -182,14 +182,16 @@ def evaluate(
         "val_loss": {k: v["gpt"]["loss"] for k, v in sources.items()},
         "val_perplexity": {k: v["gpt"]["perplexity"] for k, v in sources.items()},
         "sources": sources,
-        "skills": skill_accuracy(engine, tok, skills, skill_questions) if skills else None,
+        "skills": skill_accuracy(engine, tok, skills, skill_questions)
+        if skills and skill_questions
+        else None,
         "samples": samples,
         "samples_without_repeats": sum(not repeats_a_3gram(a) for a in samples.values()) / len(samples),
         # the same on many held-out user turns: 8 prompts move by 12.5 points with one answer
         "held_out_without_repeats": {
             "prompts": asked,
             "share": round(sum(sum(v) for v in held_out.values()) / max(asked, 1), 4),
-            "per_source": {k: round(sum(v) / len(v), 4) for k, v in held_out.items()},
+            "per_source": {k: round(sum(v) / len(v), 4) for k, v in held_out.items() if v},
         },
         "eval_settings": {"max_rows_per_source": max_rows, "block_size": model.config.block_size},
     }
@@ -402,7 +404,7 @@ def report_card(config: dict[str, Any]) -> str:
             lines.append(f"- **{prompt}** → {shown or '(empty)'}")
         clean = best.get("samples_without_repeats")
         note = "" if clean is None else f" {clean:.0%} of them repeat no 3-word sequence."
-        if held := best.get("held_out_without_repeats"):
+        if (held := best.get("held_out_without_repeats")) and held["prompts"]:
             per = ", ".join(f"{k} {v:.0%}" for k, v in held["per_source"].items())
             note += (
                 f" On {held['prompts']} held-out user turns (the first distinct ones of each dialogue source, the "

@@ -203,3 +203,26 @@ def test_held_out_prompts_are_distinct_user_turns_of_each_dialogue_source():
         "b": ["one two three"],
     }
     assert held_out_prompts(val, 1) == {"a": ["how are you?"], "b": ["one two three"]}
+
+
+def test_a_loss_only_evaluation_asks_no_questions_and_the_card_still_builds(
+    tmp_path: Path, trained_model: GPT, tokenizer: Tokenizer, texts: list[str]
+):
+    """--skill-questions 0 --repeat-prompts 0: the losses alone, a quick look at a checkpoint."""
+    save_checkpoint(tmp_path / "fp32", trained_model, tokenizer, {"training": {}})
+    skills = tmp_path / "skills.jsonl"
+    row = {"messages": [{"role": "user", "content": "hi"}], "skill": "echo", "answer": "the cat sat"}
+    skills.write_text(json.dumps(row) + "\n")
+    chats = [
+        [{"role": "user", "content": a}, {"role": "assistant", "content": b}]
+        for a, b in zip(texts[:40:2], texts[1:40:2], strict=True)
+    ]
+    val = {"prose": texts[100:200], "chat": chats}
+    scores = evaluate(tmp_path / "fp32", val, [skills], 4, 0, repeat_prompts=0)
+    assert scores["skills"] is None and scores["val_loss"]["chat"] > 0
+    assert scores["held_out_without_repeats"]["prompts"] == 0
+    assert scores["held_out_without_repeats"]["per_source"] == {}
+    config = json.loads((tmp_path / "fp32" / "config.json").read_text())
+    config["scores"] = {"fp32": scores}
+    card = report_card(config)
+    assert "| chat | " in card and "held-out user turns" not in card  # no share of nothing
