@@ -21,6 +21,7 @@ class Started:
 @dataclass(frozen=True)
 class Token:
     id: int
+    at: float = 0.0  # time.perf_counter() when the scheduler produced it (it may reach its reader later)
 
 
 @dataclass(frozen=True)

@@ -139,8 +139,8 @@ class Generation:
                         first = False
                     case Started(at):
                         started = at
-                    case Token(token):
-                        clock.token()
+                    case Token(token, at):
+                        clock.token(at)
                         answer.ids.append(token)
                         if text := streamer.put(token):
                             answer.parts.append(text)

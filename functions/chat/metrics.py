@@ -35,7 +35,7 @@ FIRST_TOKEN = Histogram(
 )
 BETWEEN_TOKENS = Histogram(
     "slm_inter_token_latency_seconds",
-    "Between two tokens of one answer, as its reader receives them",
+    "Between two tokens of one answer, as the model produced them",
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1),
     registry=REGISTRY,
 )
@@ -59,14 +59,16 @@ def watch_scheduler(depth: Callable[[], int], in_flight: Callable[[], int]) -> N
 
 
 class TokenClock:
-    """One answer's token times, as its reader receives them."""
+    """One answer's token times: when the scheduler produced each (the stream delivers further tokens
+    together, at most every functions/chat/outbox.py's TOKEN_INTERVAL_SECONDS, so their arrival times
+    would measure that pacing, not the model)."""
 
     def __init__(self, arrived: float) -> None:
         self.arrived = arrived
         self.last: float | None = None
 
-    def token(self) -> None:
-        now = time.perf_counter()
+    def token(self, at: float | None = None) -> None:
+        now = time.perf_counter() if at is None else at
         TOKENS.inc()
         if self.last is None:
             FIRST_TOKEN.observe(now - self.arrived)

@@ -88,8 +88,8 @@ async def _generate(
         streamer, stop = TextStreamer(model.tokenizer), StopText(stops)
         async for event in events:
             match event:
-                case Token(token):
-                    clock.token()
+                case Token(token, at):
+                    clock.token(at)
                     tokens += 1
                     text, hit = stop.feed(streamer.put(token))
                     if text:

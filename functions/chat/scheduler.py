@@ -158,7 +158,8 @@ class Scheduler:
         self._emit(job, Started(time.perf_counter()))  # the reader may see it later: the time rides along
         job.generator = new_generator(job.params.seed)
         logits = self._allowed(self.engine.prefill(job.slot, job.prompt)[None], [job])
-        self._accept(job, int(sample_next_token(logits, job.params, job.generator)[0]))
+        token = int(sample_next_token(logits, job.params, job.generator)[0])
+        self._accept(job, token, time.perf_counter())
 
     def _decode_step(self) -> None:
         jobs = list(self._active.values())
@@ -166,21 +167,22 @@ class Scheduler:
             return
         logits = self._allowed(self.engine.decode([j.slot for j in jobs], [j.last_token for j in jobs]), jobs)
         tokens = sample_next_token(logits, [j.params for j in jobs], [j.generator for j in jobs])
+        now = time.perf_counter()
         for job, token in zip(jobs, tokens.tolist(), strict=True):
-            self._accept(job, token)
+            self._accept(job, token, now)
 
     def _allowed(self, logits: Any, jobs: list[Job]) -> np.ndarray:
         """No <|eos|> for a stream still under its min_new_tokens."""
         return forbid_eos(logits, self.eos_id, [j.generated < j.params.min_new_tokens for j in jobs])
 
-    def _accept(self, job: Job, token: int) -> None:
+    def _accept(self, job: Job, token: int, at: float) -> None:
         if job.cancelled.is_set():
             return self._finish(job, "stopped")
         if token == self.eos_id:
             return self._finish(job, "eos")
         job.generated += 1
         job.last_token = token
-        self._emit(job, Token(token))
+        self._emit(job, Token(token, at))
         if job.generated >= job.max_new_tokens:
             self._finish(job, "length")
 

@@ -60,3 +60,24 @@ def test_metrics_are_off_on_lambda_unless_turned_on(
         assert client.get("/metrics").status_code == status
     monkeypatch.delenv("SLM_METRICS")
     get_settings.cache_clear()
+
+
+def test_the_token_clock_times_tokens_as_the_scheduler_produced_them() -> None:
+    """First token from the request's arrival, then the gaps between tokens: the times the events carry,
+    not when the paced stream delivered them together."""
+    from functions.chat.metrics import REGISTRY, TokenClock
+
+    def total(name: str) -> float:
+        return REGISTRY.get_sample_value(name) or 0.0
+
+    first, between = (
+        total("slm_time_to_first_token_seconds_sum"),
+        total("slm_inter_token_latency_seconds_sum"),
+    )
+    counted = total("slm_inter_token_latency_seconds_count")
+    clock = TokenClock(arrived=100.0)
+    for at in (100.25, 100.5, 101.0):  # delivered together, produced a quarter and half a second apart
+        clock.token(at)
+    assert total("slm_time_to_first_token_seconds_sum") - first == pytest.approx(0.25)
+    assert total("slm_inter_token_latency_seconds_sum") - between == pytest.approx(0.75)
+    assert total("slm_inter_token_latency_seconds_count") - counted == 2

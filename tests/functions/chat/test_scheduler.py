@@ -87,6 +87,17 @@ def test_length_limit_ends_with_length(trained_model, tokenizer) -> None:
     assert len(collector.tokens()) == 5 and collector.events[-1] == Done("length")
 
 
+def test_each_token_carries_the_time_the_scheduler_produced_it(trained_model, tokenizer) -> None:
+    """What the metrics time (the stream delivers tokens paced, so their arrival would time the pacing)."""
+    params = SamplingParams(temperature=1.0, top_k=0, top_p=1.0, max_new_tokens=6, seed=3)
+    began = time.perf_counter()
+    [collector] = run_jobs(trained_model, trained_model.config.vocab_size, [tokenizer.encode("a")], 1, params)
+    started = next(e.at for e in collector.events if isinstance(e, Started))
+    times = [e.at for e in collector.events if isinstance(e, Token)]
+    assert len(times) == 6 and began <= started <= times[0] <= time.perf_counter()
+    assert times == sorted(times) and times[0] < times[-1]  # one decode step after another
+
+
 def test_a_failing_step_fails_its_streams_and_the_loop_survives(
     trained_model, tokenizer, monkeypatch
 ) -> None:
