@@ -22,27 +22,21 @@ from typing import Any
 
 import torch
 
-from model.checkpoint import dequantized, load_checkpoint, save_checkpoint
+from model.checkpoint import load_fp32, read_config, save_checkpoint
 from model.config import CheckpointError, training_stages
 from model.device import device_name
 from model.gpt import GPT
-
-
-def fp32_model(directory: Path) -> tuple[GPT, Any, dict[str, Any]]:
-    """(model with fp32 weights, tokenizer, config.json) of an fp32 or int8 checkpoint."""
-    model, tok, meta = load_checkpoint(directory, fast_int8=False)
-    return (dequantized(model) if meta.get("quantization") is not None else model), tok, meta
 
 
 def average(base: Path, tuned: Path, weight: float, out: Path) -> dict[str, Any]:
     """Write (1 - weight) × base + weight × tuned to `out` (fp32); returns its config.json's training record."""
     if not 0.0 <= weight <= 1.0:
         raise ValueError(f"--weight must be within [0, 1], got {weight}")
-    began = time.perf_counter()
-    a, tok_a, _ = fp32_model(base)
-    b, tok_b, meta = fp32_model(tuned)
-    if meta.get("quantization") is not None:
+    if read_config(tuned).get("quantization") is not None:
         raise CheckpointError(f"checkpoint {tuned}: --tuned must be fp32 (what training writes), not int8")
+    began = time.perf_counter()
+    a, tok_a, _ = load_fp32(base)
+    b, tok_b, meta = load_fp32(tuned)
     if a.config != b.config:
         raise CheckpointError(f"{base} and {tuned} are different models: {a.config} against {b.config}")
     if tok_a.vocab_size != tok_b.vocab_size or tok_a.encode("Hello there!") != tok_b.encode("Hello there!"):

@@ -148,6 +148,13 @@ def dequantized(model: GPT) -> GPT:
     return fp32
 
 
+def load_fp32(dir: str | Path) -> tuple[GPT, Tokenizer, dict[str, Any]]:
+    """(model with full-precision weights, tokenizer, config.json) of an fp32 or int8 checkpoint (int8:
+    dequantized), for training on from it or mixing its weights."""
+    model, tokenizer, meta = load_checkpoint(dir, fast_int8=False)
+    return (dequantized(model) if meta.get("quantization") is not None else model), tokenizer, meta
+
+
 def describe(model: GPT, data: dict[str, Any]) -> str:
     stages = [f"{stage} on {', '.join(info['sources'])}" for stage, info in data.items()]
     return (

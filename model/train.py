@@ -40,10 +40,10 @@ from tqdm import tqdm
 
 from model.checkpoint import (
     CheckpointError,
-    dequantized,
     describe,
     licence_notes,
     load_checkpoint,
+    load_fp32,
     save_checkpoint,
 )
 from model.data import (
@@ -96,9 +96,7 @@ def load_data(args: argparse.Namespace) -> tuple[dict[str, list], dict[str, list
 def build_model(args: argparse.Namespace, tok: Tokenizer) -> tuple[GPT, dict[str, Any]]:
     """A fresh GPT, or the one in --init-from (fp32, or int8 dequantized); and its config.json."""
     if args.init_from:
-        model, _, meta = load_checkpoint(args.init_from, fast_int8=False)
-        if meta.get("quantization") is not None:
-            model = dequantized(model)
+        model, _, meta = load_fp32(args.init_from)
         if model.config.vocab_size != tok.vocab_size:
             raise SystemExit("--init-from: the checkpoint's vocabulary differs from --tokenizer's")
         return model.requires_grad_(True), meta
