@@ -1,7 +1,8 @@
 """Stops heard in the process that was asked. POST /api/conversations/{id}/stop sets the database flag
 that every process reads with its saves (any instance can stop an answer, within one save interval); it
 also announces the stop here, so an answer that this same process is generating (the local router and
-the test servers run every function in one process) ends at its next decode step instead."""
+the test servers run every function in one process) ends at its next decode step instead. Deleting a
+conversation or an account announces a stop for each conversation it removed, for the same reason."""
 
 from collections.abc import Callable
 

@@ -8,13 +8,13 @@ from sqlalchemy import Table, delete, or_, select
 from sqlalchemy.exc import IntegrityError
 
 from functions.auth.guard import check_password, remember_device, require_password
-from shared import ratelimit
+from shared import ratelimit, stops
 from shared.app import Component, create_app
 from shared.crud import insert_within_cap
 from shared.database import writing
 from shared.deps import CurrentUser, SessionDep, SettingsDep, client_address
 from shared.errors import APIError, error_responses, not_found
-from shared.models import ApiKey, RateLimitBucket, User, utcnow
+from shared.models import ApiKey, Conversation, RateLimitBucket, User, utcnow
 from shared.schemas import (
     AccountDelete,
     ApiKeyCreate,
@@ -131,9 +131,13 @@ async def delete_me(
     body: AccountDelete, user: CurrentUser, request: Request, session: SessionDep, settings: SettingsDep
 ) -> Response:
     """Delete the account: the user, their conversations and messages, API keys and limit counters. Its
-    answers still generating stop at their next save (their conversations are gone), and their final
-    saves write nothing. The password is checked like a login."""
+    answers still generating stop (in this process at their next decode step, elsewhere at their next
+    save, which finds the conversation gone), and their final saves write nothing. The password is
+    checked like a login."""
     await require_password(request, session, settings, user, body.password)
+    conversations = list(
+        await session.scalars(select(Conversation.id).where(Conversation.user_id == user.id))
+    )
     async with writing(session):
         # the user first: on PostgreSQL the cascade waits for a final save in flight (it holds its
         # answer's row), so the counters deleted next include any that save counted
@@ -141,6 +145,8 @@ async def delete_me(
         await session.flush()
         await session.execute(delete(RateLimitBucket).where(or_(*ratelimit.keys_of(user.id, user.email))))
         await session.commit()
+    for conversation_id in conversations:
+        stops.announce(conversation_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 

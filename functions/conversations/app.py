@@ -132,9 +132,12 @@ async def update_conversation(
 async def delete_conversation(
     conversation_id: ConversationId, user: CurrentUser, session: SessionDep
 ) -> Response:
+    """Delete the conversation and its messages. Its answer still generating stops: in this process at
+    its next decode step, elsewhere at its next save (which finds the conversation gone and writes nothing)."""
     conversation = await get_own_conversation(session, user, conversation_id)
     await session.delete(conversation)
     await session.commit()
+    stops.announce(conversation_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 

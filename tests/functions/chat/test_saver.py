@@ -16,7 +16,7 @@ from functions.chat.rows import TurnIds
 from shared import ratelimit, stops
 from shared.migrate import sync_url
 from shared.models import Message
-from tests.helpers import register, request_stop
+from tests.helpers import PASSWORD, Account, register, request_stop
 
 
 @dataclass(eq=False)
@@ -52,10 +52,12 @@ def _reserve(user_id: int, tokens: int) -> ratelimit.Taken:
     return asyncio.run(reserve())
 
 
-def _streams(client: TestClient, database_url: str, count: int, reserve: int = 10) -> list[Stream]:
-    """`count` conversations of one user, each with an empty assistant message in progress and `reserve`
-    tokens reserved for it."""
-    account = register(client)
+def _streams(
+    client: TestClient, database_url: str, count: int, reserve: int = 10, account: Account | None = None
+) -> list[Stream]:
+    """`count` conversations of one user (`account`, or a new one), each with an empty assistant message in
+    progress and `reserve` tokens reserved for it."""
+    account = account or register(client)
     headers = account.headers
     ids = [
         client.post("/api/conversations", json={"title": "t"}, headers=headers).json()["id"]
@@ -323,3 +325,56 @@ def test_a_stop_stored_by_this_process_ends_its_answers_of_that_conversation_at_
             saver.watched.clear()
 
     assert asyncio.run(main()) == (True, False)
+
+
+def test_deleting_a_conversation_or_an_account_stops_its_answers_in_this_process_at_once(
+    client: TestClient, use_database: str, monkeypatch
+) -> None:
+    """DELETE /api/conversations/{id} and DELETE /api/auth/me announce a stop for each conversation they
+    removed (shared/stops.py), as POST .../stop does: an answer this process generates for one of them
+    ends at its next decode step, not a save interval later. Another user's conversations are not named."""
+    heard: list[int] = []
+    monkeypatch.setattr(stops, "_listeners", [heard.append])
+    carol, dave = register(client), register(client)
+    first, second = (s.turn.ids.conversation_id for s in _streams(client, use_database, 2, account=carol))
+    (daves,) = _streams(client, use_database, 1, account=dave)
+    assert client.delete(f"/api/conversations/{first}", headers=carol.headers).status_code == 204
+    assert heard == [first]
+    assert (
+        client.request(
+            "DELETE", "/api/auth/me", json={"password": PASSWORD}, headers=carol.headers
+        ).status_code
+        == 204
+    )
+    assert heard == [first, second]
+    assert daves.turn.ids.conversation_id not in heard
+
+
+def test_the_final_save_of_an_answer_whose_account_was_deleted_writes_nothing(
+    client: TestClient, use_database: str
+) -> None:
+    """The account goes while its answer generates; the answer's final save comes after: no message row
+    and no counter of the user reappears (the day's token counter used to be written back)."""
+    carol = register(client)
+    (stream,) = _streams(client, use_database, 1, reserve=10, account=carol)
+    _grow(stream, 3)
+    asyncio.run(save_partial([stream]))
+    assert _tokens_and_stop(use_database, stream.turn.ids.conversation_id)[0] == 10
+    assert (
+        client.request(
+            "DELETE", "/api/auth/me", json={"password": PASSWORD}, headers=carol.headers
+        ).status_code
+        == 204
+    )
+    _grow(stream, 4)
+    asyncio.run(save_answer(stream, "stopped"))
+    engine = create_engine(sync_url(use_database))
+    with engine.connect() as connection:
+        messages = connection.execute(
+            text("SELECT COUNT(*) FROM messages WHERE id = :m"), {"m": stream.turn.ids.assistant_message_id}
+        ).scalar_one()
+        counters = connection.execute(
+            text("SELECT COUNT(*) FROM rate_limit_buckets WHERE key LIKE :k"), {"k": f"%user:{carol.id}"}
+        ).scalar_one()
+    engine.dispose()
+    assert (messages, counters) == (0, 0)
