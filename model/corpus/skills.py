@@ -149,11 +149,30 @@ def arithmetic_problems() -> list[Problem]:
     ]
 
 
+def comparison_pair(rng: random.Random) -> tuple[int, int]:
+    """Two different numbers: a quarter of the time both under 21, a quarter both two-digit (a third of
+    those the same two digits swapped, 42 and 24), else any two of 0..999. Pairs drawn evenly over
+    0..999 put two numbers under 21 side by side once in 2,500 questions, and the default model
+    answered "Which is smaller, 3 or 8?" with "8 is smaller than 3." (bench/everyday.py)."""
+    draw = rng.random()
+    if draw < 0.25:
+        a, b = rng.sample(range(21), 2)
+    elif draw < 0.5 and rng.random() < 1 / 3:
+        x, y = rng.sample(range(1, 10), 2)
+        a, b = 10 * x + y, 10 * y + x
+    elif draw < 0.5:
+        a, b = rng.sample(range(10, 100), 2)
+    else:
+        a, b = rng.sample(range(1000), 2)
+    return a, b
+
+
 def comparison_problems(n: int, rng: random.Random) -> list[Problem]:
-    """n distinct (a, b, which) questions over 0..999."""
+    """n distinct (a, b, which) questions over 0..999, small numbers and swapped digits among them
+    (comparison_pair)."""
     seen: dict[str, Problem] = {}
     while len(seen) < n:
-        a, b = rng.sample(range(0, 1000), 2)
+        a, b = comparison_pair(rng)
         which = rng.choice(["bigger", "larger", "smaller"])
         pick = min(a, b) if which == "smaller" else max(a, b)
         words = ("bigger", "greater") if which == "bigger" else (which,)

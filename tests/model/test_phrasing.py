@@ -3,6 +3,7 @@ families of phrasings, and answers that are right and restate the question."""
 
 from __future__ import annotations
 
+import random
 import re
 from collections import Counter
 
@@ -114,3 +115,21 @@ def test_a_kind_without_a_held_out_family_is_refused():
     kind = Kind(name="x", families=(family("a", "{w}?"), family("b", "{w}!")))
     with pytest.raises(ValueError, match="held-out family"):
         split_kind(kind, [Problem(key="a", fields={"w": "a"}, answer="a")], seed=1)
+
+
+def test_comparisons_put_small_numbers_and_swapped_digits_side_by_side():
+    """Evenly drawn over 0..999, two numbers under 21 would meet once in 2,500 questions; the model then
+    answered "Which is smaller, 3 or 8?" with the wrong one. A quarter of the pairs are small now, and
+    some are the same two digits swapped."""
+    problems = skills.comparison_problems(2000, random.Random(5))
+    pairs = [(int(p.fields["a"]), int(p.fields["b"])) for p in problems]
+    assert len({p.key for p in problems}) == 2000 and all(a != b for a, b in pairs)
+    small = sum(a < 21 and b < 21 for a, b in pairs)
+    swapped = sum(a > 9 and b > 9 and str(a)[::-1] == str(b) for a, b in pairs)
+    assert 300 <= small <= 700 and swapped >= 50
+    assert max(max(pair) for pair in pairs) > 500  # the large ones stay
+    for problem in problems:
+        a, b = int(problem.fields["a"]), int(problem.fields["b"])
+        which = problem.key.split()[-1]
+        pick = min(a, b) if which == "smaller" else max(a, b)
+        assert problem.answer == f"{pick} is {which} than {a + b - pick}."
