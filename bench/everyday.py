@@ -70,7 +70,7 @@ SETS: dict[str, list[tuple[str, str | None]]] = {
         ("What is the opposite of big?", r"\bsmall\b|\blittle\b"),
         ("What color is the sky?", r"\bblue\b"),
         ("What month comes before June?", r"\bmay\b"),
-        ("Is ice hot or cold?", r"\bcold\b"),
+        ("Is ice hot or cold?", r"^(?:(?!\bhot\b).)*\bcold\b"),  # cold, named before any "hot"
     ],
 }
 

@@ -17,6 +17,10 @@ def test_verdicts_read_the_answer_for_its_one_right_answer():
     spelled = dict(SETS["A"])["How many letters are in the word apple?"]
     assert verdict("The word apple is spelled a-p-p-l-e, so it has 5 letters.", spelled) == "right"
     assert verdict("The word apple is spelled a-m-p-l-e, so it has 5 letters.", spelled) == "wrong"
+    either = dict(SETS["B"])["Is ice hot or cold?"]
+    assert verdict("Ice is cold.", either) == "right"
+    assert verdict("Cold, not hot.", either) == "right"
+    assert verdict("Wing up is a hot, not hot. I'm not a fan of the cold.", either) == "wrong"
     assert verdict("Hello! How are you?", None) == "judge"
     # a loop is a loop whatever it says
     assert verdict("I like the food, I like the food", None) == "loop"
