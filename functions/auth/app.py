@@ -135,10 +135,11 @@ async def delete_me(
     save, which finds the conversation gone), and their final saves write nothing. The password is
     checked like a login."""
     await require_password(request, session, settings, user, body.password)
-    conversations = list(
-        await session.scalars(select(Conversation.id).where(Conversation.user_id == user.id))
-    )
     async with writing(session):
+        # read under the write lock (SQLite): no conversation of this process is added meanwhile
+        conversations = list(
+            await session.scalars(select(Conversation.id).where(Conversation.user_id == user.id))
+        )
         # the user first: on PostgreSQL the cascade waits for a final save in flight (it holds its
         # answer's row), so the counters deleted next include any that save counted
         await session.delete(user)  # conversations, messages and keys go with it (ON DELETE CASCADE)

@@ -157,11 +157,12 @@ def comparison_pair(rng: random.Random) -> tuple[int, int]:
     draw = rng.random()
     if draw < 0.25:
         a, b = rng.sample(range(21), 2)
-    elif draw < 0.5 and rng.random() < 1 / 3:
-        x, y = rng.sample(range(1, 10), 2)
-        a, b = 10 * x + y, 10 * y + x
     elif draw < 0.5:
-        a, b = rng.sample(range(10, 100), 2)
+        if rng.random() < 1 / 3:
+            x, y = rng.sample(range(1, 10), 2)
+            a, b = 10 * x + y, 10 * y + x
+        else:
+            a, b = rng.sample(range(10, 100), 2)
     else:
         a, b = rng.sample(range(1000), 2)
     return a, b
