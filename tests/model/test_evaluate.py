@@ -9,7 +9,18 @@ from pathlib import Path
 
 from model.checkpoint import export_int8, save_checkpoint
 from model.data import encode_item
-from model.evaluate import PROMPTS, _fmt, count_corpus_tokens, evaluate, held_out_prompts, report_card
+from model.engine import Engine
+from model.evaluate import (
+    PROMPTS,
+    _fmt,
+    count_corpus_tokens,
+    eval_rows,
+    evaluate,
+    gpt_nats,
+    held_out_prompts,
+    report_card,
+    served_nats,
+)
 from model.gpt import GPT
 from model.tokenizer import Tokenizer
 
@@ -58,6 +69,8 @@ def test_evaluate_scores_fp32_and_int8_and_the_card_shows_the_change(
     assert set(fp32["val_loss"]) == {"prose", "chat"}
     assert 0 < fp32["val_loss"]["prose"] < 6  # trained on this kind of text: far below ln(320) = 5.77
     assert abs(int8["val_loss"]["prose"] - fp32["val_loss"]["prose"]) < 0.1
+    # the served ONNX Runtime engine cannot run this tiny shape (head size 8): no such scores, no error
+    assert "served_val_loss" not in int8 and "served_val_loss" not in fp32
     # new problems and new phrasings apart; a fact never trained on and a row without an answer not asked
     assert fp32["skills"]["questions"] == 2 and 0 <= fp32["skills"]["exact_match"] <= 1
     assert fp32["skills"]["held_out_phrasings"]["questions"] == 1
@@ -97,7 +110,7 @@ def test_evaluate_scores_fp32_and_int8_and_the_card_shows_the_change(
     assert f"| echo | {' | '.join(echo)} | " in card
     change = int8["val_loss"]["prose"] - fp32["val_loss"]["prose"]
     assert (
-        f"| prose | {fp32['val_loss']['prose']:.4f} | {int8['val_loss']['prose']:.4f} | {change:+.4f} |"
+        f"| prose | {fp32['val_loss']['prose']:.4f} | {int8['val_loss']['prose']:.4f} | {change:+.4f} | – |"
         in card
     )
     assert "- **Hello!** → " in card
@@ -226,3 +239,19 @@ def test_a_loss_only_evaluation_asks_no_questions_and_the_card_still_builds(
     config["scores"] = {"fp32": scores}
     card = report_card(config)
     assert "| chat | " in card and "held-out user turns" not in card  # no share of nothing
+
+
+def test_the_served_loss_feeds_one_token_a_pass_and_equals_the_whole_row_loss(
+    trained_model: GPT, tokenizer: Tokenizer, texts: list[str]
+):
+    """served_nats, through the reference engine (exact fp32, KV cache, 3 slots: a last chunk of 2),
+    gives the loss of one forward pass over each whole row: the teacher forcing lines up."""
+    chats = [
+        [{"role": "user", "content": a}, {"role": "assistant", "content": b}]
+        for a, b in zip(texts[:40:2], texts[1:40:2], strict=True)
+    ]
+    for items in (texts[100:200], chats):
+        rows, masks = eval_rows(tokenizer, items, trained_model.config.block_size, 5)
+        want, want_count = gpt_nats(trained_model, rows, masks, 8)
+        got, count = served_nats(Engine(trained_model, max_batch=3), rows, masks)
+        assert count == want_count > 0 and math.isclose(got, want, rel_tol=1e-4)

@@ -111,6 +111,37 @@ def test_an_fp32_checkpoint_is_refused_with_a_reason(tmp_path):
         OrtEngine.from_checkpoint(tmp_path)
 
 
+def test_a_head_size_the_attention_kernel_cannot_run_is_refused_with_a_reason(tmp_path):
+    meta = json.loads((DEFAULT_CHECKPOINT / "config.json").read_text())
+    for name in ("model.safetensors", "tokenizer.json"):
+        (tmp_path / name).symlink_to(DEFAULT_CHECKPOINT / name)
+    (tmp_path / "config.json").write_text(json.dumps({**meta, "model": {**meta["model"], "n_head": 64}}))
+    with pytest.raises(CheckpointError, match="multiple of 16, not 8"):
+        OrtEngine.from_checkpoint(tmp_path)
+
+
+def test_the_served_loss_of_the_default_checkpoint_is_the_exact_int8_loss(engines):
+    """model.evaluate's "int8 as served": held-out-style rows fed one token a pass through the served
+    engine score as the exact int8 weights do (its activation rounding costs next to nothing)."""
+    from model.evaluate import eval_rows, gpt_nats, served_losses, served_nats
+
+    _, reference, tok = engines
+    chats = [
+        [{"role": "user", "content": q}, {"role": "assistant", "content": a}]
+        for q, a in [
+            ("Hi! How are you today?", "I'm doing well, thanks. How about you?"),
+            ("What do you like to do on weekends?", "I like to go hiking and read books."),
+            ("Do you have any pets?", "Yes, I have a dog named Max. He loves to play fetch."),
+        ]
+    ] * 12
+    rows, masks = eval_rows(tok, chats, 384, 4)
+    exact, count = gpt_nats(reference.model, rows, masks, 4)
+    engine = OrtEngine.from_checkpoint(DEFAULT_CHECKPOINT, max_batch=SMALL_PASS)
+    served, served_count = served_nats(engine, rows, masks)
+    assert served_count == count > 100 and abs(served / count - exact / count) < 0.01
+    assert served_losses(DEFAULT_CHECKPOINT, tok, {"chat": chats}, 4) == {"chat": round(served / count, 4)}
+
+
 def test_the_chat_function_serves_without_importing_torch():
     """The serving process: the chat app, the ONNX engine and a first answer; torch never imported."""
     code = (
