@@ -56,6 +56,8 @@ RECIPES = {  # model/train.py flags on top of its defaults (RMSNorm, RoPE, QK-no
     # warm starts (--init-from): fine-tuning at make train's rate and at run 7's, or pretraining again
     "sft-warm": ["--stage", "sft", "--lr", "1e-3", "--muon-lr", "0.01"],
     "sft-warm-low": ["--stage", "sft", "--lr", "3e-4", "--muon-lr", "3e-3"],
+    "sft-warm-low-dropout": ["--stage", "sft", "--lr", "3e-4", "--muon-lr", "3e-3", "--dropout", "0.1"],
+    "sft-warm-vlow": ["--stage", "sft", "--lr", "1e-4", "--muon-lr", "1e-3"],
     "pretrain-warm": ["--stage", "pretrain", "--lr", "1e-3", "--muon-lr", "0.01", "--prose-share", "0.05"],
 }
 
@@ -65,7 +67,10 @@ def main() -> None:
     p.add_argument("--recipe", action="append", choices=sorted(RECIPES), help="recipe to train (repeatable)")
     p.add_argument("--tokens", type=int, default=150_000, help="training tokens per recipe")
     p.add_argument("--batch-size", type=int, default=8, help="sequences of 384 tokens per step")
+    p.add_argument("--grad-accum", type=int, default=1, help="micro-batches per optimizer step")
     p.add_argument("--warmup-steps", type=int, default=10, help="linear warmup steps")
+    p.add_argument("--unlikelihood", type=float, default=0.0, help="SFT: train's --unlikelihood")
+    p.add_argument("--compile", action="store_true", help="torch.compile each recipe's model")
     p.add_argument("--rows", type=int, default=64, help="held-out chitchat rows scored")
     p.add_argument("--data", type=Path, default=Path("data"), help="corpus folder (make corpus)")
     p.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch's default)")
@@ -102,7 +107,10 @@ def main() -> None:
             common = ["--stage", "pretrain", "--out", str(out), "--data", str(args.data), "--max-tokens",
                       str(args.tokens), "--batch-size", str(args.batch_size), "--warmup-steps",
                       str(args.warmup_steps), "--eval-every", "0", "--save-every", "0", "--eval-batches", "1"]  # fmt: skip
-            common += [f"--upsample={u}" for u in args.upsample]
+            common += [f"--upsample={u}" for u in args.upsample] + ["--grad-accum", str(args.grad_accum)]
+            common += ["--compile"] if args.compile else []
+            sft = "sft" in RECIPES[name][:2]
+            common += ["--unlikelihood", str(args.unlikelihood)] if args.unlikelihood and sft else []
             common += ["--init-from", str(args.init_from)] if args.init_from else []
             t0 = time.perf_counter()
             train(common + RECIPES[name])

@@ -163,6 +163,18 @@ class GPT(nn.Module):
         elif isinstance(module, nn.Embedding):
             torch.nn.init.normal_(module.weight, mean=0.0, std=0.02)
 
+    def set_dropout(self, p: float) -> GPT:
+        """Train with dropout p from here on (a warm start's regularisation: the checkpoint's config keeps
+        its own value, and eval mode, which every engine uses, drops nothing whatever p is)."""
+        if not 0.0 <= p < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {p}")
+        for module in self.modules():
+            if isinstance(module, nn.Dropout):
+                module.p = p
+            elif isinstance(module, CausalSelfAttention):
+                module.dropout = p
+        return self
+
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())
 

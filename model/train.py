@@ -236,6 +236,8 @@ def main(argv: list[str] | None = None) -> None:
     ddp, rank, world, device = setup(args)
     out = Path(args.out)
     model, tok, run, saved = start(args, out)
+    if args.dropout is not None:
+        model.set_dropout(args.dropout)
     model.to(device).train()
     T = model.config.block_size
     (train_ids, train_mask), val_data, data_info, prompts = tensors(args, tok, T)
@@ -361,6 +363,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         kind |= {"block_size": int, "norm": str, "pos": str, "mlp": str, "qk_norm": _bool, "zero_init": _bool}
         if f.name in kind:
             a(f"--{f.name.replace('_', '-')}", dest=f.name, type=kind[f.name], help=f"default {f.default}")
+    a("--dropout", type=float, help="train with this dropout (also a warm start)")
     a("--unlikelihood", type=float, default=0.0, help="SFT: weight of the loss on greedy answers' loops")
     a("--unlikelihood-prompts", type=int, default=8, help="SFT: training prompts answered per step for it")
     a(

@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from model.gpt import GPT, GPTConfig
@@ -137,3 +138,21 @@ def test_fp32_newton_schulz_matches_torchs_bf16_one():
     torchs = _zeropower_via_newtonschulz(g, coefficients, 5, 1e-7).float()
     assert (ours - torchs).abs().max() < 0.02 * torchs.abs().max()
     assert newton_schulz_fp32(g.T, coefficients, 5, 1e-7).shape == (128, 64)
+
+
+def test_set_dropout_drops_in_training_only_and_leaves_the_config(tiny_model, tiny_config):
+    idx = torch.randint(0, tiny_config.vocab_size, (2, 12))
+    tiny_model.eval()
+    before = tiny_model(idx, idx)[0]
+    tiny_model.set_dropout(0.5)
+    assert tiny_model.config.dropout == 0.0  # the checkpoint's config keeps its own value
+    assert torch.equal(tiny_model(idx, idx)[0], before)  # eval mode drops nothing
+    tiny_model.train()
+    torch.manual_seed(1)
+    first = tiny_model(idx, idx)[0]
+    torch.manual_seed(2)
+    assert not torch.allclose(tiny_model(idx, idx)[0], first)  # training mode drops at random
+    tiny_model.set_dropout(0.0)
+    assert torch.equal(tiny_model(idx, idx)[0], tiny_model(idx, idx)[0])
+    with pytest.raises(ValueError, match="dropout"):
+        tiny_model.set_dropout(1.0)

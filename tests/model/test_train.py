@@ -144,6 +144,17 @@ def test_warm_start_from_an_int8_checkpoint_trains(corpus: Path, tmp_path: Path)
     assert moved and all(warm.state_dict()[k].dtype == torch.float32 for k in ref)
 
 
+def test_a_warm_start_trains_with_dropout_and_records_it(corpus: Path, tmp_path: Path):
+    _run(corpus, tmp_path / "cold", "--stage", "pretrain", *TINY, "--max-steps", "2")
+    _run(corpus, tmp_path / "warm", "--stage", "sft", "--init-from", str(tmp_path / "cold"), "--max-steps", "2",
+         "--dropout", "0.2")  # fmt: skip
+    warm, _, meta = load_checkpoint(tmp_path / "warm")
+    assert meta["training"]["sft"]["args"]["dropout"] == 0.2 and meta["training"]["sft"]["steps"] == 2
+    assert warm.config.dropout == 0.0  # the architecture on record is unchanged; eval drops nothing
+    cold = load_checkpoint(tmp_path / "cold")[0].state_dict()
+    assert any(not torch.equal(v, cold[k]) for k, v in warm.state_dict().items())
+
+
 def test_training_stages_list_every_run_oldest_first():
     from model.config import training_stages
 
