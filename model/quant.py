@@ -8,7 +8,9 @@ The layers compute with exactly the stored int8 numbers and scales, in one of tw
 - packed (CPU, the default after load_checkpoint): fbgemm's int8 GEMM, which also quantizes each
   input row set to 7-bit unsigned integers on the fly (per tensor, range-reduced for AVX2). It reads
   a quarter of the bytes of fp32 and runs 3-5x faster; the activation rounding adds a little error
-  (see model/README.md for its size on the default checkpoint).
+  (on the default checkpoint +0.039 on held-out chitchat, against ~0.0005 from the weights' rounding:
+  model.evaluate's int8 column, beside its "as served" one from ONNX Runtime, which rounds each input
+  row to int8 on its own).
 """
 
 from __future__ import annotations
