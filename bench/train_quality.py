@@ -109,14 +109,15 @@ def main() -> None:
                       str(args.warmup_steps), "--eval-every", "0", "--save-every", "0", "--eval-batches", "1"]  # fmt: skip
             common += [f"--upsample={u}" for u in args.upsample] + ["--grad-accum", str(args.grad_accum)]
             common += ["--compile"] if args.compile else []
-            sft = "sft" in RECIPES[name][:2]
+            stage_name = RECIPES[name][1] if RECIPES[name][:1] == ["--stage"] else "pretrain"
+            sft = stage_name == "sft"
             common += ["--unlikelihood", str(args.unlikelihood)] if args.unlikelihood and sft else []
             common += ["--init-from", str(args.init_from)] if args.init_from else []
             t0 = time.perf_counter()
             train(common + RECIPES[name])
             seconds = time.perf_counter() - t0
             chitchat, exact, (model, meta) = score(out, first=not results)
-            stage = meta["training"][RECIPES[name][1] if RECIPES[name][:1] == ["--stage"] else "pretrain"]
+            stage = meta["training"][stage_name]
             tokens, rate = stage["tokens"], stage["tokens"] / stage["minutes"] / 60
             peak = matmul_tflops(args.batch_size * model.config.block_size, model.config.n_embd, dtype)
             mfu = model.flops_per_token() * rate / 1e12 / peak

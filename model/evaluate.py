@@ -6,7 +6,8 @@
 
 Measures the validation loss and perplexity per data source (dialogues: assistant tokens only, as
 in SFT; prose: every token), exact-match accuracy on held-out generated skill questions, and the
-greedy answers to a fixed list of prompts. Stores them in config.json under scores.fp32 or
+greedy answers to a fixed list of prompts; an int8 checkpoint's losses also as served (through the
+ONNX Runtime engine, scores.int8.served_val_loss). Stores them in config.json under scores.fp32 or
 scores.int8 (an int8 folder made by model.export keeps the fp32 scores it was exported from) and
 writes the folder's README.md, a Markdown report card showing both and the fp32 -> int8 change.
 """

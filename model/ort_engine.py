@@ -438,13 +438,12 @@ class OrtEngine(Slots):
                 shared = shared_initializers({name: f.get_tensor(name) for name in SHARED_WEIGHTS})
         except (SafetensorError, OSError) as e:
             raise CheckpointError(f"checkpoint {directory}: {WEIGHTS} is corrupt ({e})") from e
-        model = meta["model"]
-        if (model["n_embd"] // model["n_head"]) % 16:  # GroupQueryAttention's CPU kernel
+        head_size = meta["model"]["n_embd"] // meta["model"]["n_head"]
+        if head_size % 16:  # GroupQueryAttention's CPU kernel
             raise CheckpointError(
-                f"{directory}: the ONNX engine needs a head size that is a multiple of 16, "
-                f"not {model['n_embd'] // model['n_head']}"
+                f"{directory}: the ONNX engine needs a head size that is a multiple of 16, not {head_size}"
             )
-        return cls(cached_graphs(directory, kernels, cache), shared, model, **kwargs)
+        return cls(cached_graphs(directory, kernels, cache), shared, meta["model"], **kwargs)
 
     def _binding(self, kernel: str, first: int, count: int) -> tuple[Any, np.ndarray]:
         """The IO binding of the slots first..first+count-1 (their cache rows bound in place as both
