@@ -79,6 +79,13 @@ class Engine(Slots):
         self.positions[slot] = len(ids)
         return logits[0, -1]
 
+    def prefill_many(self, slots: list[int], prompts: list[list[int]]) -> torch.Tensor:
+        """Each prompt into its slot, one after another (the reference: the ONNX engine batches them);
+        their last-position logits (len(slots), V)."""
+        if len(set(slots)) != len(slots) or len(slots) != len(prompts):
+            raise ValueError("prefill_many needs one prompt for each of distinct slots")
+        return torch.stack([self.prefill(slot, ids) for slot, ids in zip(slots, prompts, strict=True)])
+
     @torch.inference_mode()
     def decode(self, slots: list[int], tokens: list[int]) -> torch.Tensor:
         """One batched step: feed tokens[i] to slots[i] at that slot's position; returns (len(slots), V)."""

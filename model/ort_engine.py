@@ -55,6 +55,10 @@ KERNELS = ["dq", "nbits"]  # the two int8 matmuls (see _linear)
 MATMUL = "auto"  # the int8 kernel by the size of each pass (see OrtEngine; _linear has both)
 TRIM_AFTER = 64  # prompts this long are followed by a malloc_trim (0.6-2 ms; 8 full windows 305 -> 274 MB)
 SMALL_PASS = 3  # passes of up to this many rows take MatMulNBits (bench/decode.py: faster up to ~3 streams)
+# prompts that arrive together share a prefill pass (prefill_passes): one pass instead of several costs
+# their per-pass overhead once; these bound its padding and its intermediates' memory
+PAD_ALLOWANCE = 32
+PASS_POSITIONS = 512
 
 
 @functools.cache
@@ -156,9 +160,11 @@ def _linear(g: _Graph, x: str, w: dict[str, np.ndarray], name: str, matmul: str)
 def build_model(weights: dict[str, np.ndarray], config: dict[str, Any], matmul: str = MATMUL) -> bytes:
     """The serialized ONNX model of an int8 checkpoint of the default architecture (RMSNorm, rotary,
     QK-norm, ReLU², untied head). Inputs: ids (B, S) int64; seqlens (B,) int32 = each row's length
-    after this step minus one; total (scalar int32) = the longest row's length after this step; per
-    layer past_key_i / past_value_i (B, H, block, D), updated in place when bound as the outputs
-    present_key_i / present_value_i. Output: logits (B, V) at each row's last position.
+    after this step minus one; total (scalar int32) = the longest row's length after this step;
+    last_rows (B,) int64 = where each row's last token is among the pass's B x S positions (b * S + its
+    index: a prompt shorter than S is right-padded); per layer past_key_i / past_value_i (B, H, block, D),
+    updated in place when bound as the outputs present_key_i / present_value_i. Output: logits (B, V) at
+    each row's last token.
     `weights` is emptied as it is read (each array is freed once it is in the graph)."""
     from onnx import TensorProto, helper
 
@@ -215,17 +221,11 @@ def build_model(weights: dict[str, np.ndarray], config: dict[str, Any], matmul: 
         # the next layer's first norm, or the final one, with this residual add
         gain = f"transformer.h.{i + 1}.ln_1.weight" if i + 1 < n_layer else "transformer.ln_f.weight"
         h, x = _add_rms_norm(g, x, mlp, weights.pop(gain), eps)
-    # the head on each row's last position only (the final norm is per position: normed first, then sliced)
-    last = g.op(
-        "Slice",
-        [
-            h,
-            g.const(np.array([-1], np.int64), "m1"),
-            g.const(np.array([2**62], np.int64), "end"),
-            g.const(np.array([1], np.int64), "ax1"),
-        ],
-    )
-    last = g.op("Squeeze", [last, g.const(np.array([1], np.int64), "ax1")])
+    # the head on each row's last token only (the final norm is per position: normed first, then picked):
+    # last_rows[b] is that token's row in the pass's (batch x seq) positions, so right-padded prompts of
+    # different lengths share one pass
+    flat = g.op("Reshape", [h, g.const(np.array([-1, n_embd], np.int64), "rows")])
+    last = g.op("Gather", [flat, "last_rows"], axis=0)
     _linear(g, last, weights, "lm_head", matmul)
     g.nodes[-1].output[0] = "logits"
     kv_shape = ["batch", n_head, block, head]
@@ -238,6 +238,7 @@ def build_model(weights: dict[str, np.ndarray], config: dict[str, Any], matmul: 
         ],
         helper.make_tensor_value_info("seqlens", TensorProto.INT32, ["batch"]),
         helper.make_tensor_value_info("total", TensorProto.INT32, []),
+        helper.make_tensor_value_info("last_rows", TensorProto.INT64, ["batch"]),
     ]
     if weights:
         raise ValueError(f"the checkpoint has weights this graph does not use: {sorted(weights)[:4]}")
@@ -383,6 +384,29 @@ def cached_graphs(directory: Path, kernels: list[str], cache: Path | None = None
     return graphs
 
 
+def prefill_passes(prompts: list[tuple[int, int]]) -> list[list[int]]:
+    """How prompts that arrived together, (slot, length) each, share prefill passes: the indices of each
+    pass's prompts, by slot. A pass covers consecutive slots (its cache rows are one span), computes
+    at most PASS_POSITIONS positions (a prompt longer than that goes alone) and pads its prompts to the
+    longest by at most max(PAD_ALLOWANCE, a quarter of their own tokens)."""
+    passes: list[list[int]] = []
+    for i in sorted(range(len(prompts)), key=lambda i: prompts[i][0]):
+        slot, length = prompts[i]
+        if passes:
+            last = passes[-1]
+            lengths = [prompts[j][1] for j in last] + [length]
+            computed = len(lengths) * max(lengths)
+            if (
+                slot == prompts[last[-1]][0] + 1
+                and computed <= PASS_POSITIONS
+                and computed - sum(lengths) <= max(PAD_ALLOWANCE, sum(lengths) // 4)
+            ):
+                last.append(i)
+                continue
+        passes.append([i])
+    return passes
+
+
 class OrtEngine(Slots):
     """The Engine API (prefill, decode, position, release, generate) on ONNX Runtime: a KV cache of
     (n_layer, 2, max_batch, n_head, block_size, head_dim) fp32 in numpy, written in place.
@@ -463,24 +487,48 @@ class OrtEngine(Slots):
             self._bindings[key] = (binding, logits)
         return self._bindings[key]
 
-    def _run(self, first: int, count: int, ids: np.ndarray, lengths: list[int]) -> np.ndarray:
-        """One forward pass over the slots first..first+count-1; a copy of the logits (B, V)."""
+    def _run(
+        self, first: int, count: int, ids: np.ndarray, lengths: list[int], last: list[int] | None = None
+    ) -> np.ndarray:
+        """One forward pass over the slots first..first+count-1, `ids` (count, S); a copy of the logits
+        (count, V) at each row's `last` index in the pass (default: its last, S - 1)."""
+        rows, width = ids.shape
         kernel = self.kernel(ids.size)
         binding, logits = self._binding(kernel, first, count)
         binding.bind_cpu_input("ids", ids)
         binding.bind_cpu_input("seqlens", np.array([n - 1 for n in lengths], np.int32))
         binding.bind_cpu_input("total", np.array(max(lengths), np.int32))
+        at = [width - 1] * rows if last is None else last
+        binding.bind_cpu_input("last_rows", np.array([b * width + i for b, i in enumerate(at)], np.int64))
         self.sessions[kernel].run_with_iobinding(binding)
         return logits.copy()  # the buffer is the next step's (copy_outputs_to_cpu would copy the caches too)
 
     def prefill(self, slot: int, ids: list[int]) -> np.ndarray:
         """Fill the slot's cache with `ids` (from position 0); returns the last position's logits (V,)."""
-        self._check_prefill(slot, ids)
-        logits = self._run(slot, 1, np.array([ids], np.int64), [len(ids)])
-        if len(ids) >= TRIM_AFTER:  # its intermediates (MBs) leave holes in the heap: give them back
-            _give_back_freed_memory()
-        self.positions[slot] = len(ids)
-        return logits[0]
+        return self.prefill_many([slot], [ids])[0]
+
+    def prefill_many(self, slots: list[int], prompts: list[list[int]]) -> np.ndarray:
+        """Fill each slot's cache with its prompt (from position 0), prompts that arrived together in as
+        few passes as prefill_passes allows; returns each prompt's last-position logits (len(slots), V), in
+        the order given. Rows of one pass are right-padded to its longest prompt: a pad's keys land past
+        its row's length, where the row's own next tokens overwrite them."""
+        if len(set(slots)) != len(slots) or len(slots) != len(prompts):
+            raise ValueError("prefill_many needs one prompt for each of distinct slots")
+        for slot, ids in zip(slots, prompts, strict=True):
+            self._check_prefill(slot, ids)
+        out = np.empty((len(slots), self.config["vocab_size"]), np.float32)
+        for group in prefill_passes([(s, len(p)) for s, p in zip(slots, prompts, strict=True)]):
+            lengths = [len(prompts[i]) for i in group]
+            width = max(lengths)
+            batch = np.full((len(group), width), self.eos_id, np.int64)
+            for row, i in enumerate(group):
+                batch[row, : lengths[row]] = prompts[i]
+            out[group] = self._run(slots[group[0]], len(group), batch, lengths, [n - 1 for n in lengths])
+            if batch.size >= TRIM_AFTER:  # its intermediates (MBs) leave holes in the heap: give them back
+                _give_back_freed_memory()
+        for slot, ids in zip(slots, prompts, strict=True):
+            self.positions[slot] = len(ids)
+        return out
 
     def decode(self, slots: list[int], tokens: list[int]) -> np.ndarray:
         """One batched step: tokens[i] to slots[i] at that slot's position; returns (len(slots), V).

@@ -129,13 +129,18 @@ def _inverse_cdf(weights: np.ndarray, u: np.ndarray) -> np.ndarray:
 class Slots:
     """What both engines share: a KV cache of `max_batch` slots of `block_size` positions, each slot's
     length, the checks on prefill and decode arguments, and the single-stream `generate` loop.
-    Subclasses provide prefill(slot, ids) -> (V,) logits and decode(slots, tokens) -> (B, V)."""
+    Subclasses provide prefill(slot, ids) -> (V,) logits, prefill_many(slots, prompts) -> (B, V) and
+    decode(slots, tokens) -> (B, V)."""
 
     def __init__(self, max_batch: int, block_size: int, eos_id: int) -> None:
         self.max_batch, self.block_size, self.eos_id = max_batch, block_size, eos_id
         self.positions = [0] * max_batch
 
     def prefill(self, slot: int, ids: list[int]) -> Any:
+        raise NotImplementedError
+
+    def prefill_many(self, slots: list[int], prompts: list[list[int]]) -> Any:
+        """prefill of each prompt into its slot (distinct slots); their logits (len(slots), V)."""
         raise NotImplementedError
 
     def decode(self, slots: list[int], tokens: list[int]) -> Any:

@@ -19,7 +19,17 @@ import pytest
 from model import ort_engine
 from model.checkpoint import DEFAULT_CHECKPOINT, CheckpointError, load_checkpoint
 from model.engine import Engine
-from model.ort_engine import KERNELS, SMALL_PASS, OrtEngine, cached_graphs, main, trusted
+from model.ort_engine import (
+    KERNELS,
+    PAD_ALLOWANCE,
+    PASS_POSITIONS,
+    SMALL_PASS,
+    OrtEngine,
+    cached_graphs,
+    main,
+    prefill_passes,
+    trusted,
+)
 from model.sampling import SamplingParams
 from model.tokenizer import render_prompt
 
@@ -207,6 +217,52 @@ def test_each_pass_takes_the_kernel_that_is_faster_for_its_size(tmp_path):
     engine.release(0)
     engine.prefill(0, [5, 6])  # a 2-token prompt: 2 rows
     assert runs.counts == {"dq": 8, "nbits": 3}
+
+
+def test_prompts_that_arrive_together_share_passes_and_follow_the_reference(engines):
+    """Four prompts of different lengths into slots given out of order: two passes (the fourth would pad
+    the others past the allowance), each row's logits at its own last token, then decoded together."""
+    _, reference, tok = engines
+    engine = OrtEngine.from_checkpoint(DEFAULT_CHECKPOINT, max_batch=4)
+    texts = [
+        "hi",
+        "What is 7 + 5?",
+        "Tell me about the sea, and the sky and the boats on it please.",
+        PROMPTS[0],
+    ]
+    prompts = [render_prompt(tok, [{"role": "user", "content": text}]) for text in texts]
+    slots = [3, 1, 2, 0]
+    assert prefill_passes([(s, len(p)) for s, p in zip(slots, prompts, strict=True)]) == [[3, 1, 2], [0]]
+    runs = _Runs(engine)
+    got, want = engine.prefill_many(slots, prompts), reference.prefill_many(slots, prompts).numpy()
+    assert sum(runs.counts.values()) == 2
+    assert [engine.position(s) for s in slots] == [len(p) for p in prompts]
+    for _ in range(12):
+        for row in range(4):
+            _check(got[row], want[row])
+        tokens = [int(t) for t in want.argmax(1)]
+        got, want = engine.decode(slots, tokens), reference.decode(slots, tokens).numpy()
+    for slot in slots:
+        reference.release(slot)
+    with pytest.raises(ValueError, match="distinct"):
+        engine.prefill_many([0, 0], [[5], [6]])
+    with pytest.raises(ValueError):
+        engine.prefill_many([0, 1], [[5], []])
+
+
+def test_prefill_passes_cover_consecutive_slots_within_the_padding_and_size_bounds():
+    assert prefill_passes([(0, 10), (1, 12), (2, 9)]) == [[0, 1, 2]]
+    assert prefill_passes([(0, 10), (2, 12)]) == [[0], [1]]  # slot 1 lies between: not one span
+    assert prefill_passes([(5, 10), (4, 12)]) == [[1, 0]]  # by slot, whatever the order given
+    # padding: up to PAD_ALLOWANCE positions for short prompts, a quarter of their tokens for long ones
+    assert prefill_passes([(0, 1), (1, 1 + PAD_ALLOWANCE)]) == [[0, 1]]
+    assert prefill_passes([(0, 1), (1, 2 + PAD_ALLOWANCE)]) == [[0], [1]]
+    assert prefill_passes([(0, 200), (1, 240)]) == [[0, 1]]  # 40 padded of 440
+    assert prefill_passes([(0, 100), (1, 240)]) == [[0], [1]]
+    # no pass computes more than PASS_POSITIONS positions, but a prompt longer than that still goes
+    assert prefill_passes([(0, 200), (1, 200), (2, 200)]) == [[0, 1], [2]]
+    assert PASS_POSITIONS < 600 and prefill_passes([(0, 600)]) == [[0]]
+    assert prefill_passes([]) == []
 
 
 def test_graphs_are_built_once_into_the_cache_and_rebuilt_when_the_checkpoint_changes(tmp_path):
