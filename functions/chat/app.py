@@ -13,7 +13,7 @@ from fastapi import APIRouter, Header, Query
 from fastapi.responses import StreamingResponse
 from sqlalchemy.orm import selectinload
 
-from functions.chat import follow, metrics, rows
+from functions.chat import arrivals, follow, metrics, rows
 from functions.chat.generation import Generation, Turn
 from functions.chat.openai_api import router as openai_router
 from functions.chat.schemas import ChatCreate, sampling_params
@@ -96,6 +96,7 @@ async def create_chat(
         cancelled.set()
         await asyncio.shield(rows.give_back(session, reserved))
         raise
+    arrivals.arrived()  # what precedes the first token is done: the scheduler's decode steps need not wait for it
     turn = Turn(
         ids=ids,
         prompt=prompt,
@@ -191,6 +192,6 @@ component = Component(
     startup=start_loading,
     shutdown=holder.stop,
     checks={"model": holder.health},
-    middleware=[metrics.RequestMetrics],
+    middleware=[metrics.RequestMetrics, arrivals.CountArrivals],
 )
 app = create_app("chat", [component])

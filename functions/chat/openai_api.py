@@ -13,7 +13,7 @@ from typing import Any
 from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
 
-from functions.chat import metrics, rows
+from functions.chat import arrivals, metrics, rows
 from functions.chat.events import Done, Failed, Queued, Started, Token
 from functions.chat.schemas import CompletionCreate, sampling_params
 from functions.chat.service import AdmittedModel, ChatModel, LoadedModel
@@ -85,6 +85,7 @@ async def _generate(
     cancelled, tokens, clock = threading.Event(), 0, metrics.TokenClock(arrived)
     try:
         events = model.open_stream(prompt.ids, params, cancelled, user_id)  # 503 / 429 before any chunk
+        arrivals.arrived()  # queued: the scheduler's decode steps need not wait for this request any more
         streamer, stop = TextStreamer(model.tokenizer), StopText(stops)
         async for event in events:
             match event:

@@ -1,11 +1,16 @@
 """The serving loop: one thread owns the model and batches every active stream's decode step.
 
-Requests wait in a queue until a KV-cache slot is free; each loop iteration prefills newly admitted
-prompts (and hands their first tokens over at once), then runs ONE batched decode step for all active
-streams, so 8 streams cost far less than 8 sequential generations. Events go back to each request's
-asyncio loop thread-safely, in one hand-off per step.
+Requests wait in a queue until a KV-cache slot is free; each loop iteration prefills the prompts
+admitted since the last one (together: the engine shares passes between them) and hands their first
+tokens over at once, then runs ONE batched decode step for all active streams, so 8 streams cost far
+less than 8 sequential generations. A stream takes the lowest free slot: the active slots stay packed,
+so the engine's passes (a span of slots) compute few idle rows. While requests for an answer are still
+on their way in (functions/chat/arrivals.py) and a slot is free, decode steps wait for them, at most
+HOLD_SECONDS since the last step: their first tokens do not wait for the running streams' steps. Events
+go back to each request's asyncio loop thread-safely, in one hand-off per step.
 """
 
+import heapq
 import logging
 import threading
 import time
@@ -16,10 +21,13 @@ from typing import Any
 
 import numpy as np
 
+from functions.chat.arrivals import Arrivals
 from functions.chat.events import Done, Event, Failed, Queued, Started, Token
 from model.sampling import SamplingParams, forbid_eos, new_generator, sample_next_token
 
 log = logging.getLogger("slm.chat")
+HOLD_SECONDS = 0.025  # the longest the running streams' next step waits for arrivals (40 steps/s at worst)
+HOLD_POLL_SECONDS = 0.002  # how often a held step looks whether the arrivals are in
 
 
 @dataclass(kw_only=True)
@@ -32,6 +40,7 @@ class Job:
     slot: int = -1
     generated: int = 0
     last_token: int = -1
+    last_at: float = 0.0  # time.perf_counter() when its last token was produced
     generator: np.random.Generator | None = None
     finished: bool = False
     # called once after each scheduler step that emitted to this job: delivers what emit buffered
@@ -55,13 +64,15 @@ class Scheduler:
         max_batch: int,
         max_waiting: int = 64,
         max_per_owner: int | None = None,
+        arrivals: Arrivals | None = None,
     ) -> None:
         self.engine, self.eos_id, self.max_batch, self.max_waiting = engine, eos_id, max_batch, max_waiting
+        self.arrivals = arrivals  # requests on their way in: decode steps wait for them (see _hold)
         self.max_per_owner = max_per_owner  # one owner's jobs in flight and queued: a fair share
         self._owned: Counter[int] = Counter()
         self._waiting: deque[Job] = deque()
         self._active: dict[int, Job] = {}
-        self._free = list(range(max_batch - 1, -1, -1))
+        self._free = list(range(max_batch))  # a heap: the lowest free slot first
         self._cv = threading.Condition()
         self._closed = False
         self._to_flush: dict[Callable[[], None], None] = {}  # this step's flushes, each once, in order
@@ -111,6 +122,8 @@ class Scheduler:
             with self._cv:
                 while not self._waiting and not self._active and not self._closed:
                     self._cv.wait()
+                while self._hold():
+                    self._cv.wait(HOLD_POLL_SECONDS)  # a submit wakes it at once
                 if self._closed:
                     break
                 stopped = [job for job in self._waiting if job.cancelled.is_set()]  # a stop while queued
@@ -119,18 +132,18 @@ class Scheduler:
                 admitted = []
                 while self._waiting and self._free:
                     job = self._waiting.popleft()
-                    job.slot = self._free.pop()
+                    job.slot = heapq.heappop(self._free)
                     admitted.append(job)
                 for position, job in enumerate(self._waiting, start=1):
                     self._emit(job, Queued(position))
             for job in stopped:
                 self._finish(job, "stopped")
             try:
-                for job in admitted:
-                    self._prefill(job)
+                self._prefill(admitted)
                 if admitted and self._active:  # their first tokens go out now, not after the next step
                     self._flush()
-                self._decode_step()
+                if not self._hold():  # more on their way: the next iteration waits for them first
+                    self._decode_step()
             except Exception as exc:  # a failed step must not kill the loop: fail the affected streams
                 log.exception("generation step failed")
                 for job in list(self._active.values()) + admitted:
@@ -139,6 +152,19 @@ class Scheduler:
         for job in list(self._active.values()) + list(self._waiting):
             self._finish(job, "stopped")
         self._flush()
+
+    def _hold(self) -> bool:
+        """Whether the next decode step waits: requests are on their way in, a slot is free for them, none
+        is waiting already (it is admitted first), and no running stream's last token is HOLD_SECONDS old."""
+        return (
+            self.arrivals is not None
+            and self.arrivals.pending > 0
+            and bool(self._active)
+            and not self._closed
+            and not self._waiting
+            and bool(self._free)
+            and time.perf_counter() - min(job.last_at for job in self._active.values()) < HOLD_SECONDS
+        )
 
     def _emit(self, job: Job, event: Event) -> None:
         job.emit(event)
@@ -151,15 +177,26 @@ class Scheduler:
         for flush in flushes:
             flush()
 
-    def _prefill(self, job: Job) -> None:
-        if job.cancelled.is_set():
-            return self._finish(job, "stopped")
-        self._active[job.slot] = job
-        self._emit(job, Started(time.perf_counter()))  # the reader may see it later: the time rides along
-        job.generator = new_generator(job.params.seed)
-        logits = self._allowed(self.engine.prefill(job.slot, job.prompt)[None], [job])
-        token = int(sample_next_token(logits, job.params, job.generator)[0])
-        self._accept(job, token, time.perf_counter())
+    def _prefill(self, admitted: list[Job]) -> None:
+        """The prompts admitted together, prefilled together; each job's first token sampled from its own."""
+        jobs = []
+        for job in admitted:
+            if job.cancelled.is_set():
+                self._finish(job, "stopped")
+                continue
+            self._active[job.slot] = job
+            self._emit(job, Started(time.perf_counter()))  # the reader may see it later: the time rides along
+            job.generator = new_generator(job.params.seed)
+            jobs.append(job)
+        if not jobs:
+            return
+        logits = self._allowed(
+            self.engine.prefill_many([j.slot for j in jobs], [j.prompt for j in jobs]), jobs
+        )
+        tokens = sample_next_token(logits, [j.params for j in jobs], [j.generator for j in jobs])
+        now = time.perf_counter()
+        for job, token in zip(jobs, tokens.tolist(), strict=True):
+            self._accept(job, token, now)
 
     def _decode_step(self) -> None:
         jobs = list(self._active.values())
@@ -181,7 +218,7 @@ class Scheduler:
         if token == self.eos_id:
             return self._finish(job, "eos")
         job.generated += 1
-        job.last_token = token
+        job.last_token, job.last_at = token, at
         self._emit(job, Token(token, at))
         if job.generated >= job.max_new_tokens:
             self._finish(job, "length")
@@ -200,6 +237,6 @@ class Scheduler:
         if job.slot >= 0:
             self.engine.release(job.slot)
             with self._cv:
-                self._free.append(job.slot)
+                heapq.heappush(self._free, job.slot)
             job.slot = -1
         self._emit(job, Failed(error) if error else Done(reason))

@@ -12,6 +12,7 @@ from typing import Annotated, Any, TypeVar
 from fastapi import Depends
 
 from functions.chat import metrics, preload
+from functions.chat.arrivals import ARRIVALS
 from functions.chat.events import END, Event, Queued
 from functions.chat.outbox import Outbox, PerLoop
 from functions.chat.preload import choose_engine
@@ -97,7 +98,14 @@ class ChatModel:
         self.scheduler = self._scheduler(self.scheduler.engine)
 
     def _scheduler(self, engine: Any) -> Scheduler:
-        return Scheduler(engine, self.tokenizer.eos_id, self.max_batch, self.max_queue, self.max_per_user)
+        return Scheduler(
+            engine,
+            self.tokenizer.eos_id,
+            self.max_batch,
+            self.max_queue,
+            self.max_per_user,
+            arrivals=ARRIVALS,
+        )
 
     def budget(self, prompt: list[int], params: SamplingParams) -> int:
         """The most tokens an answer to `prompt` can have: what it asked for, within the window."""

@@ -4,6 +4,8 @@ import time
 import pytest
 import torch
 
+from functions.chat import scheduler as scheduler_module
+from functions.chat.arrivals import Arrivals
 from functions.chat.events import END, Done, Event, Failed, Queued, Started, Token
 from functions.chat.scheduler import Job, QueueFull, Scheduler
 from model.engine import Engine, SamplingParams
@@ -218,3 +220,97 @@ def test_first_tokens_are_handed_over_before_the_next_decode_step(trained_model,
     scheduler.close()
     assert seen_at_decode[0] == [Started, Token]  # delivered before the first decode step ran
     assert [type(e) for e in collector.events] == [Started] + [Token] * 5 + [Done]
+
+
+def test_jobs_admitted_together_are_prefilled_together_into_the_lowest_free_slots(trained_model, tokenizer):
+    """Prompts that wait together are admitted in one iteration and handed to the engine in one call (the
+    ONNX engine shares passes between them), into the lowest free slots; a later one takes the lowest slot
+    freed since. Each stream's tokens are what it gets alone."""
+    engine = Engine(trained_model, max_batch=4)
+    calls: list[list[int]] = []
+    real_prefill_many = engine.prefill_many
+
+    def prefill_many(slots, prompts):
+        calls.append(list(slots))
+        return real_prefill_many(slots, prompts)
+
+    engine.prefill_many = prefill_many  # type: ignore[method-assign]
+    scheduler = Scheduler(engine, tokenizer.eos_id, 4)
+    prompts = [tokenizer.encode(text) for text in ("the cat", "hello hi thanks please", "a dog ran on")]
+    collectors = [Collector() for _ in prompts]
+    with scheduler._cv:  # the loop cannot admit any of them before all three wait
+        for prompt, collector in zip(prompts, collectors, strict=True):
+            scheduler.submit(Job(prompt=prompt, params=GREEDY, max_new_tokens=12, emit=collector))
+    for collector in collectors:
+        assert collector.finished.wait(30)
+    assert calls == [[0, 1, 2]]
+    for prompt, collector in zip(prompts, collectors, strict=True):
+        assert collector.tokens() == reference(trained_model, tokenizer.eos_id, prompt)
+        assert [type(e) for e in collector.events][:2] == [Started, Token]
+    later = Collector()
+    scheduler.submit(Job(prompt=prompts[0], params=GREEDY, max_new_tokens=3, emit=later))
+    assert later.finished.wait(30)
+    scheduler.close()
+    assert calls[1:] == [[0]]  # all three slots were free again: the lowest one
+
+
+def test_decode_steps_wait_for_requests_on_their_way_in(trained_model, tokenizer, monkeypatch) -> None:
+    """While a request for an answer is still on its way in (arrivals.begin() until its end) and a slot is
+    free, the running stream's decode steps wait, at most HOLD_SECONDS since its last token (long here, so
+    the hold is plain to see): the arrival is admitted and prefilled meanwhile, and once it is in, both
+    go on. Neither stream's tokens change."""
+    monkeypatch.setattr(scheduler_module, "HOLD_SECONDS", 60.0)
+    arrivals = Arrivals()
+    scheduler = Scheduler(Engine(trained_model, max_batch=3), tokenizer.eos_id, 3, arrivals=arrivals)
+    params = SamplingParams(temperature=0, max_new_tokens=40)
+    first, second = Collector(), Collector()
+    prompts = [tokenizer.encode("the cat"), tokenizer.encode("a dog ran on")]
+    scheduler.submit(Job(prompt=prompts[0], params=params, max_new_tokens=40, emit=first))
+    while len(first.tokens()) < 3:
+        time.sleep(0.001)
+    end = arrivals.begin()  # a request arrives: its token check, its limits, its rows
+    time.sleep(0.05)  # a step under way when it arrived ends
+    held = len(first.tokens())
+    time.sleep(0.3)
+    assert len(first.tokens()) == held < 40  # no step while it is on its way
+    scheduler.submit(Job(prompt=prompts[1], params=params, max_new_tokens=40, emit=second))
+    while not second.tokens():  # admitted and prefilled at once: its first token
+        time.sleep(0.001)
+    time.sleep(0.1)
+    # its rows are still being written, and a slot is still free for others
+    assert len(first.tokens()) == held and len(second.tokens()) == 1
+    end()
+    end()  # counted off once
+    assert arrivals.pending == 0
+    assert first.finished.wait(30) and second.finished.wait(30)
+    scheduler.close()
+    for prompt, collector in zip(prompts, (first, second), strict=True):
+        assert collector.tokens() == reference(trained_model, tokenizer.eos_id, prompt, params)
+
+
+def test_a_step_is_held_only_while_it_helps(trained_model, tokenizer, monkeypatch) -> None:
+    """No hold without an arrival, without a free slot for it, with a job already waiting for its slot
+    (admitted first), or once a running stream's last token is HOLD_SECONDS old."""
+    monkeypatch.setattr(scheduler_module, "HOLD_SECONDS", 60.0)
+    arrivals = Arrivals()
+    scheduler = Scheduler(Engine(trained_model, max_batch=2), tokenizer.eos_id, 2, arrivals=arrivals)
+    scheduler.close()  # the predicate alone, on a loop that no longer runs
+    scheduler._closed = False
+    job = Job(prompt=[5], params=GREEDY, max_new_tokens=4, emit=Collector(), slot=0)
+    job.last_at = time.perf_counter()
+    scheduler._active = {0: job}
+    scheduler._free = [1]
+    assert not scheduler._hold()  # nobody on the way
+    end = arrivals.begin()
+    assert scheduler._hold()
+    scheduler._free = []
+    assert not scheduler._hold()  # no slot for it: it would only queue
+    scheduler._free = [1]
+    scheduler._waiting.append(Job(prompt=[6], params=GREEDY, max_new_tokens=4, emit=Collector()))
+    assert not scheduler._hold()
+    scheduler._waiting.clear()
+    job.last_at -= 61.0
+    assert not scheduler._hold()  # the stream has waited long enough
+    end()
+    job.last_at = time.perf_counter()
+    assert not scheduler._hold()
