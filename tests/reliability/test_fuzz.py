@@ -9,7 +9,7 @@ test_abuse.py sends bad tokens to every authenticated route instead.)
 """
 
 from collections import Counter
-from typing import Any
+from typing import Any, TypeGuard
 
 import pytest
 import schemathesis
@@ -50,8 +50,14 @@ def adjust(case: Any) -> None:
         elif isinstance(value, int | float) and not isinstance(value, bool) and value in range(1, 384):
             body[name] = min(value, FEW_TOKENS)  # 7.0 (an integer to JSON Schema) becomes 4
     least = body.get("min_new_tokens") if isinstance(body, dict) else None
-    if isinstance(least, int | float) and not isinstance(least, bool) and least in range(0, 384):
-        body["min_new_tokens"] = min(least, body.get("max_new_tokens", FEW_TOKENS))  # at most the most
+    most = body.get("max_new_tokens", FEW_TOKENS) if isinstance(body, dict) else None
+    if _number(least) and least in range(0, 384) and _number(most):  # a malformed most: a 422 anyway
+        body["min_new_tokens"] = min(least, most)  # at most the most
+
+
+def _number(value: Any) -> TypeGuard[int | float]:
+    """A JSON number (not a boolean, which Python counts as an int)."""
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 # Refusals of schema-valid input for rules that JSON Schema cannot state: a message within the character
