@@ -1,7 +1,7 @@
 "use client";
 
 import Link from "next/link";
-import { useEffect, useState } from "react";
+import { useEffect, useState, useSyncExternalStore } from "react";
 
 import { apiJson, ApiError } from "@/lib/api";
 import { readSession, saveSession, type TokenResponse } from "@/lib/session";
@@ -17,12 +17,20 @@ const COPY = {
   },
 } as const;
 
+// false in the prerendered HTML and while React hydrates it, true once the page is live
+const noChanges = () => () => {};
+const hydrated = () => true;
+const notHydrated = () => false;
+
 export default function AuthForm({ mode }: { mode: "login" | "register" }) {
   const copy = COPY[mode];
   const [email, setEmail] = useState("");
   const [password, setPassword] = useState("");
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState<ApiError | null>(null);
+  // the fields and the button stay disabled until the page is hydrated: a submit before that would be the
+  // browser's own (a GET with the password in the URL), and a value typed before it could be reset
+  const ready = useSyncExternalStore(noChanges, hydrated, notHydrated);
 
   useEffect(() => {
     if (readSession()) window.location.replace("/");
@@ -62,32 +70,34 @@ export default function AuthForm({ mode }: { mode: "login" | "register" }) {
               : error.message}
           </p>
         )}
-        <Field
-          name="email"
-          label="Email"
-          type="email"
-          autoComplete="email"
-          value={email}
-          onChange={setEmail}
-          error={fieldError("email")}
-        />
-        <Field
-          name="password"
-          label="Password"
-          type="password"
-          autoComplete={mode === "login" ? "current-password" : "new-password"}
-          value={password}
-          onChange={setPassword}
-          error={fieldError("password")}
-          hint={mode === "register" ? "8 to 72 bytes" : undefined}
-        />
-        <button
-          type="submit"
-          disabled={busy}
-          className="w-full rounded-lg bg-sky-600 px-3 py-2 font-medium text-white hover:bg-sky-500 disabled:opacity-60"
-        >
-          {busy ? copy.busy : copy.button}
-        </button>
+        <fieldset disabled={!ready} className="space-y-4">
+          <Field
+            name="email"
+            label="Email"
+            type="email"
+            autoComplete="email"
+            value={email}
+            onChange={setEmail}
+            error={fieldError("email")}
+          />
+          <Field
+            name="password"
+            label="Password"
+            type="password"
+            autoComplete={mode === "login" ? "current-password" : "new-password"}
+            value={password}
+            onChange={setPassword}
+            error={fieldError("password")}
+            hint={mode === "register" ? "8 to 72 bytes" : undefined}
+          />
+          <button
+            type="submit"
+            disabled={busy}
+            className="w-full rounded-lg bg-sky-600 px-3 py-2 font-medium text-white hover:bg-sky-500 disabled:opacity-60"
+          >
+            {busy ? copy.busy : copy.button}
+          </button>
+        </fieldset>
         <p className="text-center text-sm text-zinc-500 dark:text-zinc-400">
           {copy.otherText}{" "}
           <Link href={`/${copy.other}`} className="text-sky-600 underline dark:text-sky-400">
