@@ -82,8 +82,7 @@ class Engine(Slots):
     def prefill_many(self, slots: list[int], prompts: list[list[int]]) -> torch.Tensor:
         """Each prompt into its slot, one after another (the reference: the ONNX engine batches them);
         their last-position logits (len(slots), V)."""
-        if len(set(slots)) != len(slots) or len(slots) != len(prompts):
-            raise ValueError("prefill_many needs one prompt for each of distinct slots")
+        self._check_prefill_many(slots, prompts)
         return torch.stack([self.prefill(slot, ids) for slot, ids in zip(slots, prompts, strict=True)])
 
     @torch.inference_mode()

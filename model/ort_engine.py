@@ -512,10 +512,7 @@ class OrtEngine(Slots):
         few passes as prefill_passes allows; returns each prompt's last-position logits (len(slots), V), in
         the order given. Rows of one pass are right-padded to its longest prompt: a pad's keys land past
         its row's length, where the row's own next tokens overwrite them."""
-        if len(set(slots)) != len(slots) or len(slots) != len(prompts):
-            raise ValueError("prefill_many needs one prompt for each of distinct slots")
-        for slot, ids in zip(slots, prompts, strict=True):
-            self._check_prefill(slot, ids)
+        self._check_prefill_many(slots, prompts)
         out = np.empty((len(slots), self.config["vocab_size"]), np.float32)
         for group in prefill_passes([(s, len(p)) for s, p in zip(slots, prompts, strict=True)]):
             lengths = [len(prompts[i]) for i in group]

@@ -164,6 +164,12 @@ class Slots:
         if not 0 < len(ids) < self.block_size:
             raise ValueError(f"prompt of {len(ids)} tokens: need 1..{self.block_size - 1} (the caller trims)")
 
+    def _check_prefill_many(self, slots: list[int], prompts: list[list[int]]) -> None:
+        if len(set(slots)) != len(slots) or len(slots) != len(prompts):
+            raise ValueError("prefill_many needs one prompt for each of distinct slots")
+        for slot, ids in zip(slots, prompts, strict=True):
+            self._check_prefill(slot, ids)
+
     def _check_decode(self, slots: list[int], tokens: list[int]) -> None:
         if len(slots) != len(tokens) or not slots or len(set(slots)) != len(slots):
             raise ValueError("decode needs as many tokens as distinct slots, at least one")
