@@ -1,9 +1,10 @@
 """Plain data-access functions shared by more than one function."""
 
+import functools
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Table, func, insert, literal, select
+from sqlalchemy import Table, bindparam, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.errors import APIError, not_found
@@ -31,6 +32,19 @@ async def lock_user(session: AsyncSession, user_id: int) -> None:
         await session.execute(select(User.id).where(User.id == user_id).with_for_update())
 
 
+@functools.cache
+def _capped_insert(table: Table, names: tuple[str, ...]) -> Any:
+    """INSERT INTO table (names) SELECT :v_<name>, ... WHERE (the owner's rows) < :cap RETURNING id, built
+    once per table and columns: each call binds its values."""
+    owned = (
+        select(func.count()).select_from(table).where(table.c.user_id == bindparam("owner")).scalar_subquery()
+    )
+    row = select(*(bindparam(f"v_{name}", type_=table.c[name].type) for name in names)).where(
+        owned < bindparam("cap")
+    )
+    return insert(table).from_select(list(names), row).returning(table.c.id)
+
+
 async def insert_within_cap(
     session: AsyncSession, table: Table, user_id: int, cap: int, values: dict[str, Any]
 ) -> int | None:
@@ -39,10 +53,9 @@ async def insert_within_cap(
     after lock_user, as two transactions would both count before either inserts). Returns the new id,
     or None when the cap is reached; joins the session's transaction."""
     await lock_user(session, user_id)
-    owned = select(func.count()).select_from(table).where(table.c.user_id == user_id).scalar_subquery()
-    row = select(*(literal(value, table.c[name].type) for name, value in values.items())).where(owned < cap)
-    statement = insert(table).from_select(list(values), row).returning(table.c.id)
-    return (await session.execute(statement)).scalar_one_or_none()
+    statement = _capped_insert(table, tuple(values))
+    bound = {f"v_{name}": value for name, value in values.items()} | {"owner": user_id, "cap": cap}
+    return (await session.execute(statement, bound)).scalar_one_or_none()
 
 
 def too_many_conversations(cap: int) -> APIError:

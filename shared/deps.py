@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import Depends, Path, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.database import get_session
@@ -31,6 +31,13 @@ SettingsDep = Annotated[Settings, Depends(_settings)]
 _bearer = HTTPBearer(auto_error=False, description="The access token from /api/auth/login")
 
 
+# built once: each request binds its value
+_USER_OF_SUBJECT = select(User).where(User.subject == bindparam("subject"))
+_USER_OF_KEY = (
+    select(User).join(ApiKey, ApiKey.user_id == User.id).where(ApiKey.key_hash == bindparam("key_hash"))
+)
+
+
 def _unauthorized(message: str) -> APIError:
     return APIError(401, "not_authenticated", message, headers={"WWW-Authenticate": "Bearer"})
 
@@ -40,7 +47,7 @@ async def _user_of_token(session: AsyncSession, settings: Settings, token: str) 
         subject, version = decode_token(token, settings.jwt_key)
     except InvalidToken as exc:
         raise _unauthorized("Invalid or expired token") from exc
-    user = await session.scalar(select(User).where(User.subject == subject))
+    user = await session.scalar(_USER_OF_SUBJECT, {"subject": subject})
     if user is None:
         raise _unauthorized("The account of this token no longer exists")
     if user.token_version != version:  # a password change or "log out everywhere" since it was issued
@@ -69,9 +76,7 @@ async def get_api_user(
     token = credentials.credentials
     if not token.startswith(API_KEY_PREFIX):
         return await _user_of_token(session, settings, token)
-    user = await session.scalar(
-        select(User).join(ApiKey, ApiKey.user_id == User.id).where(ApiKey.key_hash == api_key_hash(token))
-    )
+    user = await session.scalar(_USER_OF_KEY, {"key_hash": api_key_hash(token)})
     if user is None:
         raise _unauthorized("Unknown or revoked API key")
     return user

@@ -8,9 +8,9 @@ given back afterwards (`give_back`).
 
 import time
 from dataclasses import dataclass
-from typing import cast
+from typing import Any, cast
 
-from sqlalchemy import ColumnElement, Table, case, delete, or_, select, update
+from sqlalchemy import ColumnElement, Table, bindparam, case, delete, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -44,6 +44,36 @@ class Taken:
     window_start: int
 
 
+def _upsert(dialect: str) -> Any:
+    """The counting statement of `take` for one dialect, built once: each call binds its key, window,
+    amount and limit (building a statement costs more than running it on SQLite)."""
+    bucket = BUCKETS.c
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    stmt = insert(BUCKETS).values(
+        key=bindparam("limit_key"), window_start=bindparam("start"), count=bindparam("amount")
+    )
+    same_window = bucket.window_start == stmt.excluded.window_start
+    return stmt.on_conflict_do_update(
+        index_elements=[bucket.key],
+        set_={
+            "count": case((same_window, bucket.count + stmt.excluded.count), else_=stmt.excluded.count),
+            "window_start": stmt.excluded.window_start,
+        },
+        # a new window always fits; the current one only while the sum stays within the limit
+        where=or_(~same_window, bucket.count + stmt.excluded.count <= bindparam("max_hits")),
+    ).returning(bucket.count)
+
+
+_UPSERTS = {dialect: _upsert(dialect) for dialect in ("sqlite", "postgresql")}
+_GIVE_BACK = (
+    update(BUCKETS)
+    .where(BUCKETS.c.key == bindparam("limit_key"), BUCKETS.c.window_start == bindparam("start"))
+    .values(
+        count=case((BUCKETS.c.count > bindparam("amount"), BUCKETS.c.count - bindparam("amount")), else_=0)
+    )
+)
+
+
 async def take(
     session: AsyncSession, limit: Limit, amount: int = 1, now: float | None = None
 ) -> Taken | None:
@@ -52,21 +82,10 @@ async def take(
     now = time.time() if now is None else now
     if amount > limit.max_hits:
         return None
-    start, bucket = limit.window_start(now), BUCKETS.c
+    start = limit.window_start(now)
     dialect = session.bind.dialect.name if session.bind else "sqlite"
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    stmt = insert(BUCKETS).values(key=limit.key, window_start=start, count=amount)
-    same_window = bucket.window_start == stmt.excluded.window_start
-    upsert = stmt.on_conflict_do_update(
-        index_elements=[bucket.key],
-        set_={
-            "count": case((same_window, bucket.count + stmt.excluded.count), else_=stmt.excluded.count),
-            "window_start": stmt.excluded.window_start,
-        },
-        # a new window always fits; the current one only while the sum stays within the limit
-        where=or_(~same_window, bucket.count + stmt.excluded.count <= limit.max_hits),
-    ).returning(bucket.count)
-    counted = (await session.execute(upsert)).scalar_one_or_none()
+    values = {"limit_key": limit.key, "start": start, "amount": amount, "max_hits": limit.max_hits}
+    counted = (await session.execute(_UPSERTS[dialect], values)).scalar_one_or_none()
     return None if counted is None else Taken(limit, amount, start)
 
 
@@ -76,12 +95,8 @@ async def give_back(session: AsyncSession, taken: Taken, amount: int | None = No
     amount = taken.amount if amount is None else min(amount, taken.amount)
     if amount <= 0:
         return
-    bucket = BUCKETS.c
-    await session.execute(
-        update(BUCKETS)
-        .where(bucket.key == taken.limit.key, bucket.window_start == taken.window_start)
-        .values(count=case((bucket.count > amount, bucket.count - amount), else_=0))
-    )
+    values = {"limit_key": taken.limit.key, "start": taken.window_start, "amount": amount}
+    await session.execute(_GIVE_BACK, values)
 
 
 async def used(session: AsyncSession, limit: Limit, now: float | None = None) -> int:
@@ -124,21 +139,19 @@ def chat_limits(user_id: int, settings: Settings) -> tuple[Limit, Limit]:
     )
 
 
-async def admit_chat(session: AsyncSession, user_id: int, settings: Settings, max_new_tokens: int) -> Taken:
-    """Before a chat message is answered, in one transaction: count the message against the user's minute
-    and reserve its `max_new_tokens` from the user's day, or 429 with nothing counted. Returns the
-    reservation: the answer gives back what it did not use (settle)."""
+async def reserve_chat(session: AsyncSession, user_id: int, settings: Settings, max_new_tokens: int) -> Taken:
+    """Before a chat message is answered: count the message against the user's minute and reserve its
+    `max_new_tokens` from the user's day, joining the session's write transaction (the caller commits it
+    with what it writes, so a request that fails later counts nothing); or 429, with the transaction to
+    be rolled back. Returns the reservation: the answer gives back what it did not use (settle)."""
     messages, tokens = chat_limits(user_id, settings)
     now = time.time()
-    async with writing(session):
-        counted = await take(session, messages, 1, now)
-        reserved = await take(session, tokens, max_new_tokens, now) if counted else None
-        if reserved is not None:
-            await session.commit()
-            return reserved
-        await session.rollback()
+    counted = await take(session, messages, 1, now)
     if counted is None:
         raise too_many(messages.retry_after(now), "messages a minute")
+    reserved = await take(session, tokens, max_new_tokens, now)
+    if reserved is not None:
+        return reserved
     left = max(0, tokens.max_hits - await used(session, tokens, now))
     raise APIError(
         429,
@@ -147,6 +160,19 @@ async def admit_chat(session: AsyncSession, user_id: int, settings: Settings, ma
         f"ask for fewer (max_new_tokens) or try again in {tokens.retry_after(now)} seconds",
         headers={"Retry-After": str(tokens.retry_after(now))},
     )
+
+
+async def admit_chat(session: AsyncSession, user_id: int, settings: Settings, max_new_tokens: int) -> Taken:
+    """reserve_chat in a transaction of its own, committed (/v1, which writes no rows); a 429 counts
+    nothing."""
+    async with writing(session):
+        try:
+            reserved = await reserve_chat(session, user_id, settings, max_new_tokens)
+        except APIError:
+            await session.rollback()
+            raise
+        await session.commit()
+    return reserved
 
 
 async def settle(session: AsyncSession, reserved: Taken, generated: int) -> None:

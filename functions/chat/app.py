@@ -4,7 +4,6 @@ OpenAI-compatible /v1. (Stopping is the conversations function's: a database fla
 from functions.chat import early  # noqa: F401 (first: the model loads beside the imports below)
 
 # isort: split
-import asyncio
 import threading
 import time
 from typing import Annotated
@@ -23,6 +22,7 @@ from model.tokenizer import PromptTooLong, fit_prompt, message_token_count
 from shared import ratelimit
 from shared.app import Component, create_app
 from shared.crud import get_own_conversation
+from shared.database import writing
 from shared.deps import ConversationId, CurrentUser, SessionDep, SettingsDep
 from shared.errors import APIError, error_responses, not_found
 from shared.models import Conversation, Message
@@ -68,8 +68,6 @@ async def create_chat(
         prompt = fit_prompt(model.tokenizer, turns, model.block_size, params.max_new_tokens)
     except PromptTooLong as exc:
         raise APIError(422, "message_too_long", str(exc), fields={"message": str(exc)}) from exc
-    # 429 when this minute's messages or the day's tokens are spent; else the answer's tokens are reserved
-    reserved = await ratelimit.admit_chat(session, user.id, settings, model.budget(prompt.ids, params))
     context = {
         "tokens": len(prompt.ids),
         "limit": prompt.limit,
@@ -78,24 +76,33 @@ async def create_chat(
     }
     message_tokens = message_token_count(model.tokenizer, turns[-1]) if question is None else 0
     cancelled = threading.Event()
-    try:
-        # queued before the rows are written: a full queue is a 503 with nothing stored, and the prompt's
-        # prefill runs in the scheduler's thread while this request writes (the events wait in their queue)
-        events = model.open_stream(prompt.ids, params, cancelled, user.id)
-        ids = await rows.write_turn(
-            session,
-            conversation=conversation,
-            question=question,
-            parent_id=parent_id,
-            message=turns[-1]["content"],
-            message_tokens=message_tokens,
-            context=context,
-            max_conversations=settings.max_conversations_per_user,
-        )
-    except BaseException:  # nothing stored: the generation stops at its next step, nobody reads it
-        cancelled.set()
-        await asyncio.shield(rows.give_back(session, reserved))
-        raise
+    # One write transaction before the first token: the limits (429 when this minute's messages or the
+    # day's tokens are spent; else the answer's tokens are reserved) and the turn's rows commit together,
+    # so a request refused or failed on the way (a 429, a full queue's 503, a client gone) counts nothing
+    # and stores nothing.
+    async with writing(session):
+        try:
+            reserved = await ratelimit.reserve_chat(
+                session, user.id, settings, model.budget(prompt.ids, params)
+            )
+            # queued before the rows are written: the prompt's prefill runs in the scheduler's thread while
+            # this request writes (the events wait in their queue)
+            events = model.open_stream(prompt.ids, params, cancelled, user.id)
+            ids = await rows.write_turn(
+                session,
+                conversation=conversation,
+                question=question,
+                parent_id=parent_id,
+                message=turns[-1]["content"],
+                message_tokens=message_tokens,
+                context=context,
+                max_conversations=settings.max_conversations_per_user,
+            )
+            await session.commit()
+        except BaseException:  # nothing stored or counted; a stream opened stops at its next step
+            cancelled.set()
+            await session.rollback()
+            raise
     arrivals.arrived()  # what precedes the first token is done: the scheduler's decode steps need not wait for it
     turn = Turn(
         ids=ids,

@@ -1,6 +1,6 @@
 """Every row the chat function writes or reads: a turn's rows before the first token, the answers as they
 grow (with their conversations' stop flags), the final save, the answers its followers read, and the
-tokens a refused request gives back.
+tokens an answer did not use.
 
 Core statements, not the ORM's unit of work: these are on every answer's path, and eight answers at once
 pay them one after another on one event loop. Every statement names the owner of what it writes in its
@@ -24,6 +24,36 @@ from shared.tree import finalize_stale, stale_answers
 
 CONVERSATIONS, MESSAGES = cast(Table, Conversation.__table__), cast(Table, Message.__table__)
 
+# Built once: each call binds its values (building a statement costs more than running it on SQLite).
+_INSERT_MESSAGE = insert(MESSAGES)
+_OWN_CONVERSATION = (CONVERSATIONS.c.id == bindparam("of"), CONVERSATIONS.c.user_id == bindparam("owner"))
+_POINT_AT_ANSWER = (
+    update(CONVERSATIONS)
+    .where(*_OWN_CONVERSATION)
+    .values(current_message_id=bindparam("answer"), stop_requested_at=None, updated_at=bindparam("now"))
+)
+_ANSWER = (MESSAGES.c.id == bindparam("message_id"), MESSAGES.c.conversation_id == bindparam("of"))
+_GROWN: dict[str, Any] = {
+    "content": bindparam("new_content"),
+    "token_count": bindparam("new_count"),
+    "token_ids": bindparam("new_ids"),
+}
+_SAVE_PARTIAL = (
+    update(MESSAGES)
+    .where(*_ANSWER, MESSAGES.c.finish_reason.is_(None))
+    .values(**_GROWN, updated_at=bindparam("now"))
+)
+_SAVE_FINAL = (
+    update(MESSAGES)
+    .where(*_ANSWER)
+    .values(**_GROWN, finish_reason=bindparam("reason"), updated_at=bindparam("now"))
+)
+_TOUCH_CONVERSATION = (
+    update(CONVERSATIONS)
+    .where(*_OWN_CONVERSATION)
+    .values(updated_at=bindparam("now"), stop_requested_at=None)
+)
+
 
 @dataclass(frozen=True, kw_only=True)
 class TurnIds:
@@ -32,8 +62,8 @@ class TurnIds:
     assistant_message_id: int
 
 
-async def _insert(connection: AsyncConnection, table: Table, **values: Any) -> int:
-    key = (await connection.execute(insert(table).values(**values))).inserted_primary_key
+async def _insert_message(connection: AsyncConnection, **values: Any) -> int:
+    key = (await connection.execute(_INSERT_MESSAGE, values)).inserted_primary_key
     assert key is not None
     return int(key[0])
 
@@ -49,52 +79,46 @@ async def write_turn(
     context: dict[str, int],
     max_conversations: int,
 ) -> TurnIds:
-    """The rows of one turn, committed before the first token: the conversation when it is new (429 past
-    the user's `max_conversations`), the user message `message` (unless this regenerates `question`'s
-    answer), the empty answer, and the conversation pointing at it."""
+    """The rows of one turn, written before the first token in the caller's write transaction (which
+    commits them with the turn's reserved tokens, shared.database.writing): the conversation when it is
+    new (429 past the user's `max_conversations`), the user message `message` (unless this regenerates
+    `question`'s answer), the empty answer, and the conversation pointing at it."""
     now, user_id = utcnow(), conversation.user_id
-    async with writing(session) as connection:
-        conversation_id = conversation.id
+    connection = await session.connection()
+    conversation_id = conversation.id
+    if conversation_id is None:
+        values = {"user_id": user_id, "title": conversation.title, "created_at": now, "updated_at": now}
+        conversation_id = await insert_within_cap(session, CONVERSATIONS, user_id, max_conversations, values)
         if conversation_id is None:
-            values = {"user_id": user_id, "title": conversation.title, "created_at": now, "updated_at": now}
-            conversation_id = await insert_within_cap(
-                session, CONVERSATIONS, user_id, max_conversations, values
-            )
-            if conversation_id is None:
-                raise too_many_conversations(max_conversations)
-        if question is None:
-            question_id = await _insert(
-                connection,
-                MESSAGES,
-                conversation_id=conversation_id,
-                role="user",
-                content=message,
-                parent_id=parent_id,
-                token_count=message_tokens,
-                created_at=now,
-                updated_at=now,
-            )
-        else:
-            question_id = question.id
-        answer_id = await _insert(
+            raise too_many_conversations(max_conversations)
+    if question is None:
+        question_id = await _insert_message(
             connection,
-            MESSAGES,
             conversation_id=conversation_id,
-            role="assistant",
-            content="",
-            parent_id=question_id,
-            token_count=0,
-            token_ids="",
-            context=context,
+            role="user",
+            content=message,
+            parent_id=parent_id,
+            token_count=message_tokens,
             created_at=now,
             updated_at=now,
         )
-        await connection.execute(
-            update(CONVERSATIONS)
-            .where(CONVERSATIONS.c.id == conversation_id, CONVERSATIONS.c.user_id == user_id)
-            .values(current_message_id=answer_id, stop_requested_at=None, updated_at=now)
-        )
-        await session.commit()
+    else:
+        question_id = question.id
+    answer_id = await _insert_message(
+        connection,
+        conversation_id=conversation_id,
+        role="assistant",
+        content="",
+        parent_id=question_id,
+        token_count=0,
+        token_ids="",
+        context=context,
+        created_at=now,
+        updated_at=now,
+    )
+    await connection.execute(
+        _POINT_AT_ANSWER, {"of": conversation_id, "owner": user_id, "answer": answer_id, "now": now}
+    )
     return TurnIds(
         conversation_id=conversation_id, user_message_id=question_id, assistant_message_id=answer_id
     )
@@ -110,38 +134,26 @@ class Saved:
     ids: list[int]
 
 
+def _grown(answer: Saved) -> dict[str, Any]:
+    """The bound values of an answer's row as it stands (for _SAVE_PARTIAL and _SAVE_FINAL)."""
+    return {
+        "message_id": answer.answer_id,
+        "of": answer.conversation_id,
+        "new_content": answer.text,
+        "new_count": len(answer.ids),
+        "new_ids": " ".join(map(str, answer.ids)),
+    }
+
+
 async def save_partial(answers: list[Saved]) -> set[int]:
     """One transaction: each answer as it stands (an answer already finished is never touched), then the
     stop flags of their conversations. Returns the conversations whose answers must stop: a stop was
     requested, or the conversation was deleted meanwhile. This is the one reader of the stop flag."""
-    rows = [
-        {
-            "message_id": a.answer_id,
-            "of": a.conversation_id,
-            "new_content": a.text,
-            "new_count": len(a.ids),
-            "new_ids": " ".join(map(str, a.ids)),
-            "now": utcnow(),
-        }
-        for a in answers
-    ]
-    statement = (
-        update(MESSAGES)
-        .where(
-            MESSAGES.c.id == bindparam("message_id"),
-            MESSAGES.c.conversation_id == bindparam("of"),
-            MESSAGES.c.finish_reason.is_(None),
-        )
-        .values(
-            content=bindparam("new_content"),
-            token_count=bindparam("new_count"),
-            token_ids=bindparam("new_ids"),
-            updated_at=bindparam("now"),
-        )
-    )
+    now = utcnow()
+    rows = [{"now": now, **_grown(a)} for a in answers]
     conversations = {a.conversation_id for a in answers}
     async with get_sessionmaker()() as session, writing(session) as connection:
-        await connection.execute(statement, rows)  # one executemany
+        await connection.execute(_SAVE_PARTIAL, rows)  # one executemany
         found = await connection.execute(
             select(CONVERSATIONS.c.id, CONVERSATIONS.c.stop_requested_at).where(
                 CONVERSATIONS.c.id.in_(conversations)
@@ -160,32 +172,11 @@ async def save_final(
     (None: the answer is saved without settling)."""
     now = utcnow()
     async with get_sessionmaker()() as session, writing(session) as connection:
-        await connection.execute(
-            update(MESSAGES)
-            .where(MESSAGES.c.id == answer.answer_id, MESSAGES.c.conversation_id == answer.conversation_id)
-            .values(
-                content=answer.text,
-                token_count=len(answer.ids),
-                token_ids=" ".join(map(str, answer.ids)),
-                finish_reason=finish_reason,
-                updated_at=now,
-            )
-        )
-        await connection.execute(
-            update(CONVERSATIONS)
-            .where(CONVERSATIONS.c.id == answer.conversation_id, CONVERSATIONS.c.user_id == user_id)
-            .values(updated_at=now, stop_requested_at=None)
-        )
+        await connection.execute(_SAVE_FINAL, {"reason": finish_reason, "now": now, **_grown(answer)})
+        values = {"of": answer.conversation_id, "owner": user_id, "now": now}
+        await connection.execute(_TOUCH_CONVERSATION, values)
         if reserved is not None:
             await ratelimit.settle(session, reserved, len(answer.ids))
-        await session.commit()
-
-
-async def give_back(session: AsyncSession, reserved: ratelimit.Taken) -> None:
-    """A refused or failed request returns the tokens it reserved."""
-    await session.rollback()
-    async with writing(session):
-        await ratelimit.give_back(session, reserved)
         await session.commit()
 
 

@@ -1,6 +1,6 @@
 """A full scheduler queue is a 503 `overloaded` with Retry-After on both chat routes, decided before any
-event is sent, and stores nothing; a request whose rows cannot be written gives its queued generation's
-slot back. A real server with a small queue: one slot, one place in the queue."""
+event is sent, and stores and counts nothing; a request whose rows cannot be written gives its queued
+generation's slot back and counts nothing against the user's limits. A real server with a small queue: one slot, one place in the queue."""
 
 import sqlite3
 from collections.abc import Iterator
@@ -16,6 +16,15 @@ pytestmark = pytest.mark.slow
 LONG = {"max_new_tokens": 300, "min_new_tokens": 300}
 
 
+def counters(sqlite_url: str) -> dict[str, int]:
+    """The chat limits' counters as the database holds them: {key: count}."""
+    with sqlite3.connect(sqlite_url.split("///", 1)[1]) as database:
+        found = database.execute(
+            "SELECT key, count FROM rate_limit_buckets WHERE key LIKE 'chat:%' OR key LIKE 'tokens:%'"
+        )
+        return dict(found.fetchall())
+
+
 @pytest.fixture
 def small_server(sqlite_url: str, tmp_path: Path) -> Iterator[LiveServer]:
     server = start_server(
@@ -25,7 +34,7 @@ def small_server(sqlite_url: str, tmp_path: Path) -> Iterator[LiveServer]:
     stop_server(server)
 
 
-def test_a_full_queue_is_503_on_both_chat_routes(small_server: LiveServer) -> None:
+def test_a_full_queue_is_503_on_both_chat_routes(small_server: LiveServer, sqlite_url: str) -> None:
     url, headers = small_server.url, register_http(small_server.url)
     with (
         httpx.stream(
@@ -48,10 +57,13 @@ def test_a_full_queue_is_503_on_both_chat_routes(small_server: LiveServer) -> No
         meta = next(waiting)[1]
         assert meta["queue_position"] == 1  # the one place in the queue
         before = httpx.get(f"{url}/api/conversations", headers=headers).json()["total"]
+        counted = counters(sqlite_url)
+        assert sorted(counted.values())[0] == 2  # the two messages of this minute
         refused = httpx.post(
             f"{url}/api/chat", json={"conversation_id": None, "message": "three"}, headers=headers
         )
         assert refused.status_code == 503 and refused.headers["retry-after"] == "5"
+        assert counters(sqlite_url) == counted  # neither the message nor its tokens
         assert refused.json()["error"]["code"] == "overloaded"
         assert (
             httpx.get(f"{url}/api/conversations", headers=headers).json()["total"] == before
@@ -77,12 +89,13 @@ def test_a_full_queue_is_503_on_both_chat_routes(small_server: LiveServer) -> No
     assert ok.status_code == 200
 
 
-def test_an_answer_whose_rows_cannot_be_written_frees_its_slot_and_stores_nothing(
+def test_an_answer_whose_rows_cannot_be_written_frees_its_slot_and_stores_and_counts_nothing(
     small_server: LiveServer, sqlite_url: str
 ) -> None:
     """The prompt is queued before the request writes its rows (its prefill overlaps the writes): when the
     writes fail, the request is a 500 in the error shape, nothing is stored, and the generation already
-    queued stops and gives its slot back (the server has one: the next chat could not run otherwise)."""
+    queued stops and gives its slot back (the server has one: the next chat could not run otherwise). The
+    limits count in the rows' transaction, so the refused message and its tokens are not counted."""
     url, headers = small_server.url, register_http(small_server.url)
     database = sqlite3.connect(sqlite_url.split("///", 1)[1])
     database.execute(  # a real failure of the real database, on the answer's insert
@@ -91,12 +104,16 @@ def test_an_answer_whose_rows_cannot_be_written_frees_its_slot_and_stores_nothin
     )
     database.commit()
     try:
-        before = httpx.get(f"{url}/api/conversations", headers=headers).json()["total"]
+        before, counted = (
+            httpx.get(f"{url}/api/conversations", headers=headers).json()["total"],
+            counters(sqlite_url),
+        )
         refused = httpx.post(
             f"{url}/api/chat", json={"conversation_id": None, "message": "one", **LONG}, headers=headers
         )
         assert refused.status_code == 500 and refused.json()["error"]["code"] == "internal_error"
         assert httpx.get(f"{url}/api/conversations", headers=headers).json()["total"] == before
+        assert counters(sqlite_url) == counted  # its message and tokens counted with its rows, rolled back
     finally:
         database.execute("DROP TRIGGER refuse_answers")
         database.commit()
