@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from sqlalchemy import event
+from sqlalchemy.dialects.sqlite.aiosqlite import SQLiteDialect_aiosqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
@@ -16,6 +17,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from shared import sqlite
 from shared.settings import get_settings
 
 _engine: AsyncEngine | None = None
@@ -31,7 +33,12 @@ POOL_TIMEOUT_SECONDS = 10  # a request that waits longer for a pooled connection
 
 def build_engine(url: str) -> AsyncEngine:
     if is_sqlite(url):
-        engine = create_async_engine(url, connect_args={"timeout": 30}, pool_timeout=POOL_TIMEOUT_SECONDS)
+        args, kwargs = SQLiteDialect_aiosqlite().create_connect_args(make_url(url))
+        engine = create_async_engine(
+            url,
+            async_creator=lambda: sqlite.connect(*args, **kwargs, timeout=30),  # one hop a statement
+            pool_timeout=POOL_TIMEOUT_SECONDS,
+        )
 
         @event.listens_for(engine.sync_engine, "connect")
         def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

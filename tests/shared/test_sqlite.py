@@ -1,0 +1,63 @@
+"""The SQLite driver (shared/sqlite.py): SQLAlchemy's statements through it behave as through aiosqlite's
+own cursors (rows, new ids, counts, errors), each in one hop to the connection's thread."""
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Column, Integer, MetaData, String, Table, bindparam, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from shared import sqlite
+from shared.database import build_engine
+
+ITEMS = Table(
+    "items", MetaData(), Column("id", Integer, primary_key=True), Column("name", String, unique=True)
+)
+
+
+def test_statements_return_rows_ids_counts_and_errors_in_one_hop_each(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hops: list[str] = []
+    real_run = sqlite.Connection.run
+
+    async def run(self: sqlite.Connection, function, *args):  # type: ignore[no-untyped-def]
+        hops.append(args[1].split()[0])  # the statement's first word
+        return await real_run(self, function, *args)
+
+    monkeypatch.setattr(sqlite.Connection, "run", run)
+
+    async def scenario() -> None:
+        engine = build_engine(f"sqlite+aiosqlite:///{tmp_path}/driver.db")
+        try:
+            async with engine.begin() as connection:
+                await connection.run_sync(ITEMS.metadata.create_all)
+            async with engine.connect() as connection:
+                hops.clear()
+                first = await connection.execute(insert(ITEMS), {"name": "one"})
+                assert first.inserted_primary_key == (1,)
+                assert hops == ["INSERT"]  # one hop: execute, fetch and close together
+                await connection.execute(insert(ITEMS), [{"name": "two"}, {"name": "three"}])  # executemany
+                renamed = await connection.execute(
+                    update(ITEMS).where(ITEMS.c.id > bindparam("above")).values(name=ITEMS.c.name + "!"),
+                    {"above": 1},
+                )
+                assert renamed.rowcount == 2
+                returned = await connection.execute(
+                    insert(ITEMS).values(name="four").returning(ITEMS.c.id, ITEMS.c.name)
+                )
+                assert returned.all() == [(4, "four")]
+                found = await connection.execute(select(ITEMS.c.name).order_by(ITEMS.c.id))
+                assert found.scalars().all() == ["one", "two!", "three!", "four"]
+                await connection.commit()
+                with pytest.raises(IntegrityError):  # sqlite3's error, as SQLAlchemy gives it
+                    await connection.execute(insert(ITEMS), {"name": "one"})
+                await connection.rollback()
+                assert (await connection.execute(select(ITEMS.c.id))).scalars().all() == [1, 2, 3, 4]
+                # one hop a statement (the two-row insert is one statement, insertmanyvalues)
+                assert hops == ["INSERT", "INSERT", "UPDATE", "INSERT", "SELECT", "INSERT", "SELECT"]
+        finally:
+            await engine.dispose()
+
+    asyncio.run(scenario())
