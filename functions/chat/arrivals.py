@@ -10,7 +10,6 @@ for the running streams' steps before its first tokens. Prefill first is also wh
 """
 
 import threading
-from collections.abc import Callable
 from contextvars import ContextVar
 
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -18,41 +17,59 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 GENERATING = ("/api/chat", "/v1/chat/completions")  # the POST routes that open a stream
 
 
+class Arrival:
+    """One request's passage: queued() once its prompt is in the scheduler's queue, end() once what
+    precedes its first token is done (or it failed); each counts once however often it is called."""
+
+    def __init__(self, arrivals: "Arrivals") -> None:
+        self._arrivals, self._queued, self._ended = arrivals, False, False
+
+    def queued(self) -> None:
+        with self._arrivals.lock:
+            if not self._queued:
+                self._queued = True
+                self._arrivals.coming -= 1
+
+    def end(self) -> None:
+        self.queued()
+        with self._arrivals.lock:
+            if not self._ended:
+                self._ended = True
+                self._arrivals.pending -= 1
+
+
 class Arrivals:
-    """A thread-safe count of the arrivals in flight (read by the scheduler's thread)."""
+    """Thread-safe counts of the arrivals in flight (read by the scheduler's thread): `pending`, those
+    that have not yet done what precedes their first token, and `coming`, those of them whose prompt is
+    not yet in the scheduler's queue."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._pending = 0
+        self.lock = threading.Lock()
+        self.pending = 0
+        self.coming = 0
 
-    @property
-    def pending(self) -> int:
-        return self._pending
-
-    def begin(self) -> Callable[[], None]:
-        """Count one arrival; returns its end, which counts it off once however often it is called."""
-        with self._lock:
-            self._pending += 1
-        ended = False
-
-        def end() -> None:
-            nonlocal ended
-            with self._lock:
-                if not ended:
-                    ended = True
-                    self._pending -= 1
-
-        return end
+    def begin(self) -> Arrival:
+        """Count one arrival."""
+        with self.lock:
+            self.pending += 1
+            self.coming += 1
+        return Arrival(self)
 
 
 ARRIVALS = Arrivals()  # this process's
-_current: ContextVar[Callable[[], None] | None] = ContextVar("slm_arrival", default=None)
+_current: ContextVar[Arrival | None] = ContextVar("slm_arrival", default=None)
+
+
+def queued() -> None:
+    """The request being handled has put its prompt in the scheduler's queue (ChatModel.open_stream)."""
+    if (arrival := _current.get()) is not None:
+        arrival.queued()
 
 
 def arrived() -> None:
     """The request being handled has done what precedes its first token: it is no longer an arrival."""
-    if (end := _current.get()) is not None:
-        end()
+    if (arrival := _current.get()) is not None:
+        arrival.end()
 
 
 class CountArrivals:
@@ -68,10 +85,10 @@ class CountArrivals:
             or scope["path"].rstrip("/") not in GENERATING
         ):
             return await self.app(scope, receive, send)
-        end = ARRIVALS.begin()
-        token = _current.set(end)
+        arrival = ARRIVALS.begin()
+        token = _current.set(arrival)
         try:
             await self.app(scope, receive, send)
         finally:
-            end()
+            arrival.end()
             _current.reset(token)

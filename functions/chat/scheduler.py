@@ -28,6 +28,7 @@ from model.sampling import SamplingParams, forbid_eos, new_generator, sample_nex
 log = logging.getLogger("slm.chat")
 HOLD_SECONDS = 0.025  # the longest the running streams' next step waits for arrivals (40 steps/s at worst)
 HOLD_POLL_SECONDS = 0.002  # how often a held step looks whether the arrivals are in
+GATHER_SECONDS = 0.02  # the longest a queued prompt waits for the prompts of a burst still on their way
 
 
 @dataclass(kw_only=True)
@@ -41,6 +42,7 @@ class Job:
     generated: int = 0
     last_token: int = -1
     last_at: float = 0.0  # time.perf_counter() when its last token was produced
+    queued_at: float = 0.0  # time.perf_counter() when it was submitted
     generator: np.random.Generator | None = None
     finished: bool = False
     # called once after each scheduler step that emitted to this job: delivers what emit buffered
@@ -89,6 +91,7 @@ class Scheduler:
                 if self._owned[job.owner] >= self.max_per_owner:
                     raise OwnerFull
                 self._owned[job.owner] += 1
+            job.queued_at = time.perf_counter()
             self._waiting.append(job)
             position = 0 if len(self._waiting) <= len(self._free) else len(self._waiting) - len(self._free)
             self._cv.notify()
@@ -122,7 +125,7 @@ class Scheduler:
             with self._cv:
                 while not self._waiting and not self._active and not self._closed:
                     self._cv.wait()
-                while self._hold():
+                while self._hold() or self._gather():
                     self._cv.wait(HOLD_POLL_SECONDS)  # a submit wakes it at once
                 if self._closed:
                     break
@@ -164,6 +167,21 @@ class Scheduler:
             and not self._waiting
             and bool(self._free)
             and time.perf_counter() - min(job.last_at for job in self._active.values()) < HOLD_SECONDS
+        )
+
+    def _gather(self) -> bool:
+        """Whether the queued prompts wait before they are prefilled: requests of the same burst are still
+        on their way to queue theirs (their limits, their rows), a free slot is left for one of them, and
+        the oldest queued prompt has waited less than GATHER_SECONDS. The prompts are then prefilled in
+        shared passes (8 short prompts together take about half the time of 8 one after another), not
+        one pass each, every one of which takes the cores the burst's request paths need."""
+        return (
+            self.arrivals is not None
+            and self.arrivals.coming > 0
+            and bool(self._waiting)
+            and not self._closed
+            and len(self._free) > len(self._waiting)
+            and time.perf_counter() - self._waiting[0].queued_at < GATHER_SECONDS
         )
 
     def _emit(self, job: Job, event: Event) -> None:

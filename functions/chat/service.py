@@ -11,7 +11,7 @@ from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends
 
-from functions.chat import metrics, preload
+from functions.chat import arrivals, metrics, preload
 from functions.chat.arrivals import ARRIVALS
 from functions.chat.events import END, Event, Queued
 from functions.chat.outbox import Outbox, PerLoop
@@ -140,6 +140,7 @@ class ChatModel:
         )
         try:
             position = self.scheduler.submit(job)
+            arrivals.queued()  # its prompt is in: the scheduler need not gather for it any more
         except QueueFull as exc:
             raise overloaded() from exc
         except OwnerFull as exc:

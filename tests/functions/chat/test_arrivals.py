@@ -4,7 +4,7 @@ import asyncio
 
 import pytest
 
-from functions.chat.arrivals import ARRIVALS, CountArrivals, arrived
+from functions.chat.arrivals import ARRIVALS, Arrivals, CountArrivals, arrived, queued
 
 
 def _request(method: str, path: str) -> dict:
@@ -58,3 +58,34 @@ def test_other_requests_never_count_and_a_failing_one_stops_counting():
     with pytest.raises(RuntimeError):
         asyncio.run(_call(failing, _request("POST", "/api/chat")))
     assert seen[-1] == before + 1 and ARRIVALS.pending == before
+
+
+def test_an_arrival_is_coming_until_its_prompt_is_queued_and_pending_until_it_is_in():
+    """`coming` (not yet in the scheduler's queue: the scheduler gathers a burst's prompts for it) ends at
+    queued() or end(), `pending` (decode steps wait for it) at end(); each counts off once."""
+    arrivals = Arrivals()
+    one, two = arrivals.begin(), arrivals.begin()
+    assert (arrivals.pending, arrivals.coming) == (2, 2)
+    one.queued()
+    one.queued()
+    assert (arrivals.pending, arrivals.coming) == (2, 1)
+    one.end()
+    assert (arrivals.pending, arrivals.coming) == (1, 1)
+    two.end()  # failed before it queued its prompt: off both counts
+    two.end()
+    assert (arrivals.pending, arrivals.coming) == (0, 0)
+
+
+def test_the_route_says_when_its_prompt_is_queued():
+    seen: list[tuple[int, int]] = []
+
+    async def route(scope, receive, send) -> None:
+        seen.append((ARRIVALS.pending, ARRIVALS.coming))
+        queued()  # ChatModel.open_stream, once the scheduler took the prompt
+        seen.append((ARRIVALS.pending, ARRIVALS.coming))
+        arrived()
+        seen.append((ARRIVALS.pending, ARRIVALS.coming))
+
+    pending, coming = ARRIVALS.pending, ARRIVALS.coming
+    asyncio.run(_call(route, _request("POST", "/api/chat")))
+    assert seen == [(pending + 1, coming + 1), (pending + 1, coming), (pending, coming)]

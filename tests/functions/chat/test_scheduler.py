@@ -268,20 +268,21 @@ def test_decode_steps_wait_for_requests_on_their_way_in(trained_model, tokenizer
     scheduler.submit(Job(prompt=prompts[0], params=params, max_new_tokens=40, emit=first))
     while len(first.tokens()) < 3:
         time.sleep(0.001)
-    end = arrivals.begin()  # a request arrives: its token check, its limits, its rows
+    arrival = arrivals.begin()  # a request arrives: its token check, its limits, its rows
     time.sleep(0.05)  # a step under way when it arrived ends
     held = len(first.tokens())
     time.sleep(0.3)
     assert len(first.tokens()) == held < 40  # no step while it is on its way
     scheduler.submit(Job(prompt=prompts[1], params=params, max_new_tokens=40, emit=second))
+    arrival.queued()  # as ChatModel.open_stream says once it has submitted
     while not second.tokens():  # admitted and prefilled at once: its first token
         time.sleep(0.001)
     time.sleep(0.1)
     # its rows are still being written, and a slot is still free for others
     assert len(first.tokens()) == held and len(second.tokens()) == 1
-    end()
-    end()  # counted off once
-    assert arrivals.pending == 0
+    arrival.end()
+    arrival.end()  # counted off once
+    assert arrivals.pending == 0 and arrivals.coming == 0
     assert first.finished.wait(30) and second.finished.wait(30)
     scheduler.close()
     for prompt, collector in zip(prompts, (first, second), strict=True):
@@ -301,7 +302,7 @@ def test_a_step_is_held_only_while_it_helps(trained_model, tokenizer, monkeypatc
     scheduler._active = {0: job}
     scheduler._free = [1]
     assert not scheduler._hold()  # nobody on the way
-    end = arrivals.begin()
+    arrival = arrivals.begin()
     assert scheduler._hold()
     scheduler._free = []
     assert not scheduler._hold()  # no slot for it: it would only queue
@@ -311,6 +312,69 @@ def test_a_step_is_held_only_while_it_helps(trained_model, tokenizer, monkeypatc
     scheduler._waiting.clear()
     job.last_at -= 61.0
     assert not scheduler._hold()  # the stream has waited long enough
-    end()
+    arrival.end()
     job.last_at = time.perf_counter()
     assert not scheduler._hold()
+
+
+def test_prompts_of_a_burst_are_gathered_and_prefilled_together(
+    trained_model, tokenizer, monkeypatch
+) -> None:
+    """A prompt queued while another request of the same burst is still on its way to queue its own (its
+    limits, its rows) waits for it, at most GATHER_SECONDS (long here, so the wait is plain to see); then
+    both are prefilled in one call. Their tokens are what each gets alone."""
+    monkeypatch.setattr(scheduler_module, "GATHER_SECONDS", 60.0)
+    engine = Engine(trained_model, max_batch=4)
+    calls: list[list[int]] = []
+    real_prefill_many = engine.prefill_many
+
+    def prefill_many(slots, prompts):
+        calls.append(list(slots))
+        return real_prefill_many(slots, prompts)
+
+    engine.prefill_many = prefill_many  # type: ignore[method-assign]
+    arrivals = Arrivals()
+    scheduler = Scheduler(engine, tokenizer.eos_id, 4, arrivals=arrivals)
+    prompts = [tokenizer.encode("the cat"), tokenizer.encode("a dog ran on")]
+    collectors = [Collector(), Collector()]
+    first, second = arrivals.begin(), arrivals.begin()  # two requests arrive together
+    scheduler.submit(Job(prompt=prompts[0], params=GREEDY, max_new_tokens=12, emit=collectors[0]))
+    first.queued()
+    time.sleep(0.3)
+    assert calls == [] and not collectors[0].events  # gathering: the second is still on its way
+    scheduler.submit(Job(prompt=prompts[1], params=GREEDY, max_new_tokens=12, emit=collectors[1]))
+    second.queued()
+    for collector in collectors:
+        assert collector.finished.wait(30)
+    first.end(), second.end()
+    scheduler.close()
+    assert calls == [[0, 1]]
+    for prompt, collector in zip(prompts, collectors, strict=True):
+        assert collector.tokens() == reference(trained_model, tokenizer.eos_id, prompt)
+
+
+def test_a_prompt_waits_for_its_burst_only_while_it_helps(trained_model, tokenizer, monkeypatch) -> None:
+    """No gathering without a request still on its way to the queue, without a queued prompt, without a
+    free slot left for the one on its way, or once the oldest queued prompt has waited GATHER_SECONDS."""
+    monkeypatch.setattr(scheduler_module, "GATHER_SECONDS", 60.0)
+    arrivals = Arrivals()
+    scheduler = Scheduler(Engine(trained_model, max_batch=2), tokenizer.eos_id, 2, arrivals=arrivals)
+    scheduler.close()  # the predicate alone, on a loop that no longer runs
+    scheduler._closed = False
+    scheduler._free = [0, 1]
+    job = Job(prompt=[5], params=GREEDY, max_new_tokens=4, emit=Collector(), queued_at=time.perf_counter())
+    scheduler._waiting.append(job)
+    assert not scheduler._gather()  # nobody on the way
+    arrival = arrivals.begin()
+    assert scheduler._gather()
+    scheduler._free = [1]
+    assert not scheduler._gather()  # the one free slot is the queued prompt's: the other would only queue
+    scheduler._free = [0, 1]
+    job.queued_at -= 61.0
+    assert not scheduler._gather()  # the queued prompt has waited long enough
+    job.queued_at = time.perf_counter()
+    arrival.queued()
+    assert not scheduler._gather() and arrivals.pending == 1  # queued, its rows still being written
+    scheduler._waiting.clear()
+    assert not scheduler._gather()
+    arrival.end()
