@@ -46,6 +46,19 @@ def run_jobs(model, eos_id: int, prompts: list[list[int]], max_batch: int, param
     return collectors
 
 
+def spy_prefills(engine: Engine) -> list[list[int]]:
+    """The slots of each prefill_many call the engine gets from now on."""
+    calls: list[list[int]] = []
+    real_prefill_many = engine.prefill_many
+
+    def prefill_many(slots, prompts):
+        calls.append(list(slots))
+        return real_prefill_many(slots, prompts)
+
+    engine.prefill_many = prefill_many  # type: ignore[method-assign]
+    return calls
+
+
 def reference(model, eos_id: int, prompt: list[int], params=GREEDY) -> list[int]:
     return list(Engine(model, max_batch=1).generate(prompt, params))
 
@@ -227,14 +240,7 @@ def test_jobs_admitted_together_are_prefilled_together_into_the_lowest_free_slot
     ONNX engine shares passes between them), into the lowest free slots; a later one takes the lowest slot
     freed since. Each stream's tokens are what it gets alone."""
     engine = Engine(trained_model, max_batch=4)
-    calls: list[list[int]] = []
-    real_prefill_many = engine.prefill_many
-
-    def prefill_many(slots, prompts):
-        calls.append(list(slots))
-        return real_prefill_many(slots, prompts)
-
-    engine.prefill_many = prefill_many  # type: ignore[method-assign]
+    calls = spy_prefills(engine)
     scheduler = Scheduler(engine, tokenizer.eos_id, 4)
     prompts = [tokenizer.encode(text) for text in ("the cat", "hello hi thanks please", "a dog ran on")]
     collectors = [Collector() for _ in prompts]
@@ -325,14 +331,7 @@ def test_prompts_of_a_burst_are_gathered_and_prefilled_together(
     both are prefilled in one call. Their tokens are what each gets alone."""
     monkeypatch.setattr(scheduler_module, "GATHER_SECONDS", 60.0)
     engine = Engine(trained_model, max_batch=4)
-    calls: list[list[int]] = []
-    real_prefill_many = engine.prefill_many
-
-    def prefill_many(slots, prompts):
-        calls.append(list(slots))
-        return real_prefill_many(slots, prompts)
-
-    engine.prefill_many = prefill_many  # type: ignore[method-assign]
+    calls = spy_prefills(engine)
     arrivals = Arrivals()
     scheduler = Scheduler(engine, tokenizer.eos_id, 4, arrivals=arrivals)
     prompts = [tokenizer.encode("the cat"), tokenizer.encode("a dog ran on")]
