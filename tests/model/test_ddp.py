@@ -83,9 +83,8 @@ def test_torchrun_trains_two_gloo_processes_and_resumes(tmp_path: Path):
     ]
     base += ["--eval-every", "0", "--eval-batches", "1"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    subprocess.run([*base, *TINY, "--max-steps", "2"], check=True, env=env, capture_output=True, timeout=300)
-    subprocess.run(
-        [*base, "--max-steps", "3", "--resume"], check=True, env=env, capture_output=True, timeout=300
-    )
+    for args in ([*TINY, "--max-steps", "2"], ["--max-steps", "3", "--resume"]):
+        done = subprocess.run([*base, *args], env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-4000:]
     state = torch.load(out / STATE, weights_only=False)
     assert state["step"] == 3 and state["tokens"] == 3 * 2 * 48 * WORLD
