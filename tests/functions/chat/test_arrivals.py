@@ -4,16 +4,21 @@ import asyncio
 
 import pytest
 
-from functions.chat.arrivals import ARRIVALS, Arrivals, CountArrivals, arrived, queued
+from functions.chat.arrivals import ARRIVALS, Arrival, Arrivals, CountArrivals, arrived, queued
 
 
 def _request(method: str, path: str) -> dict:
     return {"type": "http", "method": method, "path": path, "headers": []}
 
 
-async def _call(app, scope: dict) -> None:
+async def _call(app, scope: dict, chunks: tuple[bytes, ...] = (b"{}",)) -> None:
+    """The request through CountArrivals; its body arrives in `chunks`."""
+    left = list(chunks)
+
     async def receive() -> dict:
-        return {"type": "http.request", "body": b""}
+        if not left:
+            return {"type": "http.disconnect"}
+        return {"type": "http.request", "body": left.pop(0), "more_body": bool(left)}
 
     async def send(message: dict) -> None:
         pass
@@ -25,6 +30,7 @@ def test_a_generating_request_counts_until_its_route_says_it_is_in():
     seen: list[int] = []
 
     async def route(scope, receive, send) -> None:
+        await receive()  # the body, as FastAPI reads it
         seen.append(ARRIVALS.pending)
         arrived()
         seen.append(ARRIVALS.pending)
@@ -42,6 +48,7 @@ def test_other_requests_never_count_and_a_failing_one_stops_counting():
     seen: list[int] = []
 
     async def route(scope, receive, send) -> None:
+        await receive()
         seen.append(ARRIVALS.pending)
         arrived()  # outside a generating request: nothing to count off
         seen.append(ARRIVALS.pending)
@@ -52,6 +59,7 @@ def test_other_requests_never_count_and_a_failing_one_stops_counting():
     assert seen == [before] * 6
 
     async def failing(scope, receive, send) -> None:
+        await receive()
         seen.append(ARRIVALS.pending)
         raise RuntimeError("the token check failed")
 
@@ -80,6 +88,7 @@ def test_the_route_says_when_its_prompt_is_queued():
     seen: list[tuple[int, int]] = []
 
     async def route(scope, receive, send) -> None:
+        await receive()
         seen.append((ARRIVALS.pending, ARRIVALS.coming))
         queued()  # ChatModel.open_stream, once the scheduler took the prompt
         seen.append((ARRIVALS.pending, ARRIVALS.coming))
@@ -89,3 +98,31 @@ def test_the_route_says_when_its_prompt_is_queued():
     pending, coming = ARRIVALS.pending, ARRIVALS.coming
     asyncio.run(_call(route, _request("POST", "/api/chat")))
     assert seen == [(pending + 1, coming + 1), (pending + 1, coming), (pending, coming)]
+
+
+def test_a_request_counts_only_once_its_body_is_in():
+    """A client still sending its body costs the loop nothing: it is not counted (one sending it slowly on
+    purpose would otherwise hold every running stream's decode steps for as long as it likes)."""
+    seen: list[int] = []
+
+    async def route(scope, receive, send) -> None:
+        seen.append(ARRIVALS.pending)
+        await receive()  # the first part of the body
+        seen.append(ARRIVALS.pending)
+        await receive()  # the rest
+        seen.append(ARRIVALS.pending)
+        arrived()
+        seen.append(ARRIVALS.pending)
+
+    before = ARRIVALS.pending
+    asyncio.run(_call(route, _request("POST", "/api/chat"), chunks=(b'{"message": ', b'"Hi"}')))
+    assert seen == [before, before, before + 1, before] and ARRIVALS.pending == before
+
+
+def test_an_arrival_that_ended_before_its_body_came_never_counts():
+    arrivals = Arrivals()
+    arrival = Arrival(arrivals)
+    arrival.queued()
+    arrival.end()  # e.g. the client went away
+    arrival.start()
+    assert (arrivals.pending, arrivals.coming) == (0, 0)
