@@ -16,12 +16,12 @@ pytestmark = pytest.mark.slow
 LONG = {"max_new_tokens": 300, "min_new_tokens": 300}
 
 
-def counters(sqlite_url: str) -> dict[str, int]:
-    """The chat limits' counters as the database holds them: {key: count}."""
+def counters(sqlite_url: str, url: str, headers: dict[str, str]) -> dict[str, int]:
+    """The chat limits' counters of the user of `headers` as the database holds them: {key: count}."""
+    user_id = httpx.get(f"{url}/api/auth/me", headers=headers).json()["id"]
+    keys = (f"chat:user:{user_id}", f"tokens:user:{user_id}")
     with sqlite3.connect(sqlite_url.split("///", 1)[1]) as database:
-        found = database.execute(
-            "SELECT key, count FROM rate_limit_buckets WHERE key LIKE 'chat:%' OR key LIKE 'tokens:%'"
-        )
+        found = database.execute("SELECT key, count FROM rate_limit_buckets WHERE key IN (?, ?)", keys)
         return dict(found.fetchall())
 
 
@@ -57,13 +57,13 @@ def test_a_full_queue_is_503_on_both_chat_routes(small_server: LiveServer, sqlit
         meta = next(waiting)[1]
         assert meta["queue_position"] == 1  # the one place in the queue
         before = httpx.get(f"{url}/api/conversations", headers=headers).json()["total"]
-        counted = counters(sqlite_url)
-        assert sorted(counted.values())[0] == 2  # the two messages of this minute
+        counted = counters(sqlite_url, url, headers)
+        assert counted[next(k for k in counted if k.startswith("chat:"))] == 2  # this minute's two messages
         refused = httpx.post(
             f"{url}/api/chat", json={"conversation_id": None, "message": "three"}, headers=headers
         )
         assert refused.status_code == 503 and refused.headers["retry-after"] == "5"
-        assert counters(sqlite_url) == counted  # neither the message nor its tokens
+        assert counters(sqlite_url, url, headers) == counted  # neither the message nor its tokens
         assert refused.json()["error"]["code"] == "overloaded"
         assert (
             httpx.get(f"{url}/api/conversations", headers=headers).json()["total"] == before
@@ -104,16 +104,13 @@ def test_an_answer_whose_rows_cannot_be_written_frees_its_slot_and_stores_and_co
     )
     database.commit()
     try:
-        before, counted = (
-            httpx.get(f"{url}/api/conversations", headers=headers).json()["total"],
-            counters(sqlite_url),
-        )
+        before = httpx.get(f"{url}/api/conversations", headers=headers).json()["total"]
         refused = httpx.post(
             f"{url}/api/chat", json={"conversation_id": None, "message": "one", **LONG}, headers=headers
         )
         assert refused.status_code == 500 and refused.json()["error"]["code"] == "internal_error"
         assert httpx.get(f"{url}/api/conversations", headers=headers).json()["total"] == before
-        assert counters(sqlite_url) == counted  # its message and tokens counted with its rows, rolled back
+        assert counters(sqlite_url, url, headers) == {}  # counted with its rows: rolled back with them
     finally:
         database.execute("DROP TRIGGER refuse_answers")
         database.commit()
