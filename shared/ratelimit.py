@@ -14,6 +14,7 @@ from sqlalchemy import ColumnElement, Table, bindparam, case, delete, or_, selec
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from shared.crud import lock_user
 from shared.database import writing
 from shared.errors import APIError
 from shared.models import RateLimitBucket
@@ -143,7 +144,13 @@ async def reserve_chat(session: AsyncSession, user_id: int, settings: Settings, 
     """Before a chat message is answered: count the message against the user's minute and reserve its
     `max_new_tokens` from the user's day, joining the session's write transaction (the caller commits it
     with what it writes, so a request that fails later counts nothing); or 429, with the transaction to
-    be rolled back. Returns the reservation: the answer gives back what it did not use (settle)."""
+    be rolled back. Returns the reservation: the answer gives back what it did not use (settle).
+
+    On PostgreSQL the user's row is locked first. The caller goes on to write rows that take it too, and an
+    account's deletion takes the user before its counters: taken in the other order, a turn and the
+    deletion of its account would each wait for the other (a deadlock, which PostgreSQL breaks by
+    failing one of them after a second)."""
+    await lock_user(session, user_id)
     messages, tokens = chat_limits(user_id, settings)
     now = time.time()
     counted = await take(session, messages, 1, now)

@@ -128,7 +128,7 @@ def test_admit_chat_in_a_burst_reserves_no_more_than_the_day(database_url: str) 
     answer's tokens when it ended, and let 3,750 tokens through)."""
     upgrade(database_url)
     settings = Settings(chat_max_messages_per_minute=1000, chat_max_tokens_per_day=300)
-    user_id = uuid.uuid4().int % 1_000_000_000 + 2_000_000_000
+    user_id = uuid.uuid4().int % 100_000_000 + 2_000_000_000  # an int4 id, like every user's
     tokens = ratelimit.chat_limits(user_id, settings)[1]
 
     async def scenario(sessions):
