@@ -17,7 +17,7 @@ from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from shared import ratelimit
-from shared.crud import insert_within_cap, too_many_conversations
+from shared.crud import insert_within_cap, lock_user, too_many_conversations
 from shared.database import get_sessionmaker, writing
 from shared.models import Conversation, Message, utcnow
 from shared.tree import finalize_stale, stale_answers
@@ -169,9 +169,13 @@ async def save_final(
 ) -> None:
     """The final save, one transaction: the answer with its finish reason, its conversation's updated_at
     and cleared stop flag, and the tokens of the day's reservation `reserved` it did not use given back
-    (None: the answer is saved without settling)."""
+    (None: the answer is saved without settling). Settling, it locks the user first on PostgreSQL, as a
+    turn does before its counters and its rows (ratelimit.reserve_chat): in the other order, the save and
+    the conversation's next turn each waited for the other."""
     now = utcnow()
     async with get_sessionmaker()() as session, writing(session) as connection:
+        if reserved is not None:
+            await lock_user(session, user_id)
         await connection.execute(_SAVE_FINAL, {"reason": finish_reason, "now": now, **_grown(answer)})
         values = {"of": answer.conversation_id, "owner": user_id, "now": now}
         await connection.execute(_TOUCH_CONVERSATION, values)

@@ -1,75 +1,123 @@
-"""On PostgreSQL a chat turn's transaction (the user's limits, then the turn's rows) and an account's
-deletion (the user, then the user's counters) take the user's row first, so neither waits on the other
-in a cycle: a chat turn while its account is being deleted is refused, never a deadlock."""
+"""A chat turn's one transaction (the user's limits, then the turn's rows), an answer's final save (its
+rows, then the unused tokens given back) and an account's deletion (the user, then the user's counters)
+all take the user first on PostgreSQL (a row lock; on SQLite the writers of a process take turns), so no
+two of them wait on each other in a cycle. Each test failed with a deadlock on PostgreSQL before."""
 
 import asyncio
 import uuid
+from collections.abc import Callable
+from typing import Any
 
-import pytest
 from sqlalchemy import delete, or_
 from sqlalchemy.exc import DBAPIError
 
 from functions.chat import rows
 from shared import ratelimit
-from shared.database import build_engine
+from shared.database import dispose_engine, get_sessionmaker, writing
 from shared.migrate import upgrade
 from shared.models import Conversation, RateLimitBucket, User
 from shared.settings import Settings
 
+SETTINGS = Settings()
 
-@pytest.mark.postgres
-def test_a_chat_turn_and_the_deletion_of_its_account_never_deadlock(postgresql_url: str) -> None:
-    from sqlalchemy.ext.asyncio import async_sessionmaker
 
-    upgrade(postgresql_url)
-    settings = Settings()
+async def _user_who_chatted() -> User:
+    """A user with counters already (an earlier answer): a turn then locks existing rows."""
+    async with get_sessionmaker()() as session:
+        user = User(email=f"locks-{uuid.uuid4().hex[:8]}@example.com", password_hash="x")
+        session.add(user)
+        await session.commit()
+        await ratelimit.reserve_chat(session, user.id, SETTINGS, 32)
+        await session.commit()
+        return user
 
-    async def scenario() -> tuple[BaseException | None, BaseException | None]:
-        engine = build_engine(postgresql_url)
-        sessions = async_sessionmaker(engine, expire_on_commit=False)
+
+async def _turn(
+    user: User, conversation: Conversation | None = None, parent_id: int | None = None, pause: Any = None
+) -> tuple[rows.TurnIds, ratelimit.Taken]:
+    """What POST /api/chat does before the first token, in its one transaction; `pause` (awaited between
+    the limits and the rows) lets another transaction start meanwhile."""
+    async with get_sessionmaker()() as session, writing(session):
+        reserved = await ratelimit.reserve_chat(session, user.id, SETTINGS, 32)
+        if pause is not None:
+            await pause()
+        ids = await rows.write_turn(
+            session,
+            conversation=conversation or Conversation(user_id=user.id, title="hi", messages=[]),
+            question=None,
+            parent_id=parent_id,
+            message="hi",
+            message_tokens=1,
+            context={},
+            max_conversations=10,
+        )
+        await session.commit()
+        return ids, reserved
+
+
+def _run(use_database: str, scenario: Callable[[], Any]) -> Any:
+    upgrade(use_database)
+
+    async def run() -> Any:
         try:
-            async with sessions() as session:
-                user = User(email=f"locks-{uuid.uuid4().hex[:8]}@example.com", password_hash="x")
-                session.add(user)
-                await session.commit()
-                await ratelimit.reserve_chat(session, user.id, settings, 32)  # an earlier answer: counters
-                await session.commit()
-
-            async def chat_turn() -> None:  # what POST /api/chat does in its one transaction
-                async with sessions() as session:
-                    await ratelimit.reserve_chat(session, user.id, settings, 32)
-                    conversation = Conversation(user_id=user.id, title="hi", messages=[])
-                    await rows.write_turn(
-                        session,
-                        conversation=conversation,
-                        question=None,
-                        parent_id=None,
-                        message="hi",
-                        message_tokens=1,
-                        context={},
-                        max_conversations=10,
-                    )
-                    await session.commit()
-
-            async with sessions() as deleting:  # what DELETE /api/auth/me does, the user first
-                await deleting.delete(await deleting.get(User, user.id))
-                await deleting.flush()
-                chat = asyncio.create_task(chat_turn())
-                await asyncio.sleep(0.3)  # the turn starts while the deletion holds the user
-                deleted: BaseException | None = None
-                try:
-                    await deleting.execute(
-                        delete(RateLimitBucket).where(or_(*ratelimit.keys_of(user.id, user.email)))
-                    )
-                    await deleting.commit()
-                except DBAPIError as exc:
-                    deleted = exc
-            refused = (await asyncio.gather(chat, return_exceptions=True))[0]
-            return deleted, refused
+            return await scenario()
         finally:
-            await engine.dispose()
+            await dispose_engine()
 
-    deleted, refused = asyncio.run(scenario())
+    return asyncio.run(run())
+
+
+def test_a_chat_turn_and_the_deletion_of_its_account_never_deadlock(use_database: str) -> None:
+    async def scenario() -> tuple[BaseException | None, BaseException | None]:
+        user = await _user_who_chatted()
+        async with get_sessionmaker()() as deleting, writing(deleting):  # DELETE /api/auth/me: the user first
+            await deleting.delete(await deleting.get(User, user.id))
+            await deleting.flush()
+            chat = asyncio.create_task(_turn(user))
+            await asyncio.sleep(0.3)  # the turn starts while the deletion holds the user
+            deleted: BaseException | None = None
+            try:
+                await deleting.execute(
+                    delete(RateLimitBucket).where(or_(*ratelimit.keys_of(user.id, user.email)))
+                )
+                await deleting.commit()
+            except DBAPIError as exc:
+                deleted = exc
+        refused = (await asyncio.gather(chat, return_exceptions=True))[0]
+        return deleted, refused
+
+    deleted, refused = _run(use_database, scenario)
     assert deleted is None, deleted  # the account is gone
     # the turn found its user gone (no conversation for a user that is not there), not a deadlock
-    assert refused is not None and "deadlock" not in str(refused).lower(), refused
+    assert isinstance(refused, DBAPIError) and "deadlock" not in str(refused).lower(), refused
+
+
+def test_a_turn_and_the_final_save_of_the_answer_before_it_never_deadlock(use_database: str) -> None:
+    """The next message of a conversation while its answer's final save runs (two tabs, the API, or a
+    send right as an answer ends): the save writes the answer and the conversation, then gives back the
+    unused tokens; the turn counts its tokens, then writes its rows into the same conversation."""
+
+    async def scenario() -> tuple[BaseException | None, BaseException | None]:
+        user = await _user_who_chatted()
+        ids, reserved = await _turn(user)  # an answer in progress
+        answer = rows.Saved(
+            answer_id=ids.assistant_message_id, conversation_id=ids.conversation_id, text="Hi!", ids=[5]
+        )
+        saving: list[asyncio.Task[None]] = []
+
+        async def final_save_meanwhile() -> None:
+            save = rows.save_final(answer, user_id=user.id, finish_reason="eos", reserved=reserved)
+            saving.append(asyncio.create_task(save))
+            await asyncio.sleep(0.3)  # the save runs until it waits for this turn
+
+        conversation = Conversation(id=ids.conversation_id, user_id=user.id, title="hi", messages=[])
+        turn = await asyncio.gather(
+            _turn(user, conversation, ids.assistant_message_id, pause=final_save_meanwhile),
+            return_exceptions=True,
+        )
+        saved = (await asyncio.gather(*saving, return_exceptions=True))[0]
+        failed = turn[0] if isinstance(turn[0], BaseException) else None
+        return failed, saved
+
+    failed, saved = _run(use_database, scenario)
+    assert failed is None and saved is None, (failed, saved)  # both went through, one after the other
