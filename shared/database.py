@@ -88,21 +88,29 @@ async def writing(session: AsyncSession) -> AsyncIterator[AsyncConnection]:
     of one process queue on an asyncio lock instead, each let in the moment the last one's block ends.
     The session holds its pooled connection before it waits for the lock, so the writer inside never
     waits for the pool while the sessions queued behind it hold every connection; and a session must
-    not hold an uncommitted write when it enters. Other databases: no lock."""
+    not hold an uncommitted write when it enters. Other databases: no lock. On every database a block that
+    fails rolls its transaction back (on SQLite before the next writer is let in): whatever it wrote, or
+    counted, goes with it."""
     connection = await session.connection()
     if connection.dialect.name != "sqlite":
-        yield connection
+        async with _rolled_back_on_failure(session):
+            yield connection
         return
     loop = asyncio.get_running_loop()
     lock = _write_locks.get(loop)
     if lock is None:
         lock = _write_locks[loop] = asyncio.Lock()
-    async with lock:
-        try:
-            yield connection
-        except BaseException:  # end the failed transaction before the next writer is let in
-            await session.rollback()
-            raise
+    async with lock, _rolled_back_on_failure(session):
+        yield connection
+
+
+@asynccontextmanager
+async def _rolled_back_on_failure(session: AsyncSession) -> AsyncIterator[None]:
+    try:
+        yield
+    except BaseException:
+        await session.rollback()
+        raise
 
 
 async def dispose_engine() -> None:

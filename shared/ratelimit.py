@@ -172,12 +172,8 @@ async def reserve_chat(session: AsyncSession, user_id: int, settings: Settings, 
 async def admit_chat(session: AsyncSession, user_id: int, settings: Settings, max_new_tokens: int) -> Taken:
     """reserve_chat in a transaction of its own, committed (/v1, which writes no rows); a 429 counts
     nothing."""
-    async with writing(session):
-        try:
-            reserved = await reserve_chat(session, user_id, settings, max_new_tokens)
-        except APIError:
-            await session.rollback()
-            raise
+    async with writing(session):  # a 429 leaves the block: rolled back
+        reserved = await reserve_chat(session, user_id, settings, max_new_tokens)
         await session.commit()
     return reserved
 

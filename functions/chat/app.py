@@ -79,7 +79,7 @@ async def create_chat(
     # One write transaction before the first token: the limits (429 when this minute's messages or the
     # day's tokens are spent; else the answer's tokens are reserved) and the turn's rows commit together,
     # so a request refused or failed on the way (a 429, a full queue's 503, a client gone) counts nothing
-    # and stores nothing.
+    # and stores nothing: writing() rolls a failed block back.
     async with writing(session):
         try:
             reserved = await ratelimit.reserve_chat(
@@ -99,9 +99,8 @@ async def create_chat(
                 max_conversations=settings.max_conversations_per_user,
             )
             await session.commit()
-        except BaseException:  # nothing stored or counted; a stream opened stops at its next step
+        except BaseException:  # a stream opened stops at its next step, nobody reads it
             cancelled.set()
-            await session.rollback()
             raise
     arrivals.arrived()  # what precedes the first token is done: the scheduler's decode steps need not wait for it
     turn = Turn(

@@ -4,10 +4,11 @@ A request that generates (POST /api/chat, POST /v1/chat/completions) is an arriv
 body has reached this process until it has done what comes before its first token: its token check,
 its limits and, on /api/chat, its rows. The route then calls `arrived()`; a request that fails before
 that stops counting when it ends. A client still sending its body is not counted: it costs the event
-loop nothing meanwhile, and one that sent it slowly on purpose would otherwise hold every stream's steps. While an arrival is pending and a slot is free, the scheduler holds its decode
-steps back for a moment (functions/chat/scheduler.py, HOLD_SECONDS): on a small box the event loop that
-brings the arrivals in and the decode pass share the same cores, and a burst of arrivals otherwise pays
-for the running streams' steps before its first tokens. Prefill first is also what vLLM's scheduler does.
+loop nothing meanwhile, and one that sent it slowly on purpose would otherwise hold every stream's steps.
+While an arrival is pending and a slot is free, the scheduler holds its decode steps back for a moment
+(functions/chat/scheduler.py, HOLD_SECONDS): on a small box the event loop that brings the arrivals in
+and the decode pass share the same cores, and a burst of arrivals otherwise pays for the running
+streams' steps before its first tokens. Prefill first is also what vLLM's scheduler does.
 """
 
 import threading

@@ -87,3 +87,30 @@ def test_more_writers_than_pooled_connections_all_get_through(use_database: str)
             await dispose_engine()
 
     assert asyncio.run(scenario()) == 24
+
+
+def test_a_failed_write_block_is_rolled_back_on_both_databases(use_database: str) -> None:
+    """writing(): what a block wrote before it failed is gone, and the session writes on afterwards."""
+    upgrade(use_database)
+    key = f"rolled-back-{uuid.uuid4().hex[:8]}"
+    insert = text("INSERT INTO rate_limit_buckets (key, window_start, count) VALUES (:k, 0, 1)")
+    count = text("SELECT count(*) FROM rate_limit_buckets WHERE key LIKE :p")
+
+    async def scenario() -> tuple[int, int]:
+        try:
+            async with get_sessionmaker()() as session:
+                try:
+                    async with writing(session):
+                        await session.execute(insert, {"k": key})
+                        raise RuntimeError("the rest of the transaction failed")
+                except RuntimeError:
+                    pass
+                after_failure = await session.scalar(count, {"p": key})
+                async with writing(session):
+                    await session.execute(insert, {"k": key + "-next"})
+                    await session.commit()
+                return int(after_failure or 0), int(await session.scalar(count, {"p": f"{key}%"}) or 0)
+        finally:
+            await dispose_engine()
+
+    assert asyncio.run(scenario()) == (0, 1)
