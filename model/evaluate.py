@@ -116,7 +116,8 @@ def served_losses(ckpt: Path, tok: Tokenizer, val: dict[str, list], max_rows: in
         print("not scored as served: onnxruntime is not installed", file=sys.stderr)
         return None
     try:
-        engine = OrtEngine.from_checkpoint(ckpt, max_batch=SMALL_PASS)
+        # every pass MatMulNBits, on any CPU (its passes are at most SMALL_PASS rows)
+        engine = OrtEngine.from_checkpoint(ckpt, max_batch=SMALL_PASS, small_pass=SMALL_PASS)
     except CheckpointError as e:  # a shape the engine cannot serve
         print(f"not scored as served: {e}", file=sys.stderr)
         return None

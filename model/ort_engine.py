@@ -15,6 +15,8 @@ slots, exactly as model/engine.py does:
 - attention is `GroupQueryAttention` with rotary positions, writing each new key and value into
   the slot cache in place (the past and present buffers are one), each row at its own length;
 - for the small passes, the pool's threads spin between the graph's nodes and stop when a pass returns;
+- which passes are small is measured on the CPU when the graphs are built (measure_small_pass) and kept
+  beside them, since the kernels' order differs between CPUs;
 - the torch Engine stays the reference: tests/model/test_ort_engine.py checks the same greedy
   tokens and logits within a stated tolerance on fixed prompts, for each kernel and for both.
 
@@ -31,11 +33,15 @@ import contextlib
 import ctypes
 import functools
 import hashlib
+import json
 import logging
 import os
+import platform
+import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +60,12 @@ MS = "com.microsoft"
 KERNELS = ["dq", "nbits"]  # the two int8 matmuls (see _linear)
 MATMUL = "auto"  # the int8 kernel by the size of each pass (see OrtEngine; _linear has both)
 TRIM_AFTER = 64  # prompts this long are followed by a malloc_trim (0.6-2 ms; 8 full windows 305 -> 274 MB)
-SMALL_PASS = 3  # passes of up to this many rows take MatMulNBits (bench/decode.py: faster up to ~3 streams)
+# passes of up to this many rows take MatMulNBits, unless this CPU measured otherwise (measure_small_pass:
+# 3 on an AMD EPYC with AVX-512 VNNI, where bench/decode.py has it faster up to ~3 streams; 0-1 on one with
+# AVX2 alone, where DynamicQuantizeMatMul is as fast for one row and 33% faster for two)
+SMALL_PASS = 3
+MEASURED_ROWS = 4  # the pass sizes measure_small_pass times each kernel at
+MEASURED_PASSES = 12  # passes of each kernel at each size (medians; the kernels take turns)
 # prompts that arrive together share a prefill pass (prefill_passes): one pass instead of several costs
 # their per-pass overhead once; these bound its padding and its intermediates' memory
 PAD_ALLOWANCE = 32
@@ -384,6 +395,79 @@ def cached_graphs(directory: Path, kernels: list[str], cache: Path | None = None
     return graphs
 
 
+def cpu_identity() -> str:
+    """The CPU as the kernels see it: its model name and feature flags (/proc/cpuinfo's first processor;
+    a name alone can hide different CPUs: "AMD EPYC" is both an AVX2 and an AVX-512 machine), else what
+    the platform says."""
+    try:
+        info = Path("/proc/cpuinfo").read_text().split("\n\n")[0]
+    except OSError:
+        return f"{platform.machine()} {platform.processor()}"
+    wanted = ("model name", "flags", "Features", "CPU part")
+    return "\n".join(line for line in info.splitlines() if line.split(":")[0].strip() in wanted)
+
+
+def small_pass_record(graphs: dict[str, bytes | Path]) -> Path | None:
+    """Where the small-pass size measured on this CPU for these graphs is kept: beside the MatMulNBits graph,
+    named by it and by the CPU; None unless both kernels' graphs are cached files."""
+    nbits = graphs.get("nbits")
+    if set(graphs) != set(KERNELS) or not isinstance(nbits, Path):
+        return None
+    cpu = hashlib.sha256(cpu_identity().encode()).hexdigest()[:12]
+    return nbits.with_name(f"{nbits.stem}-{cpu}.small-pass.json")
+
+
+def read_small_pass(record: Path) -> int | None:
+    """The measured small-pass size in `record`; None when there is none (or it is unreadable)."""
+    try:
+        value = json.loads(record.read_text())["small_pass"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return value if isinstance(value, int) and 0 <= value <= MEASURED_ROWS else None
+
+
+def write_small_pass(record: Path, small_pass: int, medians: dict[int, dict[str, float]]) -> None:
+    """Keep a measured small-pass size and its timings (atomically; a folder that refuses it costs only a
+    measurement at the next start)."""
+    cpu = cpu_identity().splitlines()[0].split(":", 1)[-1].strip()
+    ms = {n: {kernel: round(t * 1e3, 3) for kernel, t in times.items()} for n, times in medians.items()}
+    try:
+        with tempfile.NamedTemporaryFile("w", dir=record.parent, prefix=".measuring-", delete=False) as f:
+            json.dump({"small_pass": small_pass, "cpu": cpu, "median_ms_by_rows": ms}, f)
+        os.chmod(f.name, 0o644)
+        os.replace(f.name, record)
+    except OSError as e:
+        log.warning("the measured kernel choice was not kept in %s: %s", record.parent, e)
+
+
+def measure_small_pass(engine: OrtEngine) -> tuple[int, dict[int, dict[str, float]]]:
+    """The largest pass size n (up to MEASURED_ROWS) such that MatMulNBits was faster than
+    DynamicQuantizeMatMul at every size 1..n, timed on this CPU with the engine's own sessions: decode
+    passes over its first slots (prefilled, then left empty again), the kernels taking turns, medians.
+    0: DynamicQuantizeMatMul for every pass. Also returns each kernel's median seconds by pass size."""
+    rows = min(MEASURED_ROWS, engine.max_batch)
+    slots = list(range(rows))
+    engine.prefill_many(slots, [[5 + i] * 16 for i in slots])
+    small, medians = 0, {}
+    for n in range(1, rows + 1):
+        ids = np.full((n, 1), 5, np.int64)
+        lengths = [engine.positions[s] + 1 for s in range(n)]  # the same position each time: no slot fills
+        times: dict[str, list[float]] = {kernel: [] for kernel in KERNELS}
+        for i in range(MEASURED_PASSES + 1):
+            for kernel in KERNELS if i % 2 else KERNELS[::-1]:
+                start = time.perf_counter()
+                engine._run(0, n, ids, lengths, kernel=kernel)
+                if i:  # the first pass of each is a warm-up
+                    times[kernel].append(time.perf_counter() - start)
+        medians[n] = {kernel: statistics.median(t) for kernel, t in times.items()}
+        if small == n - 1 and medians[n]["nbits"] < medians[n]["dq"]:
+            small = n
+    for slot in slots:
+        engine.release(slot)
+    log.info("passes of up to %d rows take MatMulNBits on this CPU (measured)", small)
+    return small, medians
+
+
 def prefill_passes(prompts: list[tuple[int, int]]) -> list[list[int]]:
     """How prompts that arrived together, (slot, length) each, share prefill passes: the indices of each
     pass's prompts, by slot. A pass covers consecutive slots (its cache rows are one span), computes
@@ -419,9 +503,10 @@ class OrtEngine(Slots):
 
     def __init__(
         self, graphs: dict[str, bytes | Path], shared: dict[str, np.ndarray], config: dict[str, Any],
-        max_batch: int = 16, threads: int = 2, eos_id: int = EOS_ID,
+        max_batch: int = 16, threads: int = 2, eos_id: int = EOS_ID, small_pass: int = SMALL_PASS,
     ) -> None:  # fmt: skip
         super().__init__(max_batch, config["block_size"], eos_id)
+        self.small_pass = small_pass  # passes of up to this many rows take MatMulNBits (see kernel)
         self.config, self.n_layer = config, config["n_layer"]
         n_head = config["n_head"]
         # the embedding table and its scales: one copy, read in place by every session (kept alive here)
@@ -440,14 +525,18 @@ class OrtEngine(Slots):
         """The session for a pass that computes `rows` positions (batch x sequence)."""
         if len(self.sessions) == 1:
             return next(iter(self.sessions))
-        return "nbits" if rows <= SMALL_PASS else "dq"
+        return "nbits" if rows <= self.small_pass else "dq"
 
     @classmethod
     def from_checkpoint(
-        cls, directory: str | Path, matmul: str = MATMUL, cache: Path | None = None, **kwargs: Any
-    ) -> OrtEngine:
+        cls, directory: str | Path, matmul: str = MATMUL, cache: Path | None = None,
+        small_pass: int | None = None, **kwargs: Any,
+    ) -> OrtEngine:  # fmt: skip
         """The engine of an int8 checkpoint folder (CheckpointError for anything else). Its graphs come
-        from the cache folder (`cache`, else default_cache_dir()), built there first when missing."""
+        from the cache folder (`cache`, else default_cache_dir()), built there first when missing.
+        `small_pass` (see kernel): as given, else as measured on this CPU and kept beside the cached graphs
+        (measured now if nothing is kept for this CPU and the folder is writable: a first start, and an
+        engine of at least MEASURED_ROWS slots), else SMALL_PASS."""
         directory = Path(directory)
         meta = read_config(directory)
         if (meta.get("quantization") or {}).get("scheme") != INT8_SCHEME:
@@ -467,7 +556,27 @@ class OrtEngine(Slots):
             raise CheckpointError(
                 f"{directory}: the ONNX engine needs a head size that is a multiple of 16, not {head_size}"
             )
-        return cls(cached_graphs(directory, kernels, cache), shared, meta["model"], **kwargs)
+        graphs = cached_graphs(directory, kernels, cache)
+        record = small_pass_record(graphs)
+        if small_pass is None and record is not None:
+            small_pass = read_small_pass(record)
+        engine = cls(
+            graphs,
+            shared,
+            meta["model"],
+            small_pass=SMALL_PASS if small_pass is None else small_pass,
+            **kwargs,
+        )
+        if (
+            small_pass is None
+            and record is not None
+            and _writable(record.parent)
+            and engine.max_batch >= MEASURED_ROWS
+        ):  # graphs in this user's cache with nothing measured on this CPU yet: a first start, which has
+            # just built them (seconds); a read-only image's cache on another CPU keeps the default
+            engine.small_pass, medians = measure_small_pass(engine)
+            write_small_pass(record, engine.small_pass, medians)
+        return engine
 
     def _binding(self, kernel: str, first: int, count: int) -> tuple[Any, np.ndarray]:
         """The IO binding of the slots first..first+count-1 (their cache rows bound in place as both
@@ -488,12 +597,14 @@ class OrtEngine(Slots):
         return self._bindings[key]
 
     def _run(
-        self, first: int, count: int, ids: np.ndarray, lengths: list[int], last: list[int] | None = None
-    ) -> np.ndarray:
+        self, first: int, count: int, ids: np.ndarray, lengths: list[int], last: list[int] | None = None,
+        kernel: str | None = None,
+    ) -> np.ndarray:  # fmt: skip
         """One forward pass over the slots first..first+count-1, `ids` (count, S); a copy of the logits
-        (count, V) at each row's `last` index in the pass (default: its last, S - 1)."""
+        (count, V) at each row's `last` index in the pass (default: its last, S - 1), in `kernel`'s session
+        (default: the one for the pass's size)."""
         rows, width = ids.shape
-        kernel = self.kernel(ids.size)
+        kernel = kernel or self.kernel(ids.size)
         binding, logits = self._binding(kernel, first, count)
         binding.bind_cpu_input("ids", ids)
         binding.bind_cpu_input("seqlens", np.array([n - 1 for n in lengths], np.int32))
@@ -549,19 +660,26 @@ class OrtEngine(Slots):
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Build an int8 checkpoint's graphs into the cache, as a server's first start would (a Dockerfile
-    runs this at image build, so a cold start only loads them)."""
+    """Build an int8 checkpoint's graphs into the cache, as a server's first start would, and measure which
+    passes are small on this CPU (a Dockerfile runs this at image build, so a cold start only loads them)."""
     p = argparse.ArgumentParser(description=main.__doc__)
     p.add_argument("--build", type=Path, required=True, metavar="CHECKPOINT", help="int8 checkpoint folder")
     p.add_argument("--kernel", choices=KERNELS, action="append", help="one kernel's graph (default: each)")
     p.add_argument("--cache", type=Path, help="cache folder (default: SLM_ONNX_CACHE or ~/.cache/slm/onnx)")
     args = p.parse_args(argv)
     cache = args.cache or default_cache_dir()
-    for kernel in args.kernel or KERNELS:
+    kernels = args.kernel or KERNELS
+    for kernel in kernels:
         path = cache / graph_key(args.build, kernel)
         if not path.is_file():
             build_graph_file(args.build, kernel, path)
         print(path)
+    if set(kernels) == set(KERNELS):
+        engine = OrtEngine.from_checkpoint(args.build, cache=cache, max_batch=MEASURED_ROWS)
+        record = small_pass_record({kernel: cache / graph_key(args.build, kernel) for kernel in KERNELS})
+        if record is not None and record.is_file():
+            print(record)
+        print(f"passes of up to {engine.small_pass} rows take MatMulNBits on this CPU", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -40,7 +40,10 @@ PROMPTS = ["What is your favorite food?", "What is 7 + 5?", "Tell me about the s
 @pytest.fixture(scope="module")
 def engines():
     exact, tok, _ = load_checkpoint(DEFAULT_CHECKPOINT, fast_int8=False)
-    return OrtEngine.from_checkpoint(DEFAULT_CHECKPOINT, max_batch=4), Engine(exact, max_batch=4), tok
+    engine = OrtEngine.from_checkpoint(
+        DEFAULT_CHECKPOINT, max_batch=4, small_pass=SMALL_PASS
+    )  # as on any CPU
+    return engine, Engine(exact, max_batch=4), tok
 
 
 def _check(got: np.ndarray, want: np.ndarray) -> None:
@@ -146,7 +149,7 @@ def test_the_served_loss_of_the_default_checkpoint_is_the_exact_int8_loss(engine
     ] * 12
     rows, masks = eval_rows(tok, chats, 384, 4)
     exact, count = gpt_nats(reference.model, rows, masks, 4)
-    engine = OrtEngine.from_checkpoint(DEFAULT_CHECKPOINT, max_batch=SMALL_PASS)
+    engine = OrtEngine.from_checkpoint(DEFAULT_CHECKPOINT, max_batch=SMALL_PASS, small_pass=SMALL_PASS)
     served, served_count = served_nats(engine, rows, masks)
     assert served_count == count > 100 and abs(served / count - exact / count) < 0.01
     assert served_losses(DEFAULT_CHECKPOINT, tok, {"chat": chats}, 4) == {"chat": round(served / count, 4)}
@@ -203,8 +206,8 @@ class _Runs:
 def test_each_pass_takes_the_kernel_that_is_faster_for_its_size(tmp_path):
     """MatMulNBits for a pass of up to SMALL_PASS rows (one to three streams decoding), DynamicQuantizeMatMul
     for prefills and larger batches; both sessions write the one cache, so a stream moves between them."""
-    engine = OrtEngine.from_checkpoint(DEFAULT_CHECKPOINT, max_batch=6, cache=tmp_path)
-    assert sorted(engine.sessions) == ["dq", "nbits"] and SMALL_PASS == 3
+    engine = OrtEngine.from_checkpoint(DEFAULT_CHECKPOINT, max_batch=6, cache=tmp_path, small_pass=3)
+    assert sorted(engine.sessions) == ["dq", "nbits"] and engine.small_pass == 3
     runs = _Runs(engine)
     for slot in range(6):
         engine.prefill(slot, [5, 6, 7, 8, slot + 9])  # 5 rows
@@ -217,6 +220,63 @@ def test_each_pass_takes_the_kernel_that_is_faster_for_its_size(tmp_path):
     engine.release(0)
     engine.prefill(0, [5, 6])  # a 2-token prompt: 2 rows
     assert runs.counts == {"dq": 8, "nbits": 3}
+
+
+def test_which_passes_are_small_is_measured_once_on_each_cpu_and_kept_beside_the_graphs(
+    tmp_path, monkeypatch
+):
+    """A first start (graphs built into a writable cache) times both kernels at 1..MEASURED_ROWS rows and
+    keeps the answer beside the graphs; later starts read it; a read-only cache measured on another CPU
+    (an image run elsewhere) keeps SMALL_PASS without measuring; a size given is used as given."""
+    cache = tmp_path / "cache"
+    first = OrtEngine.from_checkpoint(DEFAULT_CHECKPOINT, max_batch=6, cache=cache)
+    record = ort_engine.small_pass_record(cached_graphs(DEFAULT_CHECKPOINT, KERNELS, cache))
+    assert record is not None and record.parent == cache
+    kept = json.loads(record.read_text())
+    medians = kept["median_ms_by_rows"]
+    assert sorted(medians) == [str(n) for n in range(1, ort_engine.MEASURED_ROWS + 1)]
+    assert all(sorted(m) == ["dq", "nbits"] and min(m.values()) > 0 for m in medians.values())
+    # the rule: the longest run of sizes from 1 where MatMulNBits was faster
+    faster = [
+        medians[str(n)]["nbits"] < medians[str(n)]["dq"] for n in range(1, ort_engine.MEASURED_ROWS + 1)
+    ]
+    assert kept["small_pass"] == first.small_pass == (faster + [False]).index(False)
+    assert all(first.position(s) == 0 for s in range(6))  # the slots it measured on are empty again
+
+    def measured(engine):
+        raise AssertionError("measured again")
+
+    monkeypatch.setattr(ort_engine, "measure_small_pass", measured)
+    record.write_text(json.dumps({**kept, "small_pass": 0}))  # as if DynamicQuantizeMatMul had won at 1 row
+    again = OrtEngine.from_checkpoint(DEFAULT_CHECKPOINT, max_batch=6, cache=cache)
+    runs = _Runs(again)
+    again.prefill(0, [5, 6])
+    again.decode([0], [7])
+    assert again.small_pass == 0 and runs.counts == {"dq": 2, "nbits": 0}
+    assert (
+        OrtEngine.from_checkpoint(DEFAULT_CHECKPOINT, max_batch=6, cache=cache, small_pass=2).small_pass == 2
+    )
+    # another CPU, the cache read-only (an image's): the default, nothing measured or written
+    monkeypatch.setattr(ort_engine, "cpu_identity", lambda: "model name : another CPU")
+    monkeypatch.setattr(ort_engine, "_writable", lambda folder: False)  # as the image's user finds it
+    elsewhere = OrtEngine.from_checkpoint(DEFAULT_CHECKPOINT, max_batch=6, cache=cache)
+    assert elsewhere.small_pass == SMALL_PASS and sorted(cache.glob("*.json")) == [record]
+
+
+def test_an_unreadable_measurement_is_measured_again(tmp_path):
+    cache = tmp_path / "cache"
+    OrtEngine.from_checkpoint(DEFAULT_CHECKPOINT, max_batch=4, cache=cache)
+    record = ort_engine.small_pass_record(cached_graphs(DEFAULT_CHECKPOINT, KERNELS, cache))
+    assert record is not None
+    for bad in ("not json", '{"small_pass": 9}', '{"small_pass": "3"}', "[]"):
+        record.write_text(bad)
+        assert ort_engine.read_small_pass(record) is None
+        engine = OrtEngine.from_checkpoint(DEFAULT_CHECKPOINT, max_batch=4, cache=cache)
+        assert ort_engine.read_small_pass(record) == engine.small_pass
+    # an engine of fewer slots than the sizes measured keeps the default and leaves no record
+    record.unlink()
+    assert OrtEngine.from_checkpoint(DEFAULT_CHECKPOINT, max_batch=2, cache=cache).small_pass == SMALL_PASS
+    assert not record.exists()
 
 
 def test_prompts_that_arrive_together_share_passes_and_follow_the_reference(engines):
@@ -272,7 +332,7 @@ def test_graphs_are_built_once_into_the_cache_and_rebuilt_when_the_checkpoint_ch
         (checkpoint / name).write_bytes((DEFAULT_CHECKPOINT / name).read_bytes())
     first = cached_graphs(checkpoint, KERNELS, cache)
     assert all(isinstance(path, Path) and path.parent == cache for path in first.values())
-    assert sorted(p.name.split("-")[1] for p in cache.iterdir()) == ["dq", "nbits"]
+    assert sorted(p.name.split("-")[1] for p in cache.glob("*.onnx")) == ["dq", "nbits"]
     stamps = {p: p.stat().st_mtime_ns for p in cache.iterdir()}
     assert cached_graphs(checkpoint, KERNELS, cache) == first  # found, not built again
     assert {p: p.stat().st_mtime_ns for p in cache.iterdir()} == stamps
@@ -297,13 +357,16 @@ def test_without_a_writable_cache_the_graph_goes_to_the_temp_folder_or_memory(tm
 
 
 def test_the_build_command_fills_a_cache_that_the_engine_then_reads(tmp_path, capsys):
+    """Both graphs and this CPU's measured small-pass size, each file printed, readable by the service's
+    own user (the image builds them as root)."""
     main(["--build", str(DEFAULT_CHECKPOINT), "--cache", str(tmp_path)])
-    printed = capsys.readouterr().out.split()
-    assert sorted(Path(p).name for p in printed) == sorted(p.name for p in tmp_path.iterdir())
-    assert all(oct(Path(p).stat().st_mode & 0o777) == "0o644" for p in printed)
-    assert cached_graphs(DEFAULT_CHECKPOINT, KERNELS, tmp_path) == {
-        Path(p).name.split("-")[1]: Path(p) for p in printed
-    }
+    printed = [Path(p) for p in capsys.readouterr().out.split()]
+    assert sorted(p.name for p in printed) == sorted(p.name for p in tmp_path.iterdir())
+    assert all(oct(p.stat().st_mode & 0o777) == "0o644" for p in printed)
+    graphs = cached_graphs(DEFAULT_CHECKPOINT, KERNELS, tmp_path)
+    assert graphs == {p.name.split("-")[1]: p for p in printed if p.suffix == ".onnx"}
+    record = ort_engine.small_pass_record(graphs)
+    assert record in printed and ort_engine.read_small_pass(record) is not None
 
 
 def test_a_long_prompt_gives_its_freed_memory_back(monkeypatch, engines):
