@@ -25,11 +25,25 @@ async def get_own_conversation(
     return conversation
 
 
+_LOCKED_USERS = "slm.locked_users"  # session.info: (the transaction, the users it has locked)
+_LOCK_USER = select(User.id).where(User.id == bindparam("user_id")).with_for_update()
+
+
 async def lock_user(session: AsyncSession, user_id: int) -> None:
     """On PostgreSQL, lock the user's row until the transaction ends, so that one user's capped inserts
-    (insert_within_cap) count one after another."""
-    if session.bind is not None and session.bind.dialect.name == "postgresql":
-        await session.execute(select(User.id).where(User.id == user_id).with_for_update())
+    (insert_within_cap) count one after another. Once a transaction: a chat turn takes the user for its
+    limits and again to start a conversation, and the lock it holds already needs no second statement (the
+    project takes no savepoints, whose rollback would let it go)."""
+    if session.bind is None or session.bind.dialect.name != "postgresql":
+        return
+    held: tuple[Any, set[int]] | None = session.info.get(_LOCKED_USERS)
+    if held is not None and held[0] is session.sync_session.get_transaction() and user_id in held[1]:
+        return
+    await session.execute(_LOCK_USER, {"user_id": user_id})
+    transaction = session.sync_session.get_transaction()
+    if held is None or held[0] is not transaction:
+        held = session.info[_LOCKED_USERS] = (transaction, set())
+    held[1].add(user_id)
 
 
 @functools.cache

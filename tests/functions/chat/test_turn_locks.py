@@ -8,7 +8,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import delete, or_
+from sqlalchemy import delete, event, or_
 from sqlalchemy.exc import DBAPIError
 
 from functions.chat import rows
@@ -41,18 +41,25 @@ async def _turn(
         reserved = await ratelimit.reserve_chat(session, user.id, SETTINGS, 32)
         if pause is not None:
             await pause()
-        ids = await rows.write_turn(
-            session,
-            conversation=conversation or Conversation(user_id=user.id, title="hi", messages=[]),
-            question=None,
-            parent_id=parent_id,
-            message="hi",
-            message_tokens=1,
-            context={},
-            max_conversations=10,
-        )
+        ids = await _write_turn(session, user, conversation, parent_id)
         await session.commit()
         return ids, reserved
+
+
+async def _write_turn(
+    session: Any, user: User, conversation: Conversation | None = None, parent_id: int | None = None
+) -> rows.TurnIds:
+    """The turn's rows: a new conversation unless one is given."""
+    return await rows.write_turn(
+        session,
+        conversation=conversation or Conversation(user_id=user.id, title="hi", messages=[]),
+        question=None,
+        parent_id=parent_id,
+        message="hi",
+        message_tokens=1,
+        context={},
+        max_conversations=10,
+    )
 
 
 def _run(use_database: str, scenario: Callable[[], Any]) -> Any:
@@ -121,3 +128,34 @@ def test_a_turn_and_the_final_save_of_the_answer_before_it_never_deadlock(use_da
 
     failed, saved = _run(use_database, scenario)
     assert failed is None and saved is None, (failed, saved)  # both went through, one after the other
+
+
+def test_a_turn_that_starts_a_conversation_locks_its_user_once(use_database: str) -> None:
+    """The limits take the user's row; starting the conversation (insert_within_cap) needs the same lock and
+    finds it held: one SELECT ... FOR UPDATE a transaction on PostgreSQL, none on SQLite. A next
+    transaction of the same session takes it again."""
+
+    async def scenario() -> list[int]:
+        user = await _user_who_chatted()
+        engine = get_sessionmaker()().bind
+        assert engine is not None
+        locks: list[str] = []
+
+        def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+            if "FOR UPDATE" in statement:
+                locks.append(statement)
+
+        event.listen(engine.sync_engine, "before_cursor_execute", count)
+        per_turn = []
+        async with get_sessionmaker()() as session:
+            for _ in range(2):
+                async with writing(session):
+                    await ratelimit.reserve_chat(session, user.id, SETTINGS, 32)
+                    await _write_turn(session, user)
+                    await session.commit()
+                per_turn.append(len(locks))
+        event.remove(engine.sync_engine, "before_cursor_execute", count)
+        return per_turn
+
+    locked = _run(use_database, scenario)
+    assert locked == ([1, 2] if use_database.startswith("postgresql") else [0, 0])
