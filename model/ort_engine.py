@@ -62,7 +62,7 @@ MATMUL = "auto"  # the int8 kernel by the size of each pass (see OrtEngine; _lin
 TRIM_AFTER = 64  # prompts this long are followed by a malloc_trim (0.6-2 ms; 8 full windows 305 -> 274 MB)
 # passes of up to this many rows take MatMulNBits, unless this CPU measured otherwise (measure_small_pass:
 # 3 on an AMD EPYC with AVX-512 VNNI, where bench/decode.py has it faster up to ~3 streams; 0-1 on one with
-# AVX2 alone, where DynamicQuantizeMatMul is as fast for one row and 33% faster for two)
+# AVX2 alone, where DynamicQuantizeMatMul is as fast for one row, ~20% faster for two and ~45% for three)
 SMALL_PASS = 3
 MEASURED_ROWS = 4  # the pass sizes measure_small_pass times each kernel at
 MEASURED_PASSES = 12  # passes of each kernel at each size (medians; the kernels take turns)
@@ -423,7 +423,7 @@ def read_small_pass(record: Path) -> int | None:
         value = json.loads(record.read_text())["small_pass"]
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    return value if isinstance(value, int) and 0 <= value <= MEASURED_ROWS else None
+    return value if type(value) is int and 0 <= value <= MEASURED_ROWS else None  # not a bool either
 
 
 def write_small_pass(record: Path, small_pass: int, medians: dict[int, dict[str, float]]) -> None:

@@ -268,7 +268,7 @@ def test_an_unreadable_measurement_is_measured_again(tmp_path):
     OrtEngine.from_checkpoint(DEFAULT_CHECKPOINT, max_batch=4, cache=cache)
     record = ort_engine.small_pass_record(cached_graphs(DEFAULT_CHECKPOINT, KERNELS, cache))
     assert record is not None
-    for bad in ("not json", '{"small_pass": 9}', '{"small_pass": "3"}', "[]"):
+    for bad in ("not json", '{"small_pass": 9}', '{"small_pass": "3"}', '{"small_pass": true}', "[]"):
         record.write_text(bad)
         assert ort_engine.read_small_pass(record) is None
         engine = OrtEngine.from_checkpoint(DEFAULT_CHECKPOINT, max_batch=4, cache=cache)
