@@ -63,12 +63,12 @@ def worker_engine(args: argparse.Namespace) -> dict:
     vocab = read_config(args.dir)["model"]["vocab_size"]
     small_pass = None
     if args.worker.startswith("onnx"):
-        from model.ort_engine import MEASURED_ROWS, OrtEngine
+        from model.ort_engine import MEASURED_SIZES, OrtEngine
 
         matmul = {"onnx": "auto", "onnx-nbits": "nbits", "onnx-dq": "dq"}[args.worker]
         if matmul == "auto":  # which passes are small on this CPU, measured as a server's first start does
             small_pass = OrtEngine.from_checkpoint(
-                args.dir, max_batch=MEASURED_ROWS, threads=args.threads
+                args.dir, max_batch=MEASURED_SIZES[-1], threads=args.threads
             ).small_pass
 
         def make(batch: int):

@@ -64,7 +64,8 @@ TRIM_AFTER = 64  # prompts this long are followed by a malloc_trim (0.6-2 ms; 8 
 # 3 on an AMD EPYC with AVX-512 VNNI, where bench/decode.py has it faster up to ~3 streams; 0-1 on one with
 # AVX2 alone, where DynamicQuantizeMatMul is as fast for one row, ~20% faster for two and ~45% for three)
 SMALL_PASS = 3
-MEASURED_ROWS = 4  # the pass sizes measure_small_pass times each kernel at
+MEASURED_SIZES = (1, 2, 3, 4, 6, 8, 12, 16)  # the pass sizes (rows) measure_small_pass times each kernel at
+MEASURED_SLOTS = 4  # an engine of fewer slots leaves the measuring to a bigger one (the server's: 16)
 MEASURED_PASSES = 12  # passes of each kernel at each size (medians; the kernels take turns)
 # prompts that arrive together share a prefill pass (prefill_passes): one pass instead of several costs
 # their per-pass overhead once; these bound its padding and its intermediates' memory
@@ -423,7 +424,7 @@ def read_small_pass(record: Path) -> int | None:
         value = json.loads(record.read_text())["small_pass"]
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    return value if type(value) is int and 0 <= value <= MEASURED_ROWS else None  # not a bool either
+    return value if type(value) is int and 0 <= value <= MEASURED_SIZES[-1] else None  # not a bool either
 
 
 def write_small_pass(record: Path, small_pass: int, medians: dict[int, dict[str, float]]) -> None:
@@ -441,15 +442,16 @@ def write_small_pass(record: Path, small_pass: int, medians: dict[int, dict[str,
 
 
 def measure_small_pass(engine: OrtEngine) -> tuple[int, dict[int, dict[str, float]]]:
-    """The largest pass size n (up to MEASURED_ROWS) such that MatMulNBits was faster than
-    DynamicQuantizeMatMul at every size 1..n, timed on this CPU with the engine's own sessions: decode
-    passes over its first slots (prefilled, then left empty again), the kernels taking turns, medians.
-    0: DynamicQuantizeMatMul for every pass. Also returns each kernel's median seconds by pass size."""
-    rows = min(MEASURED_ROWS, engine.max_batch)
-    slots = list(range(rows))
+    """The largest pass size n such that MatMulNBits was faster than DynamicQuantizeMatMul at every measured
+    size up to n (MEASURED_SIZES, up to the engine's slots), timed on this CPU with the engine's own
+    sessions: decode passes over its first slots (prefilled, then left empty again), the kernels taking
+    turns, medians; the sizes past the first where MatMulNBits was not faster are not timed. 0:
+    DynamicQuantizeMatMul for every pass. Also returns each kernel's median seconds by pass size timed."""
+    sizes = [n for n in MEASURED_SIZES if n <= engine.max_batch]
+    slots, bound = list(range(sizes[-1])), set(engine._bindings)
     engine.prefill_many(slots, [[5 + i] * 16 for i in slots])
     small, medians = 0, {}
-    for n in range(1, rows + 1):
+    for n in sizes:
         ids = np.full((n, 1), 5, np.int64)
         lengths = [engine.positions[s] + 1 for s in range(n)]  # the same position each time: no slot fills
         times: dict[str, list[float]] = {kernel: [] for kernel in KERNELS}
@@ -460,10 +462,13 @@ def measure_small_pass(engine: OrtEngine) -> tuple[int, dict[int, dict[str, floa
                 if i:  # the first pass of each is a warm-up
                     times[kernel].append(time.perf_counter() - start)
         medians[n] = {kernel: statistics.median(t) for kernel, t in times.items()}
-        if small == n - 1 and medians[n]["nbits"] < medians[n]["dq"]:
-            small = n
+        if medians[n]["nbits"] >= medians[n]["dq"]:
+            break  # the sizes past this one cannot change the answer
+        small = n
     for slot in slots:
         engine.release(slot)
+    for key in set(engine._bindings) - bound:  # their logits buffers (up to 1 MB each) serve no stream
+        del engine._bindings[key]
     log.info("passes of up to %d rows take MatMulNBits on this CPU (measured)", small)
     return small, medians
 
@@ -536,7 +541,7 @@ class OrtEngine(Slots):
         from the cache folder (`cache`, else default_cache_dir()), built there first when missing.
         `small_pass` (see kernel): as given, else as measured on this CPU and kept beside the cached graphs
         (measured now if nothing is kept for this CPU and the folder is writable: a first start, and an
-        engine of at least MEASURED_ROWS slots), else SMALL_PASS."""
+        engine of at least MEASURED_SLOTS slots), else SMALL_PASS."""
         directory = Path(directory)
         meta = read_config(directory)
         if (meta.get("quantization") or {}).get("scheme") != INT8_SCHEME:
@@ -571,7 +576,7 @@ class OrtEngine(Slots):
             small_pass is None
             and record is not None
             and _writable(record.parent)
-            and engine.max_batch >= MEASURED_ROWS
+            and engine.max_batch >= MEASURED_SLOTS
         ):  # graphs in this user's cache with nothing measured on this CPU yet: a first start, which has
             # just built them (seconds); a read-only image's cache on another CPU keeps the default
             engine.small_pass, medians = measure_small_pass(engine)
@@ -675,7 +680,7 @@ def main(argv: list[str] | None = None) -> None:
             build_graph_file(args.build, kernel, path)
         print(path)
     if set(kernels) == set(KERNELS):
-        engine = OrtEngine.from_checkpoint(args.build, cache=cache, max_batch=MEASURED_ROWS)
+        engine = OrtEngine.from_checkpoint(args.build, cache=cache, max_batch=MEASURED_SIZES[-1])
         record = small_pass_record({kernel: cache / graph_key(args.build, kernel) for kernel in KERNELS})
         if record is not None and record.is_file():
             print(record)

@@ -225,7 +225,7 @@ def test_each_pass_takes_the_kernel_that_is_faster_for_its_size(tmp_path):
 def test_which_passes_are_small_is_measured_once_on_each_cpu_and_kept_beside_the_graphs(
     tmp_path, monkeypatch
 ):
-    """A first start (graphs built into a writable cache) times both kernels at 1..MEASURED_ROWS rows and
+    """A first start (graphs built into a writable cache) times both kernels at MEASURED_SIZES rows and
     keeps the answer beside the graphs; later starts read it; a read-only cache measured on another CPU
     (an image run elsewhere) keeps SMALL_PASS without measuring; a size given is used as given."""
     cache = tmp_path / "cache"
@@ -234,14 +234,18 @@ def test_which_passes_are_small_is_measured_once_on_each_cpu_and_kept_beside_the
     assert record is not None and record.parent == cache
     kept = json.loads(record.read_text())
     medians = kept["median_ms_by_rows"]
-    assert sorted(medians) == [str(n) for n in range(1, ort_engine.MEASURED_ROWS + 1)]
+    sizes = [n for n in ort_engine.MEASURED_SIZES if n <= 6]  # up to the engine's slots
+    assert sizes == [1, 2, 3, 4, 6]
+    timed = sorted(int(n) for n in medians)
     assert all(sorted(m) == ["dq", "nbits"] and min(m.values()) > 0 for m in medians.values())
-    # the rule: the longest run of sizes from 1 where MatMulNBits was faster
-    faster = [
-        medians[str(n)]["nbits"] < medians[str(n)]["dq"] for n in range(1, ort_engine.MEASURED_ROWS + 1)
-    ]
-    assert kept["small_pass"] == first.small_pass == (faster + [False]).index(False)
+    # the rule: the last size of the leading run of sizes where MatMulNBits was faster (0: none); timed up
+    # to the first size where it was not, or all of them
+    faster = [medians[str(n)]["nbits"] < medians[str(n)]["dq"] for n in timed]
+    leading = (faster + [False]).index(False)
+    assert timed == sizes[: leading + 1] or (timed == sizes and all(faster))
+    assert kept["small_pass"] == first.small_pass == ([0, *timed][leading])
     assert all(first.position(s) == 0 for s in range(6))  # the slots it measured on are empty again
+    assert first._bindings == {}  # nor does it keep the passes' buffers
 
     def measured(engine):
         raise AssertionError("measured again")
@@ -268,7 +272,7 @@ def test_an_unreadable_measurement_is_measured_again(tmp_path):
     OrtEngine.from_checkpoint(DEFAULT_CHECKPOINT, max_batch=4, cache=cache)
     record = ort_engine.small_pass_record(cached_graphs(DEFAULT_CHECKPOINT, KERNELS, cache))
     assert record is not None
-    for bad in ("not json", '{"small_pass": 9}', '{"small_pass": "3"}', '{"small_pass": true}', "[]"):
+    for bad in ("not json", '{"small_pass": 99}', '{"small_pass": "3"}', '{"small_pass": true}', "[]"):
         record.write_text(bad)
         assert ort_engine.read_small_pass(record) is None
         engine = OrtEngine.from_checkpoint(DEFAULT_CHECKPOINT, max_batch=4, cache=cache)
