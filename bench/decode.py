@@ -61,24 +61,14 @@ def worker_engine(args: argparse.Namespace) -> dict:
 
     rng = np.random.default_rng(0)
     vocab = read_config(args.dir)["model"]["vocab_size"]
-    small_pass = None
     if args.worker.startswith("onnx"):
-        from model.ort_engine import MEASURED_SIZES, OrtEngine
+        from model.ort_engine import OrtEngine
 
         matmul = {"onnx": "auto", "onnx-nbits": "nbits", "onnx-dq": "dq"}[args.worker]
-        if matmul == "auto":  # which passes are small on this CPU, measured as a server's first start does
-            small_pass = OrtEngine.from_checkpoint(
-                args.dir, max_batch=MEASURED_SIZES[-1], threads=args.threads
-            ).small_pass
 
-        def make(batch: int):
+        def make(batch: int):  # "auto" reads the pass size main() had measured (see measure_kernels)
             return OrtEngine.from_checkpoint(
-                args.dir,
-                max_batch=batch,
-                threads=args.threads,
-                eos_id=-1,
-                matmul=matmul,
-                small_pass=small_pass,
+                args.dir, max_batch=batch, threads=args.threads, eos_id=-1, matmul=matmul
             )
     else:
         import torch
@@ -103,7 +93,7 @@ def worker_engine(args: argparse.Namespace) -> dict:
         "decode_tok_s": args.new_tokens / decode_s,
         "prefill_ms": prefill_s * 1000,
         "rss_mb": peak_rss_mb(),
-        "small_pass": small_pass,
+        "small_pass": getattr(engine, "small_pass", None),
     }
     if args.batched:
         del engine
@@ -228,6 +218,14 @@ def bytes_per_token(int8_dir: Path) -> int:
     return total
 
 
+def measure_kernels(int8_dir: Path) -> None:
+    """Build the checkpoint's graphs and measure which passes are small on this CPU, as a server's first
+    start does, in a process of its own: the served worker then reads the kept size, and its peak RSS is
+    its engine's alone."""
+    build = [sys.executable, "-m", "model.ort_engine", "--build", str(int8_dir)]
+    subprocess.run(build, check=True, stdout=subprocess.DEVNULL, cwd=Path(__file__).resolve().parent.parent)
+
+
 def run_worker(kind: str, dir: Path, args: argparse.Namespace, batched: bool = False) -> dict:
     cmd = [sys.executable, "-m", "bench.decode", "--worker", kind, "--dir", str(dir)]
     cmd += ["--threads", str(args.threads), "--repeats", str(args.repeats)]
@@ -274,6 +272,7 @@ def main() -> None:
         fp32_dir, int8_dir, what = prepare(args.checkpoint, Path(tmp))
         print(f"model: {what}")
         print(f"threads: {args.threads}; prompt {args.prompt_tokens} + {args.new_tokens} new tokens, greedy")
+        measure_kernels(int8_dir)
         rows = {
             "fp32": run_worker("fp32", fp32_dir, args),
             "int8": run_worker("int8", int8_dir, args, True),

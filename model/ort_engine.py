@@ -447,11 +447,12 @@ def measure_small_pass(engine: OrtEngine) -> tuple[int, dict[int, dict[str, floa
     sessions: decode passes over its first slots (prefilled, then left empty again), the kernels taking
     turns, medians; the sizes past the first where MatMulNBits was not faster are not timed. 0:
     DynamicQuantizeMatMul for every pass. Also returns each kernel's median seconds by pass size timed."""
-    sizes = [n for n in MEASURED_SIZES if n <= engine.max_batch]
-    slots, bound = list(range(sizes[-1])), set(engine._bindings)
-    engine.prefill_many(slots, [[5 + i] * 16 for i in slots])
+    bound, filled = set(engine._bindings), 0
     small, medians = 0, {}
-    for n in sizes:
+    for n in (n for n in MEASURED_SIZES if n <= engine.max_batch):
+        fill = range(filled, n)  # only the slots this size needs: the timing may stop at the first sizes
+        engine.prefill_many(list(fill), [[5 + i] * 16 for i in fill])
+        filled = n
         ids = np.full((n, 1), 5, np.int64)
         lengths = [engine.positions[s] + 1 for s in range(n)]  # the same position each time: no slot fills
         times: dict[str, list[float]] = {kernel: [] for kernel in KERNELS}
@@ -465,7 +466,7 @@ def measure_small_pass(engine: OrtEngine) -> tuple[int, dict[int, dict[str, floa
         if medians[n]["nbits"] >= medians[n]["dq"]:
             break  # the sizes past this one cannot change the answer
         small = n
-    for slot in slots:
+    for slot in range(filled):
         engine.release(slot)
     for key in set(engine._bindings) - bound:  # their logits buffers (up to 1 MB each) serve no stream
         del engine._bindings[key]
