@@ -308,7 +308,7 @@ def main() -> None:
         "before and after the engines; a shared host's bandwidth moves between runs)"
     )
     base = rows.get("HF GPT2LMHeadModel")
-    llama = rows.get("llama.cpp Q8_0")
+    llama = next((r for name, r in rows.items() if name.startswith("llama.cpp Q8_0")), None)  # the baseline
     print(
         f"\n| engine | decode tok/s | {args.prefill_tokens}-token prefill ms | peak RSS MB "
         "| weight MB per token | bandwidth limit tok/s | share of it |"

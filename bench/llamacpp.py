@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -100,6 +101,7 @@ def measure(
             [_tool(llama_cpp, "llama-quantize"), str(f16), str(model), quant], check=True, capture_output=True
         )
         threads, repeats = str(args.threads), str(args.repeats)
+        repack = _repack(llama_cpp, model, threads)
         bench = [
             _tool(llama_cpp, "llama-bench"),
             "-m",
@@ -110,6 +112,8 @@ def measure(
             repeats,
             "-o",
             "json",
+            "--repack",
+            "1" if repack else "0",
         ]
         # decode as ours: args.new_tokens after a prompt of args.prompt_tokens (-d: the context's depth)
         out, rss = _run_rusage([*bench, "-p", "0", "-n", str(args.new_tokens), "-d", str(args.prompt_tokens)])
@@ -121,13 +125,14 @@ def measure(
             + ["-c", str(max(batches) * (args.prompt_tokens + args.new_tokens // 4))]
             + ["-npp", str(args.prompt_tokens), "-ntg", str(args.new_tokens // 4)]
             + ["-npl", ",".join(map(str, batches)), "--output-format", "jsonl"]
+            + ([] if repack else ["--no-repack"])
         )
         batched = {}
         for line in batched_out.splitlines():
             if line.startswith("{"):
                 row = json.loads(line)
                 batched[row["pl"]] = row["speed_tg"]
-        rows[f"llama.cpp {quant}"] = {
+        rows[f"llama.cpp {quant}" + ("" if repack else " (repacking off)")] = {
             "decode_tok_s": decode,
             "prefill_ms": args.prefill_tokens / prefill * 1000,
             "rss_mb": rss,
@@ -135,6 +140,22 @@ def measure(
             "bytes_per_token": weights_per_token(config) * (34 / 32 if quant == "Q8_0" else 18 / 32),
         }
     return rows
+
+
+def _repack(llama_cpp: Path, model: Path, threads: str) -> bool:
+    """Whether llama.cpp keeps its default, weights repacked for its extra kernels: yes, unless a 32-token
+    prompt and 4 tokens with them stop on an illegal instruction. Then it runs its plain kernels
+    (`--repack 0`), and the row says so. Seen on an Intel Xeon with AMX: a GGML_NATIVE build stopped so in
+    its AMX matrix kernel (ggml_backend_amx_mul_mat) on every prompt, though Linux had enabled the tiles."""
+    tool = _tool(llama_cpp, "llama-bench")
+    probe = [tool, "-m", str(model), "-t", threads, "-r", "1", "-p", "32", "-n", "4"]  # fmt: skip
+    done = subprocess.run(probe, capture_output=True)
+    if done.returncode == -signal.SIGILL:
+        print(
+            f"{model.name}: llama.cpp's repacked kernels stop on an illegal instruction here: repacking off"
+        )
+        return False
+    return True
 
 
 def _run_rusage(command: list[str]) -> tuple[str, float]:
