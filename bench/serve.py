@@ -167,6 +167,8 @@ def one_stream(
     # the cores with the server; parse="lines" reads line by line as before (its CPU per token is printed too).
     began, arrivals, done = time.perf_counter(), [], {}
     with client.stream("POST", f"{url}/api/chat", json=body, headers=headers, timeout=600) as response:
+        if response.status_code != 200:  # a refused stream is no figure: say why, do not count it as nan
+            raise RuntimeError(f"POST /api/chat answered {response.status_code}: {response.read().decode()}")
         if parse == "lines":
             event = ""
             for line in response.iter_lines():
@@ -201,6 +203,7 @@ def level(
     results: list[dict[str, float | int]] = []
     elapsed = cpu = 0.0
     clients = [httpx.Client() for _ in range(streams)]  # one per stream, kept across rounds
+    failures: list[Exception] = []
     for _ in range(rounds):
         batch: list[dict[str, float | int]] = [{} for _ in range(streams)]
         barrier = threading.Barrier(streams + 1)
@@ -209,7 +212,10 @@ def level(
             i: int, batch: list[dict[str, float | int]] = batch, barrier: threading.Barrier = barrier
         ) -> None:
             barrier.wait()
-            batch[i] = one_stream(clients[i], url, users[i % len(users)], tokens, seed=i, parse=parse)
+            try:
+                batch[i] = one_stream(clients[i], url, users[i % len(users)], tokens, seed=i, parse=parse)
+            except Exception as exc:  # raised below, in the benchmark's own thread
+                failures.append(exc)
 
         threads = [threading.Thread(target=run, args=(i,)) for i in range(streams)]
         for thread in threads:
@@ -218,6 +224,8 @@ def level(
         began, started_cpu = time.perf_counter(), time.process_time()
         for thread in threads:
             thread.join()
+        if failures:
+            raise failures[0]
         cpu += time.process_time() - started_cpu
         elapsed += max(float(r["end"]) for r in batch) - began
         results += batch
@@ -353,7 +361,9 @@ def serve(root: Path, engine: str, args: argparse.Namespace, flags: tuple[str, .
     or a restart: the built graphs are in the cache), memory and levels."""
     with database_for(args.postgres) as database, tempfile.TemporaryDirectory() as cache:
         url = f"http://127.0.0.1:{args.port}"
-        users = [prepare(database, f"user{i}") for i in range(4)]
+        # one user for every stream of the largest level: a user may have chat_max_streams_per_user (3)
+        # answers in flight, so 16 streams over 4 users had 4 of them refused (429)
+        users = [prepare(database, f"user{i}") for i in range(max(4, *args.streams))]
         starts = []
         for attempt in ("first", "cold"):
             process, seconds = start_to_first_token(database, args.port, root, engine, cache, users[0], flags)
