@@ -6,6 +6,7 @@ PostgreSQL; nginx is the system's (apt-get install nginx). Chat's checks run onc
 
 import json
 import os
+import re
 import ssl
 import subprocess
 import sys
@@ -356,3 +357,41 @@ def test_login_is_rate_limited_by_nginx(stack: Stack) -> None:
                 assert "nginx" in response.text  # nginx's own page, not the app's JSON error
                 break
     assert statuses[0] == 401 and statuses[-1] == 429, statuses
+
+
+API_BURST = 100  # nginx's burst of the API zone (slm_api), beyond its 20 requests a second per address
+
+
+def test_static_files_do_not_spend_the_api_limit(stack: Stack) -> None:
+    """A page load fetches the page, its scripts, config.json and the favicon from nginx itself before any
+    API call; a fast client (the browser suite on a quick machine) made 120 of them in a few seconds, and
+    with them counted against the API's per-address limit its next API calls were refused with 429. What
+    nginx serves from disk is not limited; the API after them still answers."""
+    with stack.client() as client:
+        for i in range(3 * API_BURST):
+            assert client.get(("/", "/config.json", "/login")[i % 3]).status_code == 200
+        response = client.get("/api/health")
+    assert response.status_code == 200, response.text
+
+
+def test_the_api_is_limited_per_address(stack: Stack) -> None:
+    """The API zone still holds: a flood from one address past its burst gets nginx's 429 (no
+    Retry-After: the functions' own limits send one). Last in the module: the zone refills at 20 a
+    second."""
+    with stack.client() as client:
+        statuses = [client.get("/api/health").status_code for _ in range(3 * API_BURST)]
+    refused = statuses.count(429)
+    assert statuses[:API_BURST] == [200] * API_BURST and refused >= API_BURST // 2, statuses
+    time.sleep(API_BURST / 20)  # the zone empties again for whatever runs next
+
+
+def test_every_proxied_location_has_a_per_address_limit() -> None:
+    """No server-wide limit covers the API any more (see test_static_files_do_not_spend_the_api_limit):
+    each location that proxies to a function names its own zone, and none that nginx serves itself does."""
+    template = (REPO / "infra/nginx/templates/default.conf.template").read_text()
+    blocks = re.findall(r"location ([^{]+)\{([^}]*)\}", template)
+    proxied = {where.strip(): body for where, body in blocks if "proxy_pass" in body}
+    assert len(proxied) >= 9, proxied.keys()
+    assert [where for where, body in proxied.items() if "limit_req zone=" not in body] == []
+    served = [where.strip() for where, body in blocks if "proxy_pass" not in body and "limit_req" in body]
+    assert served == [], served
