@@ -112,8 +112,7 @@ def measure(
             repeats,
             "-o",
             "json",
-            "--repack",
-            "1" if repack else "0",
+            *([] if repack else ["--repack", "0"]),  # the default flags where the probe passed
         ]
         # decode as ours: args.new_tokens after a prompt of args.prompt_tokens (-d: the context's depth)
         out, rss = _run_rusage([*bench, "-p", "0", "-n", str(args.new_tokens), "-d", str(args.prompt_tokens)])
