@@ -376,8 +376,8 @@ def test_static_files_do_not_spend_the_api_limit(stack: Stack) -> None:
 
 def test_the_api_is_limited_per_address(stack: Stack) -> None:
     """The API zone still holds: a flood from one address past its burst gets nginx's 429 (no
-    Retry-After: the functions' own limits send one). Last in the module: the zone refills at 20 a
-    second."""
+    Retry-After: the functions' own limits send one). The module's last test on the stack: the zone
+    refills at 20 a second."""
     with stack.client() as client:
         statuses = [client.get("/api/health").status_code for _ in range(3 * API_BURST)]
     refused = statuses.count(429)
