@@ -48,6 +48,7 @@ GPT2_ARCH = [
     "--zero-init",
     "false",
 ]
+KEEP_HUMAN = ["--keep", "chitchat", "--keep", "chatterbot", "--keep", "jokes"]
 RECIPES = {  # model/train.py flags on top of its defaults (RMSNorm, RoPE, QK-norm, ReLU², zero init, Muon, WSD)
     "gpt2": GPT2_ARCH + ["--optimizer", "adamw", "--schedule", "cosine", "--lr", "6e-4"],
     "modern": [],
@@ -58,6 +59,21 @@ RECIPES = {  # model/train.py flags on top of its defaults (RMSNorm, RoPE, QK-no
     "sft-warm-low": ["--stage", "sft", "--lr", "3e-4", "--muon-lr", "3e-3"],
     "sft-warm-low-dropout": ["--stage", "sft", "--lr", "3e-4", "--muon-lr", "3e-3", "--dropout", "0.1"],
     "sft-warm-vlow": ["--stage", "sft", "--lr", "1e-4", "--muon-lr", "1e-3"],
+    # the human-dialogue sources kept where the starting checkpoint had them (--keep), at run 11's rate
+    # and at run 8's
+    "sft-warm-low-keep": ["--stage", "sft", "--lr", "3e-4", "--muon-lr", "3e-3", *KEEP_HUMAN],
+    "sft-warm-keep": ["--stage", "sft", "--lr", "1e-3", "--muon-lr", "0.01", *KEEP_HUMAN],
+    "sft-warm-low-keep3": [
+        "--stage",
+        "sft",
+        "--lr",
+        "3e-4",
+        "--muon-lr",
+        "3e-3",
+        *KEEP_HUMAN,
+        "--keep-weight",
+        "3",
+    ],
     "pretrain-warm": ["--stage", "pretrain", "--lr", "1e-3", "--muon-lr", "0.01", "--prose-share", "0.05"],
 }
 

@@ -16,7 +16,9 @@ int8 checkpoint (dequantized), so a run can warm-start from the committed defaul
 checkpoint folder plus train_state.pt (optimizer, step, clock) for --resume; `python -m
 model.export` makes the shipped int8 form. SFT with --unlikelihood also answers training prompts
 greedily each step (or every --unlikelihood-every steps) and pushes down the tokens of their loops
-(model/unlikelihood.py).
+(model/unlikelihood.py). SFT with --keep SOURCE learns that source's rows from the starting checkpoint's
+predictions instead of their tokens, so the rest of the mix moves the model without moving them
+(model/keep.py).
 """
 
 from __future__ import annotations
@@ -54,11 +56,13 @@ from model.data import (
     pack_stream,
     read_conversations,
     row_batch,
+    sft_batch_index,
     sft_rows,
     stream_batch,
 )
 from model.device import autocast_dtype, device_name
 from model.gpt import GPT, GPTConfig
+from model.keep import combined_loss, kept_rows, soft_loss_sum
 from model.optim import Optimizers, lr_factor
 from model.tokenizer import Tokenizer
 from model.unlikelihood import answer_prompts, unlikelihood_loss
@@ -191,9 +195,12 @@ def start(args: argparse.Namespace, out: Path) -> tuple[GPT, Tokenizer, Progress
     return model.requires_grad_(True), tok, run, saved
 
 
-def tensors(args: argparse.Namespace, tok: Tokenizer, T: int) -> tuple[tuple, tuple, dict[str, Any], dict]:
-    """((train ids, mask), (val ids, mask), data info, the prompts of --unlikelihood): a packed stream
-    for pretraining, rows of whole conversations for SFT."""
+def tensors(
+    args: argparse.Namespace, tok: Tokenizer, T: int
+) -> tuple[tuple, tuple, dict[str, Any], dict, torch.Tensor | None]:
+    """((train ids, mask), (val ids, mask), data info, the prompts of --unlikelihood, the flags of the
+    train rows of --keep sources or None): a packed stream for pretraining, rows of whole conversations
+    for SFT (the kept sources' conversations packed into rows of their own)."""
     train, val, info = load_data(args)
     if args.stage == "pretrain":
         return (
@@ -201,11 +208,23 @@ def tensors(args: argparse.Namespace, tok: Tokenizer, T: int) -> tuple[tuple, tu
             pack_stream(tok, [x for v in val.values() for x in v]),
             info,
             {},
+            None,
         )
+    if missing := sorted(set(args.keep) - set(train)):
+        raise SystemExit(f"--keep: no source {', '.join(missing)} in the training data ({', '.join(train)})")
     prompts = answer_prompts(tok, train, T) if args.unlikelihood else {}
-    convs = [c for items in train.values() for c in items]
-    random.Random(args.seed).shuffle(convs)
-    return sft_rows(tok, convs, T), sft_rows(tok, [c for v in val.values() for c in v], T), info, prompts
+    val_rows = sft_rows(tok, [c for v in val.values() for c in v], T)
+    groups = [
+        [c for name, items in train.items() if (name in args.keep) == kept for c in items]
+        for kept in (False, True)
+    ]
+    for convs in groups:
+        random.Random(args.seed).shuffle(convs)
+    if not args.keep:
+        return sft_rows(tok, groups[0], T), val_rows, info, prompts, None
+    (rest_ids, rest_mask), (kept_ids, kept_mask) = (sft_rows(tok, convs, T) for convs in groups)
+    train_rows = torch.cat([rest_ids, kept_ids]), torch.cat([rest_mask, kept_mask])
+    return train_rows, val_rows, info, prompts, kept_rows(len(rest_ids), len(kept_ids))
 
 
 @torch.no_grad()
@@ -240,9 +259,14 @@ def main(argv: list[str] | None = None) -> None:
         model.set_dropout(args.dropout)
     model.to(device).train()
     T = model.config.block_size
-    (train_ids, train_mask), val_data, data_info, prompts = tensors(args, tok, T)
+    (train_ids, train_mask), val_data, data_info, prompts, kept = tensors(args, tok, T)
     if rank == 0:
         print(f"{args.stage}: {len(train_ids):,} train rows/tokens from {data_info['sources']}")
+        if kept is not None:
+            print(f"--keep {', '.join(args.keep)}: {int(kept.sum()):,} rows learn from {args.keep_from}")
+    teacher: Any = None
+    if kept is not None:  # frozen: the predictions the kept rows learn
+        teacher = load_fp32(args.keep_from)[0].to(device).eval().requires_grad_(False)
 
     dtype = autocast_dtype(device, args.dtype)
     autocast = torch.autocast(device.type, dtype=dtype) if dtype else nullcontext()
@@ -251,6 +275,9 @@ def main(argv: list[str] | None = None) -> None:
     if saved is not None:
         opt.load_state_dict(saved["optimizer"])
     net: Any = torch.compile(model) if args.compile else model
+    soft: Any = soft_loss_sum
+    if args.compile and teacher is not None:  # the kept rows of a micro-batch vary in number: dynamic shapes
+        teacher, soft = torch.compile(teacher, dynamic=True), torch.compile(soft_loss_sum, dynamic=True)
     if ddp:
         net = DDP(net, device_ids=[device.index] if device.type == "cuda" else None)
 
@@ -259,6 +286,18 @@ def main(argv: list[str] | None = None) -> None:
             args.stage, train_ids, train_mask, (args.batch_size, T), i, rank, world, args.seed
         )
         return x.to(device), y.to(device), None if m is None else m.to(device)
+
+    def batch_loss(i: int, x: torch.Tensor, y: torch.Tensor, m: torch.Tensor | None) -> torch.Tensor:
+        """The micro-batch's mean loss: the tokens', and with --keep the teacher's on kept rows."""
+        if kept is None or m is None:
+            return net(x, y, m)[1]
+        flags = kept[sft_batch_index(len(train_ids), args.batch_size, i * world + rank, args.seed)].to(device)
+        logits, hard = net(x, y, m * ~flags[:, None])
+        teacher_logits = None
+        if flags.any():
+            with torch.no_grad():
+                teacher_logits = teacher(x[flags], all_logits=True)[0]
+        return combined_loss(logits, hard, m, flags, teacher_logits, args.keep_weight, soft)
 
     def evaluate() -> float:
         return val_loss(model, args.stage, val_data, args.batch_size, args.eval_batches, device, autocast)
@@ -305,11 +344,11 @@ def main(argv: list[str] | None = None) -> None:
                 (args.unlikelihood * ul).backward()
             run.repeats = share if not run.repeats else 0.95 * run.repeats + 0.05 * share
         for micro in range(args.grad_accum):
-            x, y, m = next_batch(run.step * args.grad_accum + micro)
+            i = run.step * args.grad_accum + micro
+            x, y, m = next_batch(i)
             sync = nullcontext() if not ddp or micro == args.grad_accum - 1 else net.no_sync()
             with sync, autocast:
-                _, loss = net(x, y, m)
-                loss = loss / args.grad_accum
+                loss = batch_loss(i, x, y, m) / args.grad_accum
             loss.backward()
             loss_sum += loss.item()
         torch.nn.utils.clip_grad_norm_(model.parameters(), args.grad_clip)
@@ -364,6 +403,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         if f.name in kind:
             a(f"--{f.name.replace('_', '-')}", dest=f.name, type=kind[f.name], help=f"default {f.default}")
     a("--dropout", type=float, help="train with this dropout (also a warm start)")
+    a("--keep", action="append", default=[], metavar="SOURCE",
+      help="SFT: this source's rows learn the --keep-from checkpoint's predictions, not their tokens (repeatable)")  # fmt: skip
+    a("--keep-from", help="the checkpoint whose predictions --keep rows learn (default: --init-from)")
+    a("--keep-weight", type=float, default=1.0, help="each kept token's loss counts this many times")
     a("--unlikelihood", type=float, default=0.0, help="SFT: weight of the loss on greedy answers' loops")
     a("--unlikelihood-prompts", type=int, default=8, help="SFT: training prompts answered per step for it")
     a(
@@ -405,6 +448,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("give --max-steps, --max-tokens and/or --max-minutes")
     if args.unlikelihood_every < 1:
         p.error("--unlikelihood-every must be 1 or more")
+    if args.keep:
+        if args.stage != "sft":
+            p.error("--keep is for --stage sft")
+        args.keep_from = args.keep_from or args.init_from
+        if not args.keep_from:
+            p.error("--keep needs --keep-from or --init-from: the checkpoint whose predictions it keeps")
     if args.unlikelihood and args.stage != "sft":
         p.error("--unlikelihood is for --stage sft (it answers prompts as the assistant)")
     return args
