@@ -13,8 +13,9 @@ max_new_tokens = --tokens). Each stream has its own HTTP client, made before the
 across rounds, as a browser keeps its connection. For each concurrency level it prints aggregate
 tokens/s, its ratio to one stream, p50/p95 time to first token (the p95 also over one stream's, which
 wants --rounds 20 or more: one stream's p95 is of --rounds first tokens), the p50 gap between tokens and
-the client's own CPU per token (it shares the cores: by default it counts events in raw chunks,
---parse lines reads line by line); for each server its first start with nothing cached (process start to the
+the client's own CPU per token (it shares the cores: by default every stream is a keep-alive socket read
+on one thread, bench/sse_client.py; --client httpx takes an httpx client per stream on a thread each,
+which counts events in raw chunks or, with --parse lines, line by line); for each server its first start with nothing cached (process start to the
 first token of the first request; the chat function builds its ONNX graphs then, as an image build does)
 and its cold start (the same, started again: the graphs in the cache), the resident set idle after that, and its peak during the levels; and the
 request path: the server's CPU per one-token answer (its event loop's thread, the others), and the
@@ -38,6 +39,11 @@ from typing import Any
 import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # run as a script (python bench/serve.py): the project's packages too
+    sys.path.insert(0, str(ROOT))
+
+from bench.sse_client import Streams, chat_request  # noqa: E402
+
 PROMPT = "Tell me a story about a ship at sea."
 
 
@@ -47,7 +53,6 @@ JWT_KEY = "benchmark-only-jwt-key-0123456789abcdef"
 def prepare(database: str, name: str) -> dict[str, str]:
     """A migrated database with a user (the first call migrates), and that user's token, made before the
     server starts, so the cold start measures the server alone."""
-    sys.path.insert(0, str(ROOT))
     from sqlalchemy import create_engine
     from sqlalchemy.orm import Session
 
@@ -92,21 +97,19 @@ def start_to_first_token(
     cache: str,
     headers: dict[str, str],
     flags: tuple[str, ...] = (),
+    client: str = "sockets",
 ) -> tuple[subprocess.Popen[bytes], float]:
     """Start a server (see start) and time process start to the first token of its first answer; the
     server is left running (stopped if anything fails)."""
     url = f"http://127.0.0.1:{port}"
-    client = httpx.Client()  # made before the clock starts (see one_stream)
     process, began = start(database, port, root, engine, cache, flags)
     try:
         wait_ready(url)
-        return process, float(one_stream(client, url, headers, 8, seed=0)["first"]) - began
+        return process, float(one_by_one(url, [headers], 8, 1, client)[0]["first"]) - began
     except BaseException:
         process.terminate()
         process.wait(timeout=30)
         raise
-    finally:
-        client.close()
 
 
 class Memory:
@@ -147,14 +150,9 @@ def wait_ready(url: str, timeout: float = 180) -> None:
     raise SystemExit("server did not become healthy")
 
 
-def one_stream(
-    client: httpx.Client, url: str, headers: dict[str, str], tokens: int, seed: int, parse: str = "raw"
-) -> dict[str, float | int]:
-    """Time one chat stream: first-token latency, gaps between token events, tokens generated. The
-    client is made before the clock starts and kept, as a browser keeps its connection: a new
-    httpx.Client builds an SSL context (~25 ms of CPU here), which 8 threads would pay one after
-    another under the client's GIL inside every measured first token."""
-    body = {
+def chat_body(tokens: int, seed: int) -> dict[str, Any]:
+    """A new conversation whose answer is exactly `tokens` long, sampled with `seed`."""
+    return {
         "conversation_id": None,
         "message": PROMPT,
         "temperature": 1.0,
@@ -164,6 +162,59 @@ def one_stream(
         "min_new_tokens": tokens,
         "seed": seed,
     }
+
+
+def answers(
+    url: str, users: list[dict[str, str]], streams: int, tokens: int, rounds: int, client: str, parse: str
+) -> tuple[list[dict[str, float | int]], float, float]:
+    """`rounds` times: `streams` answers started together. Returns each answer's timing (one_stream's
+    fields), the seconds of all rounds together (each from its start to its last answer's end) and the
+    client's CPU meanwhile."""
+    if client == "httpx":
+        return _threaded_answers(url, users, streams, tokens, rounds, parse)
+    results: list[dict[str, float | int]] = []
+    elapsed = cpu = 0.0
+    connections = Streams(url, streams)
+    try:
+        for _ in range(rounds):
+            requests = [
+                chat_request(url, users[i % len(users)], chat_body(tokens, i)) for i in range(streams)
+            ]
+            began, started_cpu = time.perf_counter(), time.process_time()
+            batch = connections.round(requests)
+            cpu += time.process_time() - started_cpu
+            elapsed += max(float(r["end"]) for r in batch) - began
+            results += batch
+    finally:
+        connections.close()
+    return results, elapsed, cpu
+
+
+def one_by_one(
+    url: str, users: list[dict[str, str]], tokens: int, count: int, client: str
+) -> list[dict[str, float | int]]:
+    """`count` answers one after another on one connection (made before the first is asked for)."""
+    if client == "httpx":
+        with httpx.Client() as connection:  # made before the clock starts (see one_stream)
+            return [one_stream(connection, url, users[i % len(users)], tokens, seed=i) for i in range(count)]
+    connections = Streams(url, 1)
+    try:
+        return [
+            connections.round([chat_request(url, users[i % len(users)], chat_body(tokens, i))])[0]
+            for i in range(count)
+        ]
+    finally:
+        connections.close()
+
+
+def one_stream(
+    client: httpx.Client, url: str, headers: dict[str, str], tokens: int, seed: int, parse: str = "raw"
+) -> dict[str, float | int]:
+    """Time one chat stream: first-token latency, gaps between token events, tokens generated. The
+    client is made before the clock starts and kept, as a browser keeps its connection: a new
+    httpx.Client builds an SSL context (~25 ms of CPU here), which 8 threads would pay one after
+    another under the client's GIL inside every measured first token."""
+    body = chat_body(tokens, seed)
     # By default the client reads raw chunks and counts events with bytes operations (parse="raw"): it shares
     # the cores with the server; parse="lines" reads line by line as before (its CPU per token is printed too).
     began, arrivals, done = time.perf_counter(), [], {}
@@ -198,9 +249,34 @@ def one_stream(
 
 
 def level(
-    url: str, users: list[dict[str, str]], streams: int, tokens: int, parse: str = "raw", rounds: int = 1
+    url: str,
+    users: list[dict[str, str]],
+    streams: int,
+    tokens: int,
+    parse: str = "raw",
+    rounds: int = 1,
+    client: str = "sockets",
 ) -> dict[str, Any]:
     """`rounds` times: `streams` answers started together; tokens/s over all rounds, TTFT over every answer."""
+    results, elapsed, cpu = answers(url, users, streams, tokens, rounds, client, parse)
+    tokens = sum(int(r["tokens"]) for r in results)
+    ttfts = sorted(float(r["ttft"]) for r in results)
+    return {
+        "streams": streams,
+        "tokens_per_second": tokens / elapsed,
+        "ttft_p50": statistics.median(ttfts),
+        "ttft_p95": ttfts[min(len(ttfts) - 1, round(0.95 * (len(ttfts) - 1)))],
+        "gap_p50": statistics.median(float(r["gap"]) for r in results),
+        "client_cpu_per_token": cpu / max(tokens, 1),
+        "results": results,
+    }
+
+
+def _threaded_answers(
+    url: str, users: list[dict[str, str]], streams: int, tokens: int, rounds: int, parse: str
+) -> tuple[list[dict[str, float | int]], float, float]:
+    """answers() with an httpx client per stream (made before the clock, kept across rounds), each on
+    a thread of its own."""
     results: list[dict[str, float | int]] = []
     elapsed = cpu = 0.0
     clients = [httpx.Client() for _ in range(streams)]  # one per stream, kept across rounds
@@ -232,17 +308,7 @@ def level(
         results += batch
     for client in clients:
         client.close()
-    tokens = sum(int(r["tokens"]) for r in results)
-    ttfts = sorted(float(r["ttft"]) for r in results)
-    return {
-        "streams": streams,
-        "tokens_per_second": tokens / elapsed,
-        "ttft_p50": statistics.median(ttfts),
-        "ttft_p95": ttfts[min(len(ttfts) - 1, round(0.95 * (len(ttfts) - 1)))],
-        "gap_p50": statistics.median(float(r["gap"]) for r in results),
-        "client_cpu_per_token": cpu / max(tokens, 1),
-        "results": results,
-    }
+    return results, elapsed, cpu
 
 
 def thread_cpu(pid: int) -> tuple[float, float]:
@@ -259,21 +325,18 @@ def thread_cpu(pid: int) -> tuple[float, float]:
     return main, other
 
 
-def request_path(url: str, users: list[dict[str, str]], pid: int, requests: int = 100) -> dict[str, float]:
+def request_path(
+    url: str, users: list[dict[str, str]], pid: int, requests: int = 100, client: str = "sockets"
+) -> dict[str, float]:
     """What one answer costs besides its tokens: `requests` one-token answers one after another (the
     server's CPU per request, on its event loop's thread and on the others: the model, the database
     driver's threads), then 8 one-token answers at once, 10 times (their first-token times)."""
-    client = httpx.Client()
-    for i in range(5):  # warm: the statement caches, the first bindings
-        one_stream(client, url, users[0], 1, seed=i)
+    one_by_one(url, users[:1], 1, 5, client)  # warm: the statement caches, the first bindings
     (main, other), began = thread_cpu(pid), time.perf_counter()
-    alone = sorted(
-        float(one_stream(client, url, users[i % len(users)], 1, seed=i)["ttft"]) for i in range(requests)
-    )
+    alone = sorted(float(r["ttft"]) for r in one_by_one(url, users, 1, requests, client))
     wall = (time.perf_counter() - began) / requests
     main_after, other_after = thread_cpu(pid)
-    client.close()
-    together = sorted(float(r["ttft"]) for r in level(url, users, 8, 1, rounds=10)["results"])
+    together = sorted(float(r["ttft"]) for r in level(url, users, 8, 1, rounds=10, client=client)["results"])
     return {
         "main_ms": (main_after - main) / requests * 1000,
         "other_ms": (other_after - other) / requests * 1000,
@@ -289,7 +352,6 @@ def engine_bounds(checkpoint: Path | None = None, steps: int = 64, repeats: int 
     tokens/s at batch 1 and 8, and the median time of one prefill of the benchmark's prompt, of 8 in a
     row and of 8 together (what the scheduler does with 8 prompts admitted at once: shared passes), so
     the serving ratios have their ceilings."""
-    sys.path.insert(0, str(ROOT))
     from model.config import DEFAULT_CHECKPOINT, TOKENIZER
     from model.ort_engine import OrtEngine
     from model.runtime import cpu_budget
@@ -367,7 +429,9 @@ def serve(root: Path, engine: str, args: argparse.Namespace, flags: tuple[str, .
         users = [prepare(database, f"user{i}") for i in range(max(4, *args.streams))]
         starts = []
         for attempt in ("first", "cold"):
-            process, seconds = start_to_first_token(database, args.port, root, engine, cache, users[0], flags)
+            process, seconds = start_to_first_token(
+                database, args.port, root, engine, cache, users[0], flags, args.client
+            )
             starts.append(seconds)
             if attempt == "first":
                 process.terminate()
@@ -377,9 +441,11 @@ def serve(root: Path, engine: str, args: argparse.Namespace, flags: tuple[str, .
             time.sleep(1.0)
             idle = memory.now()
             memory.watch()
-            rows = [level(url, users, n, args.tokens, args.parse, args.rounds) for n in args.streams]
+            rows = [
+                level(url, users, n, args.tokens, args.parse, args.rounds, args.client) for n in args.streams
+            ]
             memory.stop()
-            path = request_path(url, users, process.pid)
+            path = request_path(url, users, process.pid, client=args.client)
         finally:
             process.terminate()
             process.wait(timeout=30)
@@ -416,10 +482,16 @@ def main() -> None:
     )
     parser.add_argument("--rounds", type=int, default=5, help="times each level runs (their sum is measured)")
     parser.add_argument(
+        "--client",
+        choices=["sockets", "httpx"],
+        default="sockets",
+        help="sockets: every stream on one thread (bench/sse_client.py); httpx: a client and a thread per stream",
+    )
+    parser.add_argument(
         "--parse",
         choices=["raw", "lines"],
         default="raw",
-        help="how the client reads the SSE (raw: cheapest)",
+        help="--client httpx: how it reads the SSE (raw: cheapest)",
     )
     parser.add_argument(
         "--postgres",
@@ -443,7 +515,8 @@ def main() -> None:
 
     print(
         f"\nServing benchmark: {args.tokens} new tokens per answer, {os.cpu_count()} CPUs visible, "
-        f"{args.rounds} rounds per level, client parse {args.parse}, "
+        f"{args.rounds} rounds per level, client {args.client}"
+        f"{f' (parse {args.parse})' if args.client == 'httpx' else ''}, "
         f"{'PostgreSQL' if args.postgres else 'SQLite'}\n"
     )
     print(

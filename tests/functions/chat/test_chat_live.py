@@ -256,3 +256,26 @@ def test_model_card_describes_the_loaded_checkpoint(live_server: LiveServer) -> 
 def chat_error(server: LiveServer, headers: dict[str, str], **body) -> httpx.Response:
     body.setdefault("conversation_id", None)
     return httpx.post(f"{server.url}/api/chat", json=body, headers=headers, timeout=60)
+
+
+def test_the_serving_benchmarks_socket_client_reads_real_streams(live_server: LiveServer) -> None:
+    """bench/serve.py's default client: answers asked for at once on keep-alive sockets, each read to its
+    done event, twice on the same connections; a refused request raises with the server's error."""
+    from bench.sse_client import Streams, chat_request
+
+    headers = register_http(live_server.url)
+    connections = Streams(live_server.url, 2)
+    try:
+        for _ in range(2):
+            requests = [
+                chat_request(live_server.url, headers, {"conversation_id": None, "message": "Hi!", **LONG})
+                for _ in range(2)
+            ]
+            for answer in connections.round(requests):
+                assert answer["tokens"] == answer["events"] == LONG["max_new_tokens"]
+                assert 0 < answer["ttft"] < answer["end"] and answer["gap"] >= 0
+        too_long = {"conversation_id": None, "message": "word " * 700, "max_new_tokens": 8}
+        with pytest.raises(RuntimeError, match="answered 422: .*message_too_long"):
+            connections.round([chat_request(live_server.url, headers, too_long)])
+    finally:
+        connections.close()
