@@ -4,6 +4,8 @@
     python -m bench.train_quality --tokens 400000 --recipe modern --recipe modern-adamw --threads 1
     python -m bench.train_quality --init-from model/checkpoints/default --tokens 500000 --skill-questions 8 \
         --recipe sft-warm --recipe sft-warm-low --recipe pretrain-warm --upsample chitchat=2
+    python -m bench.train_quality --init-from model/checkpoints/default --tokens 786432 --also chatterbot \
+        --also jokes --recipe sft-warm-low-keep3 --recipe sft-warm-low-keep10
 
 Trains the default 36M shape from scratch with model/train.py (pretraining stage, the default
 corpus in data/) for exactly --tokens tokens per recipe, or with --init-from warm-starts each recipe
@@ -11,7 +13,9 @@ from that checkpoint (the *-warm recipes, a stage each), then scores held-out ch
 model/evaluate.py does (assistant tokens of the first --rows SFT rows): loss, bits per byte, and
 the Kneser-Ney trigram fitted on chitchat train on the same tokens; with --skill-questions N also
 the exact match of greedy answers to N held-out questions of each kind, on new problems and on
-phrasings never trained on (model.evaluate.skill_accuracy). The starting checkpoint is scored too. Prints tokens/s and MFU
+phrasings never trained on (model.evaluate.skill_accuracy); with --also SOURCE (repeatable) that source's
+held-out loss on the same number of rows, so a recipe that buys chitchat with another source shows it.
+The starting checkpoint is scored too. Prints tokens/s and MFU
 against a matmul of the model's own sizes timed in this run, in the dtype training computes in
 (bf16 where the CPU has bf16 units, else fp32), and each recipe's change against the first.
 Tokens, not minutes: the machine is shared, so time-based budgets would not compare. This is a
@@ -49,6 +53,7 @@ GPT2_ARCH = [
     "false",
 ]
 KEEP_HUMAN = ["--keep", "chitchat", "--keep", "chatterbot", "--keep", "jokes"]
+LOW_RATE = ["--stage", "sft", "--lr", "3e-4", "--muon-lr", "3e-3"]  # run 11's
 RECIPES = {  # model/train.py flags on top of its defaults (RMSNorm, RoPE, QK-norm, ReLU², zero init, Muon, WSD)
     "gpt2": GPT2_ARCH + ["--optimizer", "adamw", "--schedule", "cosine", "--lr", "6e-4"],
     "modern": [],
@@ -56,24 +61,15 @@ RECIPES = {  # model/train.py flags on top of its defaults (RMSNorm, RoPE, QK-no
     "modern-gpt2-arch": GPT2_ARCH,
     # warm starts (--init-from): fine-tuning at make train's rate and at run 7's, or pretraining again
     "sft-warm": ["--stage", "sft", "--lr", "1e-3", "--muon-lr", "0.01"],
-    "sft-warm-low": ["--stage", "sft", "--lr", "3e-4", "--muon-lr", "3e-3"],
-    "sft-warm-low-dropout": ["--stage", "sft", "--lr", "3e-4", "--muon-lr", "3e-3", "--dropout", "0.1"],
+    "sft-warm-low": LOW_RATE,
+    "sft-warm-low-dropout": [*LOW_RATE, "--dropout", "0.1"],
     "sft-warm-vlow": ["--stage", "sft", "--lr", "1e-4", "--muon-lr", "1e-3"],
     # the human-dialogue sources kept where the starting checkpoint had them (--keep), at run 11's rate
     # and at run 8's
-    "sft-warm-low-keep": ["--stage", "sft", "--lr", "3e-4", "--muon-lr", "3e-3", *KEEP_HUMAN],
+    "sft-warm-low-keep": [*LOW_RATE, *KEEP_HUMAN],
     "sft-warm-keep": ["--stage", "sft", "--lr", "1e-3", "--muon-lr", "0.01", *KEEP_HUMAN],
-    "sft-warm-low-keep3": [
-        "--stage",
-        "sft",
-        "--lr",
-        "3e-4",
-        "--muon-lr",
-        "3e-3",
-        *KEEP_HUMAN,
-        "--keep-weight",
-        "3",
-    ],
+    "sft-warm-low-keep3": [*LOW_RATE, *KEEP_HUMAN, "--keep-weight", "3"],
+    "sft-warm-low-keep10": [*LOW_RATE, *KEEP_HUMAN, "--keep-weight", "10"],
     "pretrain-warm": ["--stage", "pretrain", "--lr", "1e-3", "--muon-lr", "0.01", "--prose-share", "0.05"],
 }
 
@@ -93,21 +89,28 @@ def main() -> None:
     p.add_argument("--init-from", type=Path, help="warm-start every recipe from this checkpoint")
     p.add_argument("--upsample", action="append", default=[], help="SOURCE=N for every recipe (repeatable)")
     p.add_argument("--skill-questions", type=int, default=0, help="held-out questions per kind and set")
+    p.add_argument(
+        "--also",
+        action="append",
+        default=[],
+        help="another source whose held-out loss is scored (repeatable)",
+    )
     args = p.parse_args()
     recipes = args.recipe or ["gpt2", "modern"]
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device("cpu")
     dtype = autocast_dtype(device, "auto")
-    train_items, val_items = (
-        load_corpus(args.data, "train")["chitchat"],
-        load_corpus(args.data, "val")["chitchat"],
-    )
+    train_items, val = load_corpus(args.data, "train")["chitchat"], load_corpus(args.data, "val")
+    val_items = val["chitchat"]
+    if unknown := sorted(set(args.also) - set(val)):
+        p.error(f"--also: no held-out rows of {', '.join(unknown)} in {args.data / 'val'}")
     skills = sorted((args.data / "val").glob("*.jsonl")) if args.skill_questions else []
 
     def score(out: Path, first: bool) -> tuple[dict, dict | None, Any]:
         model, tok, meta = load_checkpoint(out)
         chitchat = source_scores(model, tok, val_items, train_items if first else None, args.rows)
+        chitchat["also"] = {name: source_scores(model, tok, val[name], None, args.rows) for name in args.also}
         exact = (
             skill_accuracy(Engine(model, max_batch=1), tok, skills, args.skill_questions) if skills else None
         )
@@ -134,7 +137,8 @@ def main() -> None:
             seconds = time.perf_counter() - t0
             chitchat, exact, (model, meta) = score(out, first=not results)
             stage = meta["training"][stage_name]
-            tokens, rate = stage["tokens"], stage["tokens"] / stage["minutes"] / 60
+            # the record's minutes are rounded: a run shorter than that is timed here (loading included)
+            tokens, rate = stage["tokens"], stage["tokens"] / (stage["minutes"] * 60 or seconds)
             peak = matmul_tflops(args.batch_size * model.config.block_size, model.config.n_embd, dtype)
             mfu = model.flops_per_token() * rate / 1e12 / peak
             results.append((name, tokens, chitchat, exact, rate, mfu, peak, seconds))
@@ -154,6 +158,11 @@ def main() -> None:
         phrasings = f"{exact['held_out_phrasings']['exact_match']:.1%}" if exact else "-"
         print(f"| {name} | {tokens:,} | {loss:.4f} | {delta:+.4f} | {scores['gpt']['bits_per_byte']:.4f} | "
               f"{problems} | {phrasings} | {rate:,.0f} | {mfu:.0%} of {peak:.3f} TFLOP/s |")  # fmt: skip
+    for source in args.also:
+        first = base["also"][source]["gpt"]["loss"]
+        print(f"{source} val loss: " + ", ".join(
+            f"{name} {s['also'][source]['gpt']['loss']:.4f} ({s['also'][source]['gpt']['loss'] - first:+.4f})"
+            for name, _, s, *_ in results))  # fmt: skip
     for name, *_, exact, _rate, _mfu, _peak, _s in results:
         if exact:
             print(f"{name}: {exact['per_skill']} / phrasings {exact['held_out_phrasings']['per_skill']}")
