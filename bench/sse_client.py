@@ -150,20 +150,24 @@ class Streams:
             if response.headers.get("connection", "").lower() == "close":
                 self.sockets[i].close()
                 self.sockets[i] = self._connect()
-        return [_timing(b, a, r, e) for b, a, r, e in zip(began, arrivals, responses, ends, strict=True)]
+        return [
+            timing(b, a, int(r.done.get("tokens", 0)), e)
+            for b, a, r, e in zip(began, arrivals, responses, ends, strict=True)
+        ]
 
     def close(self) -> None:
         for sock in self.sockets:
             sock.close()
 
 
-def _timing(began: float, arrivals: list[float], response: Response, end: float) -> dict[str, Any]:
+def timing(began: float, arrivals: list[float], tokens: int, end: float) -> dict[str, Any]:
+    """One answer's figures from the moments its token events were read (either client's)."""
     gaps = [b - a for a, b in zip(arrivals, arrivals[1:], strict=False)]
     return {
         "ttft": arrivals[0] - began if arrivals else float("nan"),
         "first": arrivals[0] if arrivals else float("nan"),
         "gap": statistics.median(gaps) if gaps else float("nan"),
-        "tokens": int(response.done.get("tokens", 0)),
+        "tokens": tokens,
         "events": len(arrivals),
         "end": end,
     }
