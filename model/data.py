@@ -21,7 +21,7 @@ import re
 import tarfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 
@@ -328,6 +328,22 @@ def sft_batch_index(n_rows: int, batch_size: int, j: int, seed: int) -> torch.Te
     return idx if len(idx) == batch_size else order[torch.arange(batch_size) % n_rows]
 
 
+class MicroBatch(NamedTuple):
+    """x, y (B, T), the loss mask of y (None: every token counts) and, for SFT, the train rows drawn
+    (their indices: per-row flags such as --keep's are read at them, never drawn a second time)."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+    mask: torch.Tensor | None
+    rows: torch.Tensor | None
+
+    def to(self, device: torch.device) -> MicroBatch:
+        def move(t: torch.Tensor | None) -> torch.Tensor | None:
+            return None if t is None else t.to(device)
+
+        return MicroBatch(self.x.to(device), self.y.to(device), move(self.mask), move(self.rows))
+
+
 def micro_batch(
     stage: str,
     ids: torch.Tensor,
@@ -337,14 +353,13 @@ def micro_batch(
     rank: int,
     world: int,
     seed: int,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    """Micro-batch i of rank `rank` (x, y, loss mask or None): a pure function of its arguments,
-    so every rank draws its own data and a resumed run draws what the uninterrupted one would.
-    shape: (batch size, block size). Pretraining: random windows of the stream (ids 1-D); SFT:
-    rows (ids 2-D), disjoint per rank."""
+) -> MicroBatch:
+    """Micro-batch i of rank `rank`: a pure function of its arguments, so every rank draws its own data
+    and a resumed run draws what the uninterrupted one would. shape: (batch size, block size).
+    Pretraining: random windows of the stream (ids 1-D); SFT: rows (ids 2-D), disjoint per rank."""
     if stage == "pretrain":
         gen = torch.Generator().manual_seed(seed * 1_000_003 + i * world + rank)
         x, y, _ = stream_batch(ids, mask, shape[0], shape[1], gen)
-        return x, y, None
+        return MicroBatch(x, y, None, None)
     idx = sft_batch_index(len(ids), shape[0], i * world + rank, seed)
-    return row_batch(ids, mask, idx)
+    return MicroBatch(*row_batch(ids, mask, idx), idx)

@@ -49,6 +49,7 @@ from model.checkpoint import (
     save_checkpoint,
 )
 from model.data import (
+    MicroBatch,
     cap_prose,
     holdout,
     load_corpus,
@@ -56,7 +57,6 @@ from model.data import (
     pack_stream,
     read_conversations,
     row_batch,
-    sft_batch_index,
     sft_rows,
     stream_batch,
 )
@@ -267,6 +267,7 @@ def main(argv: list[str] | None = None) -> None:
     teacher: Any = None
     if kept is not None:  # frozen: the predictions the kept rows learn
         teacher = load_fp32(args.keep_from)[0].to(device).eval().requires_grad_(False)
+        kept = kept.to(device)  # read at each micro-batch's rows, which go to the device with it
 
     dtype = autocast_dtype(device, args.dtype)
     autocast = torch.autocast(device.type, dtype=dtype) if dtype else nullcontext()
@@ -281,17 +282,12 @@ def main(argv: list[str] | None = None) -> None:
     if ddp:
         net = DDP(net, device_ids=[device.index] if device.type == "cuda" else None)
 
-    def next_batch(i: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        x, y, m = micro_batch(
-            args.stage, train_ids, train_mask, (args.batch_size, T), i, rank, world, args.seed
-        )
-        return x.to(device), y.to(device), None if m is None else m.to(device)
-
-    def batch_loss(i: int, x: torch.Tensor, y: torch.Tensor, m: torch.Tensor | None) -> torch.Tensor:
-        """The micro-batch's mean loss: the tokens', and with --keep the teacher's on kept rows."""
-        if kept is None or m is None:
+    def batch_loss(batch: MicroBatch) -> torch.Tensor:
+        """The micro-batch's mean loss: the tokens', and with --keep the teacher's on its kept rows."""
+        x, y, m, rows = batch
+        if kept is None or m is None or rows is None:
             return net(x, y, m)[1]
-        flags = kept[sft_batch_index(len(train_ids), args.batch_size, i * world + rank, args.seed)].to(device)
+        flags = kept[rows]
         logits, hard = net(x, y, m * ~flags[:, None])
         teacher_logits = None
         if flags.any():
@@ -345,10 +341,12 @@ def main(argv: list[str] | None = None) -> None:
             run.repeats = share if not run.repeats else 0.95 * run.repeats + 0.05 * share
         for micro in range(args.grad_accum):
             i = run.step * args.grad_accum + micro
-            x, y, m = next_batch(i)
+            batch = micro_batch(
+                args.stage, train_ids, train_mask, (args.batch_size, T), i, rank, world, args.seed
+            )
             sync = nullcontext() if not ddp or micro == args.grad_accum - 1 else net.no_sync()
             with sync, autocast:
-                loss = batch_loss(i, x, y, m) / args.grad_accum
+                loss = batch_loss(batch.to(device)) / args.grad_accum
             loss.backward()
             loss_sum += loss.item()
         torch.nn.utils.clip_grad_norm_(model.parameters(), args.grad_clip)

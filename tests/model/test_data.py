@@ -13,6 +13,7 @@ import torch
 from model.data import (
     cap_prose,
     load_corpus,
+    micro_batch,
     pack_stream,
     parse_llama2,
     read_conversations,
@@ -232,3 +233,18 @@ def test_cap_prose_keeps_dialogue_whole_and_prose_to_its_share():
     assert 0 < kept <= 0.2 / 0.8 * 2000  # at most 20% of all the text
     assert set(out["a"]) <= set(prose["a"]) and cap_prose({"chat": chats, **prose}, 0.2, 1) == out
     assert cap_prose({"chat": chats, **prose}, share=0.9, seed=1) == {"chat": chats, **prose}  # under the cap
+
+
+def test_an_sft_micro_batch_names_the_rows_it_drew() -> None:
+    """Per-row flags (--keep's) are read at `rows`: they must be the rows x, y and the mask came from."""
+    ids = torch.arange(40 * 9).reshape(40, 9)
+    mask = torch.rand(40, 9) > 0.5
+    for i in range(5):
+        batch = micro_batch("sft", ids, mask, (4, 8), i, rank=1, world=2, seed=3)
+        assert batch.rows is not None and len(set(batch.rows.tolist())) == 4
+        assert torch.equal(batch.x, ids[batch.rows][:, :-1]) and torch.equal(batch.y, ids[batch.rows][:, 1:])
+        assert batch.mask is not None and torch.equal(batch.mask, mask[batch.rows][:, 1:])
+    windows = micro_batch(
+        "pretrain", torch.arange(500), torch.ones(500, dtype=torch.bool), (4, 8), 0, 0, 1, 3
+    )
+    assert windows.rows is None and windows.mask is None and windows.x.shape == (4, 8)
