@@ -5,7 +5,8 @@
 
 Two sets of 20 prompts written for this script, never in the training data (greetings, courtesy, small
 talk, arithmetic, spelling, meanings, opposites, simple facts), answered greedily by the served engine
-(ONNX Runtime on an int8 checkpoint, as the chat function answers at temperature 0). Each answer is
+(ONNX Runtime on an int8 checkpoint, as the chat function answers at temperature 0, with its loop guard:
+`--loop-guard 0` for the model alone). Each answer is
 printed with its verdict: for a prompt with one right answer, whether the answer says it (a pattern
 below: it can pass a muddled answer that says the word, so read them too); for an open one (a greeting,
 small talk), "judge": on topic or not is a person's call.
@@ -17,10 +18,12 @@ from __future__ import annotations
 
 import argparse
 import re
+from functools import partial
 from pathlib import Path
 
 from model.config import DEFAULT_CHECKPOINT, TOKENIZER
 from model.evaluate import greedy, repeats_a_3gram
+from model.loops import NGRAM_WORDS, WordTable
 from model.tokenizer import Tokenizer
 
 # (prompt, pattern a right answer matches, case-insensitive; None: an open prompt, judged by reading)
@@ -75,13 +78,18 @@ SETS: dict[str, list[tuple[str, str | None]]] = {
 }
 
 
-def greedy_answers(checkpoint: Path, prompts: list[str], max_new_tokens: int) -> list[str]:
-    """Each prompt's greedy answer from the served engine, one at a time (model.evaluate.greedy)."""
+def greedy_answers(
+    checkpoint: Path, prompts: list[str], max_new_tokens: int, loop_guard: int = NGRAM_WORDS
+) -> list[str]:
+    """Each prompt's greedy answer from the served engine, one at a time (model.evaluate.greedy), with
+    the chat function's loop guard of `loop_guard` words (0: the model alone)."""
     from model.ort_engine import OrtEngine
 
     engine = OrtEngine.from_checkpoint(checkpoint, max_batch=1)
     tok = Tokenizer.from_file(checkpoint / TOKENIZER)
-    return [greedy(engine, tok, [{"role": "user", "content": p}], max_new_tokens) for p in prompts]
+    words = WordTable(tok)
+    ask = partial(greedy, engine, tok, max_new_tokens=max_new_tokens, words=words, loop_guard=loop_guard)
+    return [ask([{"role": "user", "content": p}]) for p in prompts]
 
 
 def verdict(answer: str, pattern: str | None) -> str:
@@ -100,11 +108,18 @@ def main() -> None:
         "--checkpoint", type=Path, action="append", help="int8 checkpoint folder (repeatable)"
     )
     parser.add_argument("--max-new-tokens", type=int, default=48, help="longest answer")
+    parser.add_argument(
+        "--loop-guard",
+        type=int,
+        default=NGRAM_WORDS,
+        help="no sequence of this many words twice in an answer, as the chat function serves; 0 = off",
+    )
     args = parser.parse_args()
     for checkpoint in args.checkpoint or [DEFAULT_CHECKPOINT]:
         print(f"\n## {checkpoint}")
         for name, items in SETS.items():
-            answers = greedy_answers(checkpoint, [p for p, _ in items], args.max_new_tokens)
+            prompts = [p for p, _ in items]
+            answers = greedy_answers(checkpoint, prompts, args.max_new_tokens, args.loop_guard)
             verdicts = [verdict(a, pattern) for a, (_, pattern) in zip(answers, items, strict=True)]
             print(f"\n| set {name} | prompt | answer | verdict |\n|---|---|---|---|")
             for i, ((prompt, _), answer, v) in enumerate(zip(items, answers, verdicts, strict=True), 1):

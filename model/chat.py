@@ -19,6 +19,7 @@ import torch
 
 from model.checkpoint import DEFAULT_CHECKPOINT, CheckpointError, load_checkpoint
 from model.engine import Engine, SamplingParams, TextStreamer, cpu_budget
+from model.loops import NGRAM_WORDS, WordTable
 from model.tokenizer import Tokenizer, fit_prompt
 
 
@@ -28,8 +29,10 @@ def chat_loop(
     params: SamplingParams,
     read: Callable[[str], str] = input,
     write: Callable[[str], None] = lambda s: print(s, end="", flush=True),
+    words: WordTable | None = None,
 ) -> None:
-    """Read messages until /quit or end of input; stream each answer through `write`."""
+    """Read messages until /quit or end of input; stream each answer through `write` (params.no_repeat_ngram
+    needs the tokenizer's `words`)."""
     history: list[Mapping[str, str]] = []
     while True:
         try:
@@ -57,7 +60,7 @@ def chat_loop(
             )
         write("bot> ")
         streamer, ids = TextStreamer(tok), []
-        for token in engine.generate(prompt.ids, params):
+        for token in engine.generate(prompt.ids, params, words):
             ids.append(token)
             write(streamer.put(token))
         write(streamer.end() + "\n")
@@ -73,6 +76,12 @@ def main() -> None:
     p.add_argument("--max-new-tokens", type=int, default=256, help="longest answer, in tokens")
     p.add_argument("--seed", type=int, default=None, help="random seed for reproducible answers")
     p.add_argument(
+        "--loop-guard",
+        type=int,
+        default=NGRAM_WORDS,
+        help="no sequence of this many words twice in one answer, as the chat function serves; 0 = off",
+    )
+    p.add_argument(
         "--threads", type=int, default=None, help="torch threads (default: the CPUs this process may use)"
     )
     args = p.parse_args()
@@ -87,11 +96,12 @@ def main() -> None:
         top_p=args.top_p,
         max_new_tokens=args.max_new_tokens,
         seed=args.seed,
+        no_repeat_ngram=args.loop_guard,
     )
     q = "int8" if meta.get("quantization") else "fp32"
     size = meta.get("parameters") or model.num_params()  # int8 layers hold no nn.Parameter
     print(f"SLM {size / 1e6:.1f}M parameters ({q}) from {args.checkpoint}. /reset, /quit")
-    chat_loop(Engine(model, max_batch=1, eos_id=tok.eos_id), tok, params)
+    chat_loop(Engine(model, max_batch=1, eos_id=tok.eos_id), tok, params, words=WordTable(tok))
 
 
 if __name__ == "__main__":

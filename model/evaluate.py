@@ -19,6 +19,8 @@ import json
 import math
 import sys
 from collections import defaultdict
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +42,7 @@ from model.data import (
 )
 from model.engine import Engine, SamplingParams
 from model.gpt import GPT
+from model.loops import NGRAM_WORDS, WordTable, word_key
 from model.ngram import KneserNey
 from model.sampling import Slots
 from model.tok_train import count_tokens, fill_token_counts
@@ -158,18 +161,34 @@ def source_scores(
     return out
 
 
-def greedy(engine: Slots, tok: Tokenizer, messages: Messages, max_new_tokens: int = 64) -> str:
-    """The greedy answer of either engine (torch or ONNX Runtime: Slots.generate)."""
-    params = SamplingParams(temperature=0, max_new_tokens=max_new_tokens)
-    return tok.decode(list(engine.generate(render_prompt(tok, messages), params))).strip()
+def greedy(
+    engine: Slots,
+    tok: Tokenizer,
+    messages: Messages,
+    max_new_tokens: int = 64,
+    words: WordTable | None = None,
+    loop_guard: int = 0,
+) -> str:
+    """The greedy answer of either engine (torch or ONNX Runtime: Slots.generate); with a loop guard of
+    `loop_guard` words (model/loops.py; it needs the tokenizer's `words`) as the chat function serves."""
+    params = SamplingParams(temperature=0, max_new_tokens=max_new_tokens, no_repeat_ngram=loop_guard)
+    return tok.decode(list(engine.generate(render_prompt(tok, messages), params, words))).strip()
 
 
-def skill_accuracy(engine: Engine, tok: Tokenizer, paths: list[Path], limit: int) -> dict[str, Any]:
+def skill_accuracy(
+    engine: Engine,
+    tok: Tokenizer,
+    paths: list[Path],
+    limit: int,
+    answer_with: Callable[..., str] | None = None,
+) -> dict[str, Any]:
     """Exact match (whole reply, stripped) on the first `limit` held-out questions of each kind, in
     two sets: problems never trained on in any phrasing ("problem"; a row without a held_out mark,
     as an older corpus wrote them, is one) and trained problems asked in a family of phrasings never
-    trained on ("phrasing"). Rows without an answer, and facts never trained on, are not asked."""
+    trained on ("phrasing"). Rows without an answer, and facts never trained on, are not asked. Each
+    question is answered by `answer_with(messages, max_new_tokens=)` (default: plain greedy)."""
     right: dict[str, dict[str, list[int]]] = {"problem": defaultdict(list), "phrasing": defaultdict(list)}
+    ask = answer_with or partial(greedy, engine, tok)
     for path in paths:
         for line in path.read_text().splitlines():
             row = json.loads(line) if line.strip() else {}
@@ -177,7 +196,7 @@ def skill_accuracy(engine: Engine, tok: Tokenizer, paths: list[Path], limit: int
             if "answer" not in row or held not in right or len(right[held][row["skill"]]) >= limit:
                 continue
             answer = row["answer"].strip()
-            reply = greedy(engine, tok, row["messages"][:1], max_new_tokens=len(tok.encode(answer)) + 8)
+            reply = ask(row["messages"][:1], max_new_tokens=len(tok.encode(answer)) + 8)
             right[held][row["skill"]].append(int(reply == answer))
 
     def summary(per: dict[str, list[int]]) -> dict[str, Any]:
@@ -213,6 +232,7 @@ def evaluate(
     train: dict[str, list] | None = None,
     repeat_prompts: int = 25,
     served: bool = True,
+    loop_guard: int = NGRAM_WORDS,
 ) -> dict[str, Any]:
     model, tok, meta = load_checkpoint(ckpt)
     train = train or {}
@@ -225,30 +245,44 @@ def evaluate(
     # activations its own, coarser way: fbgemm's 7-bit per-tensor inputs)
     as_served = served_losses(ckpt, tok, val, max_rows) if served and meta.get("quantization") else None
     engine = Engine(model, max_batch=1)
+    words = WordTable(tok)
+    as_served_greedy = partial(greedy, engine, tok, words=words, loop_guard=loop_guard)
 
-    def answer(prompt: str) -> str:
-        return greedy(engine, tok, [{"role": "user", "content": prompt}])
+    def answer(prompt: str, guard: int = loop_guard) -> str:
+        return greedy(engine, tok, [{"role": "user", "content": prompt}], words=words, loop_guard=guard)
+
+    def without_repeats(prompts: dict[str, list[str]], guard: int) -> dict[str, Any]:
+        marks = {name: [not repeats_a_3gram(answer(p, guard)) for p in ps] for name, ps in prompts.items()}
+        asked = sum(len(v) for v in marks.values())
+        return {
+            "prompts": asked,
+            "share": round(sum(sum(v) for v in marks.values()) / max(asked, 1), 4),
+            "per_source": {k: round(sum(v) / len(v), 4) for k, v in marks.items() if v},
+        }
 
     samples = {p: answer(p) for p in PROMPTS}
     asked_of = held_out_prompts({k: v for k, v in val.items() if k not in GENERATED}, repeat_prompts)
-    held_out = {name: [not repeats_a_3gram(answer(p)) for p in prompts] for name, prompts in asked_of.items()}
-    asked = sum(len(v) for v in held_out.values())
     return {
         "val_loss": {k: v["gpt"]["loss"] for k, v in sources.items()},
         "val_perplexity": {k: v["gpt"]["perplexity"] for k, v in sources.items()},
         **({"served_val_loss": as_served} if as_served else {}),
         "sources": sources,
-        "skills": skill_accuracy(engine, tok, skills, skill_questions)
+        "skills": skill_accuracy(engine, tok, skills, skill_questions, as_served_greedy)
         if skills and skill_questions
         else None,
+        # answers as the chat function serves them: greedy, with its loop guard of `loop_guard` words
+        "loop_guard_words": loop_guard,
         "samples": samples,
         "samples_without_repeats": sum(not repeats_a_3gram(a) for a in samples.values()) / len(samples),
         # the same on many held-out user turns: 8 prompts move by 12.5 points with one answer
-        "held_out_without_repeats": {
-            "prompts": asked,
-            "share": round(sum(sum(v) for v in held_out.values()) / max(asked, 1), 4),
-            "per_source": {k: round(sum(v) / len(v), 4) for k, v in held_out.items() if v},
-        },
+        "held_out_without_repeats": without_repeats(asked_of, loop_guard),
+        # the model alone, no guard: how often the guard has work to do
+        "unguarded": {
+            "samples_without_repeats": sum(not repeats_a_3gram(answer(p, 0)) for p in PROMPTS) / len(PROMPTS),
+            "held_out_without_repeats": without_repeats(asked_of, 0),
+        }
+        if loop_guard
+        else None,
         "eval_settings": {"max_rows_per_source": max_rows, "block_size": model.config.block_size},
     }
 
@@ -272,7 +306,7 @@ def held_out_prompts(val: dict[str, list], per_source: int) -> dict[str, list[st
 def repeats_a_3gram(text: str) -> bool:
     """Whether some sequence of 3 words occurs twice in the answer (words: lower-cased, punctuation
     around them dropped), the mark of a greedy answer that loops."""
-    words = [w.strip(".,!?;:\"'()").lower() for w in text.split()]
+    words = [word_key(w) for w in text.split()]
     return any(repeated_ngrams([w for w in words if w], 3))
 
 
@@ -474,6 +508,19 @@ def report_card(config: dict[str, Any]) -> str:
                 f"generated skills aside), "
                 f"{held['share']:.1%} of the greedy answers repeat no 3-word sequence ({per})."
             )
+        guard = best.get("loop_guard_words")
+        if guard:
+            note += (
+                f" Answers are decoded as the chat function serves them, with its loop guard: no sequence of "
+                f"{guard} words twice in one answer (model/loops.py; `SLM_CHAT_LOOP_GUARD_WORDS`)."
+            )
+        if unguarded := best.get("unguarded"):
+            alone = unguarded["held_out_without_repeats"]
+            per = ", ".join(f"{k} {v:.0%}" for k, v in alone["per_source"].items())
+            note += (
+                f" The model alone, without the guard: {unguarded['samples_without_repeats']:.0%} of the samples "
+                f"and {alone['share']:.1%} of the held-out turns ({per})."
+            )
         lines += ["", f"({'int8' if int8 else 'fp32'} weights, temperature 0.){note}"]
     return "\n".join(lines) + "\n"
 
@@ -504,6 +551,13 @@ def main() -> None:
         action="store_true",
         help="int8: skip the losses through the served ONNX Runtime engine",
     )
+    p.add_argument(
+        "--loop-guard",
+        type=int,
+        default=NGRAM_WORDS,
+        help="greedy answers with the chat function's loop guard of this many words, as served (the model "
+        "alone is scored for loops too); 0 = no guard",
+    )
     p.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch's default)")
     args = p.parse_args()
     if args.threads:
@@ -517,7 +571,7 @@ def main() -> None:
     skills = [] if args.no_corpus else sorted((args.data / "val").glob("*.jsonl"))
     scores = evaluate(
         args.checkpoint, val, skills, args.max_rows, args.skill_questions, train=train,
-        repeat_prompts=args.repeat_prompts, served=not args.no_served,
+        repeat_prompts=args.repeat_prompts, served=not args.no_served, loop_guard=args.loop_guard,
     )  # fmt: skip
     config.setdefault("scores", {})[precision] = scores
     if not args.no_corpus:

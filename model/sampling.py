@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from model.loops import RepeatGuard, WordTable, forbid_repeats
+
 
 @dataclass(kw_only=True)
 class SamplingParams:
@@ -25,6 +27,8 @@ class SamplingParams:
     max_new_tokens: int = 256
     min_new_tokens: int = 0  # <|eos|> is not sampled before this many tokens
     seed: int | None = None
+    # words: no sequence of this many words twice in one answer (model/loops.py); 0 = off
+    no_repeat_ngram: int = 0
 
 
 def new_generator(seed: int | None) -> np.random.Generator | None:
@@ -178,17 +182,32 @@ class Slots:
             if self.positions[s] == 0 or self.positions[s] >= self.block_size:
                 raise ValueError(f"slot {s} is at position {self.positions[s]}: prefill it / it is full")
 
-    def generate(self, ids: list[int], params: SamplingParams) -> Iterator[int]:
+    def generate(
+        self, ids: list[int], params: SamplingParams, words: WordTable | None = None
+    ) -> Iterator[int]:
         """Sample up to max_new_tokens after `ids` in slot 0; stops at <|eos|> (not yielded, and never
-        before min_new_tokens) or when the context (block_size) is full."""
+        before min_new_tokens) or when the context (block_size) is full. params.no_repeat_ngram needs
+        the tokenizer's `words`."""
         gen = new_generator(params.seed)
+        guard = repeat_guard(params, words)
         logits = self.prefill(0, ids)
         for n in range(params.max_new_tokens):
-            logits = forbid_eos(logits[None], self.eos_id, [n < params.min_new_tokens])[0]
-            token = int(sample_next_token(logits[None], params, gen)[0])
+            logits = forbid_eos(logits[None], self.eos_id, [n < params.min_new_tokens])
+            token = int(sample_next_token(forbid_repeats(logits, [guard]), params, gen)[0])
             if token == self.eos_id:
                 return
             yield token
+            if guard is not None:
+                guard.push(token)
             if self.positions[0] >= self.block_size:
                 return
             logits = self.decode([0], [token])[0]
+
+
+def repeat_guard(params: SamplingParams, words: WordTable | None) -> RepeatGuard | None:
+    """The loop guard a stream with these params needs (None when params.no_repeat_ngram is 0)."""
+    if not params.no_repeat_ngram:
+        return None
+    if words is None:
+        raise ValueError("no_repeat_ngram needs the tokenizer's WordTable")
+    return RepeatGuard(words, params.no_repeat_ngram)

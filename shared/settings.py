@@ -58,6 +58,9 @@ class Settings(BaseSettings):
     chat_max_queue: int = Field(default=64, ge=0, le=10_000)  # requests waiting for a slot; more get 503
     # one user's answers in flight and queued in one process (its share of the model); more get 429
     chat_max_streams_per_user: int = Field(default=3, ge=1)
+    # no sequence of this many words twice in one answer: a greedy loop takes the next-best word instead
+    # (model/loops.py, whose NGRAM_WORDS is this default; sequences holding a number are exempt); 0 = off
+    chat_loop_guard_words: int = Field(default=3, ge=0, le=16)
     chat_max_followers_per_user: int = Field(default=32, ge=1)  # open GET /api/chat/{id}/events per process
     # GET /metrics (Prometheus) on the chat function: auto = on, except on AWS Lambda (Function URLs are public)
     metrics: Literal["auto", "on", "off"] = "auto"

@@ -23,7 +23,8 @@ import numpy as np
 
 from functions.chat.arrivals import Arrivals
 from functions.chat.events import Done, Event, Failed, Queued, Started, Token
-from model.sampling import SamplingParams, forbid_eos, new_generator, sample_next_token
+from model.loops import RepeatGuard, WordTable, forbid_repeats
+from model.sampling import SamplingParams, forbid_eos, new_generator, repeat_guard, sample_next_token
 
 log = logging.getLogger("slm.chat")
 HOLD_SECONDS = 0.025  # the longest the running streams' next step waits for arrivals (40 steps/s at worst)
@@ -44,6 +45,7 @@ class Job:
     last_at: float = 0.0  # time.perf_counter() when its last token was produced
     queued_at: float = 0.0  # time.perf_counter() when it was submitted
     generator: np.random.Generator | None = None
+    guard: RepeatGuard | None = None  # params.no_repeat_ngram's loop guard: the answer's words so far
     finished: bool = False
     # called once after each scheduler step that emitted to this job: delivers what emit buffered
     flush: Callable[[], None] | None = None
@@ -67,8 +69,10 @@ class Scheduler:
         max_waiting: int = 64,
         max_per_owner: int | None = None,
         arrivals: Arrivals | None = None,
+        words: WordTable | None = None,
     ) -> None:
         self.engine, self.eos_id, self.max_batch, self.max_waiting = engine, eos_id, max_batch, max_waiting
+        self.words = words  # the tokenizer's words, for the loop guard of jobs that ask for one
         self.arrivals = arrivals  # requests on their way in: decode steps wait for them (see _hold)
         self.max_per_owner = max_per_owner  # one owner's jobs in flight and queued: a fair share
         self._owned: Counter[int] = Counter()
@@ -205,6 +209,7 @@ class Scheduler:
             self._active[job.slot] = job
             self._emit(job, Started(time.perf_counter()))  # the reader may see it later: the time rides along
             job.generator = new_generator(job.params.seed)
+            job.guard = repeat_guard(job.params, self.words)
             jobs.append(job)
         if not jobs:
             return
@@ -227,8 +232,9 @@ class Scheduler:
             self._accept(job, token, now)
 
     def _allowed(self, logits: Any, jobs: list[Job]) -> np.ndarray:
-        """No <|eos|> for a stream still under its min_new_tokens."""
-        return forbid_eos(logits, self.eos_id, [j.generated < j.params.min_new_tokens for j in jobs])
+        """No <|eos|> for a stream still under its min_new_tokens, and no word its loop guard forbids."""
+        logits = forbid_eos(logits, self.eos_id, [j.generated < j.params.min_new_tokens for j in jobs])
+        return forbid_repeats(logits, [j.guard for j in jobs])
 
     def _accept(self, job: Job, token: int, at: float) -> None:
         if job.cancelled.is_set():
@@ -238,6 +244,8 @@ class Scheduler:
         job.generated += 1
         job.last_token, job.last_at = token, at
         self._emit(job, Token(token, at))
+        if job.guard is not None:
+            job.guard.push(token)
         if job.generated >= job.max_new_tokens:
             self._finish(job, "length")
 

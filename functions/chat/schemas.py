@@ -8,6 +8,7 @@ from pydantic.json_schema import JsonDict
 from model.sampling import SamplingParams
 from model.tokenizer import ANSWER_RESERVE
 from shared.schemas import JSON_NUMBER, UNICODE, JsonFloat, JsonInt, MessageId, Text
+from shared.settings import get_settings
 
 # The largest context window a served model may have: the bounds of the request bodies below, which the
 # OpenAPI schema states before any model is loaded. The model's own window comes from its checkpoint;
@@ -149,6 +150,7 @@ def sampling_params(body: Sampling | CompletionCreate) -> SamplingParams:
         max_new_tokens=max_new,
         min_new_tokens=min_new,
         seed=body.seed,
+        no_repeat_ngram=get_settings().chat_loop_guard_words,
     )
 
 

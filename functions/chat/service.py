@@ -19,6 +19,7 @@ from functions.chat.preload import choose_engine
 from functions.chat.scheduler import Job, OwnerFull, QueueFull, Scheduler
 from functions.chat.schemas import MAX_WINDOW, sampling_bounds
 from model.config import CheckpointError, read_config
+from model.loops import WordTable
 from model.runtime import cpu_budget
 from model.sampling import SamplingParams
 from model.tokenizer import ANSWER_RESERVE
@@ -84,6 +85,7 @@ class ChatModel:
             )
         # an int8 model's matrices are buffers, not parameters: the count saved with the weights is the truth
         self.parameters: int = int(self.config.get("parameters") or 0)
+        self.words = WordTable(self.tokenizer)  # the loop guard's view of the vocabulary (~20 ms)
         self.scheduler = self._scheduler(engine)
         metrics.watch_scheduler(lambda: self.scheduler.waiting(), lambda: self.scheduler.active())
         self.load_seconds = time.perf_counter() - started
@@ -105,6 +107,7 @@ class ChatModel:
             self.max_queue,
             self.max_per_user,
             arrivals=ARRIVALS,
+            words=self.words,
         )
 
     def budget(self, prompt: list[int], params: SamplingParams) -> int:

@@ -6,6 +6,7 @@ from pathlib import Path
 from model.chat import chat_loop
 from model.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint, save_checkpoint
 from model.engine import Engine, SamplingParams
+from model.loops import NGRAM_WORDS, WordTable
 from model.tokenizer import render_prompt
 
 
@@ -102,8 +103,10 @@ def test_chat_cli_answers_piped_messages_with_the_default_checkpoint():
     greedy answers are the engine's, and a seeded sampled answer is the same on every run."""
     model, tok, _ = load_checkpoint(DEFAULT_CHECKPOINT)
     prompt = render_prompt(tok, [{"role": "user", "content": "Hello!"}])
-    greedy = SamplingParams(temperature=0.0, max_new_tokens=16)
-    expected = tok.decode(list(Engine(model, max_batch=1, eos_id=tok.eos_id).generate(prompt, greedy)))
+    engine = Engine(model, max_batch=1, eos_id=tok.eos_id)
+    # as the chat function serves: the loop guard on by default (model/loops.py)
+    greedy = SamplingParams(temperature=0.0, max_new_tokens=16, no_repeat_ngram=NGRAM_WORDS)
+    expected = tok.decode(list(engine.generate(prompt, greedy, WordTable(tok))))
     out = _chat_cli("--temperature", "0", "--max-new-tokens", "16", stdin="Hello!\n/reset\nHello!\n/quit\n")
     banner = out.splitlines()[0]
     assert banner.startswith("SLM 35.") and "(int8)" in banner  # an int8 model's size from its config
@@ -111,6 +114,9 @@ def test_chat_cli_answers_piped_messages_with_the_default_checkpoint():
     answers = [chunk.split("\n")[0] for chunk in out.split("bot> ")[1:]]
     assert answers == [expected, expected] and expected.strip()
     assert "(new conversation)" in out
+    alone = tok.decode(list(engine.generate(prompt, SamplingParams(temperature=0.0, max_new_tokens=16))))
+    out = _chat_cli("--temperature", "0", "--max-new-tokens", "16", "--loop-guard", "0", stdin="Hello!\n")
+    assert out.split("bot> ")[1].split("\n")[0] == alone  # --loop-guard 0: the model alone
     seeded = ("--temperature", "1.0", "--seed", "7", "--max-new-tokens", "12")
     first = _chat_cli(*seeded, stdin="How are you today?\n")  # ends at end of input, as Ctrl-D does
     assert "bot> " in first and first == _chat_cli(*seeded, stdin="How are you today?\n")

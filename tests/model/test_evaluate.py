@@ -22,6 +22,7 @@ from model.evaluate import (
     served_nats,
 )
 from model.gpt import GPT
+from model.loops import NGRAM_WORDS
 from model.tokenizer import Tokenizer
 
 
@@ -80,6 +81,11 @@ def test_evaluate_scores_fp32_and_int8_and_the_card_shows_the_change(
         "chat"
     ]
     assert 0 <= held["share"] <= 1
+    # answered as served, with the loop guard; and the model alone on the same turns
+    assert fp32["loop_guard_words"] == NGRAM_WORDS
+    alone = fp32["unguarded"]["held_out_without_repeats"]
+    assert alone["prompts"] == held["prompts"] and list(alone["per_source"]) == ["chat"]
+    assert 0 <= fp32["unguarded"]["samples_without_repeats"] <= 1
     chat = fp32["sources"]["chat"]
     assert chat["gpt"]["loss"] == fp32["val_loss"]["chat"] and chat["tokens"] > 0 and chat["bytes"] > 0
     assert chat["trigram"]["perplexity"] > 1 and chat["bigram"]["perplexity"] > 1
@@ -115,6 +121,8 @@ def test_evaluate_scores_fp32_and_int8_and_the_card_shows_the_change(
     )
     assert "- **Hello!** → " in card
     assert f"On {held['prompts']} held-out user turns" in card
+    assert f"with its loop guard: no sequence of {NGRAM_WORDS} words twice" in card
+    assert f"The model alone, without the guard: {int8['unguarded']['samples_without_repeats']:.0%}" in card
     assert "| chat | " in card and "× |" in card  # the baseline table, GPT / trigram
 
 

@@ -9,6 +9,8 @@ from functions.chat.arrivals import Arrivals
 from functions.chat.events import END, Done, Event, Failed, Queued, Started, Token
 from functions.chat.scheduler import Job, QueueFull, Scheduler
 from model.engine import Engine, SamplingParams
+from model.evaluate import repeats_a_3gram
+from model.loops import WordTable
 
 GREEDY = SamplingParams(temperature=0, max_new_tokens=12)
 
@@ -377,3 +379,22 @@ def test_a_prompt_waits_for_its_burst_only_while_it_helps(trained_model, tokeniz
     scheduler._waiting.clear()
     assert not scheduler._gather()
     arrival.end()
+
+
+def test_guarded_streams_batched_equal_each_alone_and_repeat_no_three_words(trained_model, tokenizer) -> None:
+    """The loop guard the chat function asks for (SLM_CHAT_LOOP_GUARD_WORDS) works per stream in a batch:
+    each guarded stream's tokens are the engine's guarded answer alone, and none says 3 words twice."""
+    words = WordTable(tokenizer)
+    params = SamplingParams(temperature=0, max_new_tokens=24, no_repeat_ngram=3)
+    prompts = [tokenizer.encode(text) for text in ("the cat", "hello hi thanks please", "a dog ran on")]
+    scheduler = Scheduler(Engine(trained_model, max_batch=3), tokenizer.eos_id, 3, words=words)
+    collectors = [Collector() for _ in prompts]
+    for prompt, collector in zip(prompts, collectors, strict=True):
+        scheduler.submit(Job(prompt=prompt, params=params, max_new_tokens=24, emit=collector))
+    for collector in collectors:
+        assert collector.finished.wait(30)
+    scheduler.close()
+    for prompt, collector in zip(prompts, collectors, strict=True):
+        alone = list(Engine(trained_model, max_batch=1).generate(prompt, params, words))
+        assert collector.tokens() == alone
+        assert not repeats_a_3gram(tokenizer.decode(alone)), tokenizer.decode(alone)

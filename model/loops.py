@@ -1,0 +1,154 @@
+"""A decoding guard against greedy loops: no sequence of three words twice in one answer.
+
+A small model decoded greedily can fall into a loop ("I got back from my mission so I got back from my
+mission so I got back…"); unlikelihood training (model/unlikelihood.py) makes that rarer, but not rare
+enough. The guard is the decoding-side half, in the spirit of `no_repeat_ngram_size` in Hugging Face's
+`generate` and llama.cpp's repeat penalty, but counted in words, the way the report card counts loops
+(`repeats_a_3gram`): when the two words just said were followed earlier in the answer by a word, the
+tokens that would start that word again are forbidden. The answer takes the next-best word instead.
+
+What is not a loop is left alone:
+- a word spelled out letter by letter ("m-i-s-s-i-s-s-i-p-p-i") is one word, however its tokens repeat;
+- a sequence of words holding a number is never forbidden: worked arithmetic repeats "- 4 =" by design
+  ("87 - 24 = 87 - 20 - 4 = 67 - 4 = 63"), and 4.5% of the arithmetic answers would break otherwise;
+- the prompt: an answer restates the question ("The opposite of hot is cold").
+
+Words are compared as the card compares them: lower-cased, the punctuation around them dropped. The
+state is a few dicts per stream, updated once per token; a step costs a lookup per stream.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from functools import cached_property
+from typing import Protocol
+
+import numpy as np
+
+PUNCTUATION = ".,!?;:\"'()"  # dropped around a word before words are compared (the card's loop check)
+NGRAM_WORDS = 3
+
+
+def word_key(text: str) -> str:
+    """A word as loops are counted: lower-cased, the punctuation around it dropped."""
+    return text.strip().strip(PUNCTUATION).lower()
+
+
+class Decoder(Protocol):
+    vocab_size: int
+
+    def decode(self, ids: list[int]) -> str: ...
+
+
+class WordTable:
+    """For each token of a vocabulary: whether it starts a word (its text begins with white space),
+    whether a word starts after it (it ends with white space: "\n"), and its part of a word's key; and,
+    for each key, the tokens that would start a word with it. Built once per tokenizer (16k single-token
+    decodes, ~20 ms)."""
+
+    def __init__(self, tok: Decoder) -> None:
+        texts = [tok.decode([i]) for i in range(tok.vocab_size)]
+        self.starts = [t[:1].isspace() for t in texts]
+        self.ends = [t[-1:].isspace() for t in texts]
+        # the key a token adds to its word: inner punctuation ("don't") is kept, as the card keeps it
+        self.keys = [t.strip().lower() for t in texts]
+
+    @cached_property
+    def by_key(self) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """For each word key, the tokens that start a word with it: ({key: ids with white space before
+        the word (" Got")}, {key: ids without ("Got"), which start a word only after white space}). Built
+        when a repeat is first near: a process that never meets one never pays for it."""
+        spaced: dict[str, list[int]] = defaultdict(list)
+        bare: dict[str, list[int]] = defaultdict(list)
+        for i, key in enumerate(self.keys):
+            if key := key.strip(PUNCTUATION):
+                (spaced if self.starts[i] else bare)[key].append(i)
+        return (
+            {k: np.asarray(v, dtype=np.int64) for k, v in spaced.items()},
+            {k: np.asarray(v, dtype=np.int64) for k, v in bare.items()},
+        )
+
+
+class RepeatGuard:
+    """One answer's words so far, and the tokens that would start a word said after the same two words
+    before. `push` each token of the answer as it is chosen; `banned` gives the token ids to forbid for
+    the next one."""
+
+    def __init__(self, table: WordTable, n: int = NGRAM_WORDS) -> None:
+        if n < 1:
+            raise ValueError(f"a loop guard needs n >= 1 words, got {n}")
+        self.table, self.n = table, n
+        self.words: list[str] = []  # the answer's finished words (keys), punctuation-only words left out
+        self.first_keys: list[str] = []  # the key of each finished word's first token
+        self.partial: list[str] = []  # the key parts of the word being written
+        self.after_space = True  # the next token starts a word whether or not it begins with a space
+        self.followers: dict[tuple[str, ...], set[str]] = defaultdict(set)
+
+    def _context(self) -> tuple[str, ...] | None:
+        """The n-1 words before the next word, were a word to start now (the one being written ends)."""
+        current = word_key("".join(self.partial))
+        words = [*self.words, current] if current else self.words
+        if len(words) < self.n - 1:
+            return None
+        return tuple(words[len(words) - self.n + 1 :])
+
+    def _pending(self) -> tuple[tuple[str, ...], str] | None:
+        """The gram the word being written would end, as (its first n-1 words, its last word's first
+        key); None if it holds a number or there are too few words."""
+        current = word_key("".join(self.partial))
+        if not current or len(self.words) < self.n - 1:
+            return None
+        gram = [*self.words[len(self.words) - self.n + 1 :], current]
+        if any(ch.isdigit() for w in gram for ch in w):
+            return None
+        return tuple(gram[:-1]), word_key(self.partial[0]) or current
+
+    def _finish_word(self) -> None:
+        word = word_key("".join(self.partial))
+        if not word:
+            self.partial = []
+            return
+        self.words.append(word)
+        self.first_keys.append(word_key(self.partial[0]) or word)
+        self.partial = []
+        if len(self.words) >= self.n:
+            gram = self.words[-self.n :]
+            if not any(ch.isdigit() for w in gram for ch in w):
+                self.followers[tuple(gram[:-1])].add(self.first_keys[-1])
+
+    def push(self, token: int) -> None:
+        if self.table.starts[token] or self.after_space:
+            self._finish_word()
+        self.after_space = self.table.ends[token]
+        if self.table.keys[token]:
+            self.partial.append(self.table.keys[token])
+
+    def banned(self) -> np.ndarray | None:
+        """Token ids that would start a word repeating an earlier n-gram of this answer; None if none."""
+        context = self._context()
+        if context is None or any(ch.isdigit() for w in context for ch in w):
+            return None
+        keys = set(self.followers.get(context, ()))
+        pending = self._pending()  # the word being written ends a gram only once the next word starts
+        if pending is not None and pending[0] == context:
+            keys.add(pending[1])
+        if not keys:
+            return None
+        spaced, bare = self.table.by_key
+        tables = (spaced, bare) if self.after_space else (spaced,)
+        ids = [table[k] for table in tables for k in keys if k in table]
+        return np.concatenate(ids) if ids else None
+
+
+def forbid_repeats(logits: np.ndarray, guards: Sequence[RepeatGuard | None]) -> np.ndarray:
+    """logits (B, V) with each row's repeating word starts made impossible; a copy only where some
+    row has any."""
+    out = logits
+    for row, guard in enumerate(guards):
+        ids = guard.banned() if guard is not None else None
+        if ids is not None:
+            if out is logits:
+                out = logits.copy()
+            out[row, ids] = -np.inf
+    return out
