@@ -182,6 +182,8 @@ class ChatModel:
             "max_batch": self.max_batch,
             "max_queue": self.max_queue,
             "load_seconds": round(self.load_seconds, 3),
+            # every answer's loop guard: no sequence of this many words twice (0: none)
+            "loop_guard_words": get_settings().chat_loop_guard_words,
         }
         return card
 

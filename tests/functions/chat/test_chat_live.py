@@ -250,6 +250,7 @@ def test_model_card_describes_the_loaded_checkpoint(live_server: LiveServer) -> 
     assert card["scores"] and card["data"]
     assert card["scores"]["int8"]["sources"]["chitchat"]["trigram"]["perplexity"] > 1  # the baselines travel
     assert card["serving"]["engine"] == "onnx"  # the default: an int8 checkpoint on ONNX Runtime, no torch
+    assert card["serving"]["loop_guard_words"] == 3  # SLM_CHAT_LOOP_GUARD_WORDS: every answer's loop guard
     assert httpx.get(f"{live_server.url}/api/model").status_code == 401
 
 
