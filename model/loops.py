@@ -80,42 +80,30 @@ class RepeatGuard:
             raise ValueError(f"a loop guard needs n >= 1 words, got {n}")
         self.table, self.n = table, n
         self.words: list[str] = []  # the answer's finished words (keys), punctuation-only words left out
-        self.first_keys: list[str] = []  # the key of each finished word's first token
         self.partial: list[str] = []  # the key parts of the word being written
         self.after_space = True  # the next token starts a word whether or not it begins with a space
+        # n-1 words -> the first-token keys of the words that followed them (grams holding a number left out)
         self.followers: dict[tuple[str, ...], set[str]] = defaultdict(set)
 
-    def _context(self) -> tuple[str, ...] | None:
-        """The n-1 words before the next word, were a word to start now (the one being written ends)."""
-        current = word_key("".join(self.partial))
-        words = [*self.words, current] if current else self.words
-        if len(words) < self.n - 1:
-            return None
-        return tuple(words[len(words) - self.n + 1 :])
+    def _current(self) -> str:
+        """The key of the word being written ("" while none is)."""
+        return word_key("".join(self.partial))
 
-    def _pending(self) -> tuple[tuple[str, ...], str] | None:
+    def _pending(self, current: str) -> tuple[tuple[str, ...], str] | None:
         """The gram the word being written would end, as (its first n-1 words, its last word's first
         key); None if it holds a number or there are too few words."""
-        current = word_key("".join(self.partial))
         if not current or len(self.words) < self.n - 1:
             return None
         gram = [*self.words[len(self.words) - self.n + 1 :], current]
-        if any(ch.isdigit() for w in gram for ch in w):
-            return None
-        return tuple(gram[:-1]), word_key(self.partial[0]) or current
+        return None if _has_number(gram) else (tuple(gram[:-1]), word_key(self.partial[0]) or current)
 
     def _finish_word(self) -> None:
-        word = word_key("".join(self.partial))
-        if not word:
-            self.partial = []
-            return
-        self.words.append(word)
-        self.first_keys.append(word_key(self.partial[0]) or word)
+        pending = self._pending(current := self._current())
+        if pending is not None:
+            self.followers[pending[0]].add(pending[1])
+        if current:
+            self.words.append(current)
         self.partial = []
-        if len(self.words) >= self.n:
-            gram = self.words[-self.n :]
-            if not any(ch.isdigit() for w in gram for ch in w):
-                self.followers[tuple(gram[:-1])].add(self.first_keys[-1])
 
     def push(self, token: int) -> None:
         if self.table.starts[token] or self.after_space:
@@ -126,11 +114,15 @@ class RepeatGuard:
 
     def banned(self) -> np.ndarray | None:
         """Token ids that would start a word repeating an earlier n-gram of this answer; None if none."""
-        context = self._context()
-        if context is None or any(ch.isdigit() for w in context for ch in w):
+        current = self._current()
+        words = [*self.words, current] if current else self.words  # were a word to start now
+        if len(words) < self.n - 1:
+            return None
+        context = tuple(words[len(words) - self.n + 1 :])
+        if _has_number(context):
             return None
         keys = set(self.followers.get(context, ()))
-        pending = self._pending()  # the word being written ends a gram only once the next word starts
+        pending = self._pending(current)  # the word being written ends a gram only once the next word starts
         if pending is not None and pending[0] == context:
             keys.add(pending[1])
         if not keys:
@@ -139,6 +131,10 @@ class RepeatGuard:
         tables = (spaced, bare) if self.after_space else (spaced,)
         ids = [table[k] for table in tables for k in keys if k in table]
         return np.concatenate(ids) if ids else None
+
+
+def _has_number(words: Sequence[str]) -> bool:
+    return any(ch.isdigit() for w in words for ch in w)
 
 
 def forbid_repeats(logits: np.ndarray, guards: Sequence[RepeatGuard | None]) -> np.ndarray:
