@@ -36,19 +36,17 @@ def word_key(text: str) -> str:
 
 
 class Decoder(Protocol):
-    vocab_size: int
-
-    def decode(self, ids: list[int]) -> str: ...
+    def token_texts(self) -> list[str]: ...
 
 
 class WordTable:
     """For each token of a vocabulary: whether it starts a word (its text begins with white space),
     whether a word starts after it (it ends with white space: "\n"), and its part of a word's key; and,
     for each key, the tokens that would start a word with it. Built once per tokenizer (16k single-token
-    decodes, ~20 ms)."""
+    decodes, ~20 ms, mostly outside the GIL: the chat function builds it beside its model's load)."""
 
     def __init__(self, tok: Decoder) -> None:
-        texts = [tok.decode([i]) for i in range(tok.vocab_size)]
+        texts = tok.token_texts()
         self.starts = [t[:1].isspace() for t in texts]
         self.ends = [t[-1:].isspace() for t in texts]
         # the key a token adds to its word: inner punctuation ("don't") is kept, as the card keeps it

@@ -2,7 +2,8 @@
 thread, before the web stack is. ONNX Runtime builds its sessions without holding the GIL, so the load runs
 beside the ~0.5 s of importing FastAPI and SQLAlchemy instead of after it; service.ChatModel takes the
 loaded engine when the settings still name the same checkpoint, batch and threads, and otherwise loads
-its own (a failed preload is logged and changes nothing else).
+its own (a failed preload is logged and changes nothing else). The loop guard's table of the vocabulary
+(model.loops.WordTable) is built in the same thread, after the engine.
 """
 
 import atexit
@@ -10,11 +11,19 @@ import logging
 import threading
 from concurrent.futures import Future
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 log = logging.getLogger("slm.chat")
 Key = tuple[Path, int, int]  # checkpoint folder, slots, threads
-_loading: dict[Key, Future[tuple[Any, Any]]] = {}
+
+
+class Loaded(NamedTuple):
+    engine: Any  # model.ort_engine.OrtEngine
+    tokenizer: Any  # model.tokenizer.Tokenizer
+    words: Any  # model.loops.WordTable
+
+
+_loading: dict[Key, Future[Loaded]] = {}
 _threads: list[threading.Thread] = []
 
 
@@ -26,17 +35,19 @@ def _finish_loading() -> None:
         thread.join(timeout=60)
 
 
-def load(directory: Path, max_batch: int, threads: int) -> tuple[Any, Any]:
-    """The ONNX engine and the tokenizer of the checkpoint in `directory`, loaded now."""
+def load(directory: Path, max_batch: int, threads: int) -> Loaded:
+    """The ONNX engine, the tokenizer and its WordTable of the checkpoint in `directory`, loaded now."""
     from model.config import TOKENIZER
+    from model.loops import WordTable
     from model.ort_engine import OrtEngine
     from model.tokenizer import Tokenizer
 
     engine = OrtEngine.from_checkpoint(directory, max_batch=max_batch, threads=threads)
-    return engine, Tokenizer.from_file(directory / TOKENIZER)
+    tokenizer = Tokenizer.from_file(directory / TOKENIZER)
+    return Loaded(engine, tokenizer, WordTable(tokenizer))
 
 
-def _load(key: Key, future: Future[tuple[Any, Any]]) -> None:
+def _load(key: Key, future: Future[Loaded]) -> None:
     try:
         future.set_result(load(*key))
     except BaseException as exc:  # reported to whoever takes it; the service then loads on its own
@@ -47,15 +58,15 @@ def start(directory: Path, max_batch: int, threads: int) -> None:
     """Begin loading the ONNX engine and tokenizer of `directory` in a daemon thread (once per key)."""
     key = (directory, max_batch, threads)
     if key not in _loading:
-        future: Future[tuple[Any, Any]] = Future()
+        future: Future[Loaded] = Future()
         _loading[key] = future
         thread = threading.Thread(target=_load, args=(key, future), name="slm-preload", daemon=True)
         _threads.append(thread)
         thread.start()
 
 
-def take(directory: Path, max_batch: int, threads: int) -> tuple[Any, Any] | None:
-    """The preloaded (engine, tokenizer) for this key, waiting for it if it is still loading; None when
+def take(directory: Path, max_batch: int, threads: int) -> Loaded | None:
+    """The preloaded engine, tokenizer and WordTable for this key, waiting for it if it is still loading; None when
     none was started for it or it failed. Each is handed out once."""
     future = _loading.pop((directory, max_batch, threads), None)
     if future is None:

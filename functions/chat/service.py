@@ -63,9 +63,11 @@ class ChatModel:
         self.config = read_config(directory)
         self.engine_name = choose_engine(settings.chat_engine, self.config)
         engine: Any
+        self.words: WordTable
         if self.engine_name == "onnx":  # torch is never imported: the process stays ~190 MB smaller
             key = (directory, self.max_batch, self.threads)
-            engine, self.tokenizer = preload.take(*key) or preload.load(*key)  # the take: begun at import
+            # the take: begun at import, with the loop guard's WordTable (~20 ms) built in the same thread
+            engine, self.tokenizer, self.words = preload.take(*key) or preload.load(*key)
             if self.tokenizer.vocab_size != self.config["model"]["vocab_size"]:  # as load_checkpoint checks
                 raise CheckpointError(f"checkpoint {directory}: the tokenizer does not match the model")
         else:
@@ -77,6 +79,7 @@ class ChatModel:
             torch.set_num_threads(self.threads)
             model, self.tokenizer, _ = load_checkpoint(directory)
             engine = Engine(model.eval(), max_batch=self.max_batch)
+            self.words = WordTable(self.tokenizer)  # the loop guard's view of the vocabulary
         self.block_size: int = self.config["model"]["block_size"]  # the window: the checkpoint's own
         if self.block_size > MAX_WINDOW:
             raise CheckpointError(
@@ -85,7 +88,6 @@ class ChatModel:
             )
         # an int8 model's matrices are buffers, not parameters: the count saved with the weights is the truth
         self.parameters: int = int(self.config.get("parameters") or 0)
-        self.words = WordTable(self.tokenizer)  # the loop guard's view of the vocabulary (~20 ms)
         self.scheduler = self._scheduler(engine)
         metrics.watch_scheduler(lambda: self.scheduler.waiting(), lambda: self.scheduler.active())
         self.load_seconds = time.perf_counter() - started

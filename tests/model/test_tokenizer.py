@@ -28,6 +28,14 @@ def test_encode_decode_round_trips_any_text(tokenizer, text):
     assert tokenizer.decode(tokenizer.encode(text)) == text
 
 
+def test_token_texts_are_each_id_decoded_alone(tokenizer):
+    """One batched call (what the loop guard's WordTable reads) gives what decode([i]) gives, specials
+    and partial UTF-8 bytes included."""
+    texts = tokenizer.token_texts()
+    assert len(texts) == tokenizer.vocab_size
+    assert texts == [tokenizer.decode([i]) for i in range(tokenizer.vocab_size)]
+
+
 def test_specials_are_single_ids_in_order(tokenizer, tiny_config):
     assert tokenizer.vocab_size == tiny_config.vocab_size
     ids = [tokenizer.user_id, tokenizer.assistant_id, tokenizer.eos_id, tokenizer.pad_id]

@@ -31,9 +31,10 @@ def test_a_preloaded_engine_is_handed_out_once_for_its_own_key() -> None:
     preload.start(DEFAULT_CHECKPOINT, 2, 1)
     preload.start(DEFAULT_CHECKPOINT, 2, 1)  # once per key
     assert preload.take(DEFAULT_CHECKPOINT, 4, 1) is None  # other slots: not this engine
-    engine, tokenizer = preload.take(DEFAULT_CHECKPOINT, 2, 1)
+    engine, tokenizer, words = preload.take(DEFAULT_CHECKPOINT, 2, 1)
     assert isinstance(engine, OrtEngine) and engine.max_batch == 2
     assert tokenizer.vocab_size == engine.config["vocab_size"]
+    assert len(words.keys) == tokenizer.vocab_size  # the loop guard's table, built in the same thread
     assert preload.take(DEFAULT_CHECKPOINT, 2, 1) is None  # handed out once
 
 
