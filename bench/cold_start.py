@@ -63,7 +63,7 @@ def image_start(image: str, port: int) -> float:
         client = httpx.Client()
         try:
             subprocess.run(["docker", "start", container], check=True, capture_output=True)
-            wait_ready(f"http://127.0.0.1:{port}", 120)
+            wait_ready(f"http://127.0.0.1:{port}", 120, client)
             first = one_stream(client, f"http://127.0.0.1:{port}", headers, 4, seed=0)["first"]
             first_wall = time.time() - (time.perf_counter() - float(first))
             started = subprocess.run(
