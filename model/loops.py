@@ -8,10 +8,17 @@ enough. The guard is the decoding-side half, in the spirit of `no_repeat_ngram_s
 tokens that would start that word again are forbidden. The answer takes the next-best word instead.
 
 What is not a loop is left alone:
-- a word spelled out letter by letter ("m-i-s-s-i-s-s-i-p-p-i") is one word, however its tokens repeat;
+- a word spelled out letter by letter ("m-i-s-s-i-s-s-i-p-p-i") is one word, however its tokens repeat,
+  and letters spelled apart ("b, a, n, a, n, a") are never forbidden: a sequence of one-letter words;
 - a sequence of words holding a number is never forbidden: worked arithmetic repeats "- 4 =" by design
   ("87 - 24 = 87 - 20 - 4 = 67 - 4 = 63"), and 4.5% of the arithmetic answers would break otherwise;
-- the prompt: an answer restates the question ("The opposite of hot is cold").
+- the prompt: an answer restates the question ("The opposite of hot is cold");
+- a token that is part of a character (byte-level BPE splits an emoji or an accented letter into tokens
+  that decode to U+FFFD alone) is never forbidden: all such tokens look alike, whatever they spell.
+
+A word is known by its first token that holds a letter or digit: after an opening "(" or quote, the word
+inside is the one compared. Two different words that begin with the same token ("photos" and
+"photosynthesis") count as the same word here, so the guard can forbid a word that would not repeat.
 
 Words are compared as the card compares them: lower-cased, the punctuation around them dropped. The
 state is a few dicts per stream, updated once per token; a step costs a lookup per stream.
@@ -33,6 +40,11 @@ NGRAM_WORDS = 3
 def word_key(text: str) -> str:
     """A word as loops are counted: lower-cased, the punctuation around it dropped."""
     return text.strip().strip(PUNCTUATION).lower()
+
+
+def _has_letters(text: str) -> bool:
+    """Whether a key holds a letter or digit (not only punctuation: "(", "“")."""
+    return any(ch.isalnum() for ch in text)
 
 
 class Decoder(Protocol):
@@ -60,7 +72,7 @@ class WordTable:
         spaced: dict[str, list[int]] = defaultdict(list)
         bare: dict[str, list[int]] = defaultdict(list)
         for i, key in enumerate(self.keys):
-            if key := key.strip(PUNCTUATION):
+            if (key := key.strip(PUNCTUATION)) and "\ufffd" not in key:  # U+FFFD: part of a character
                 (spaced if self.starts[i] else bare)[key].append(i)
         return (
             {k: np.asarray(v, dtype=np.int64) for k, v in spaced.items()},
@@ -93,7 +105,10 @@ class RepeatGuard:
         if not current or len(self.words) < self.n - 1:
             return None
         gram = [*self.words[len(self.words) - self.n + 1 :], current]
-        return None if _has_number(gram) else (tuple(gram[:-1]), word_key(self.partial[0]) or current)
+        if _exempt(gram):
+            return None
+        first = next((key for part in self.partial if _has_letters(key := word_key(part))), current)
+        return tuple(gram[:-1]), first
 
     def _finish_word(self) -> None:
         pending = self._pending(current := self._current())
@@ -113,11 +128,12 @@ class RepeatGuard:
     def banned(self) -> np.ndarray | None:
         """Token ids that would start a word repeating an earlier n-gram of this answer; None if none."""
         current = self._current()
-        words = [*self.words, current] if current else self.words  # were a word to start now
+        opened = bool(self.partial) and not _has_letters(current)  # only "(" or a quote of the word so far
+        words = self.words if opened or not current else [*self.words, current]  # were a word to start now
         if len(words) < self.n - 1:
             return None
         context = tuple(words[len(words) - self.n + 1 :])
-        if _has_number(context):
+        if _exempt(context):
             return None
         keys = set(self.followers.get(context, ()))
         pending = self._pending(current)  # the word being written ends a gram only once the next word starts
@@ -126,13 +142,15 @@ class RepeatGuard:
         if not keys:
             return None
         spaced, bare = self.table.by_key
-        tables = (spaced, bare) if self.after_space else (spaced,)
+        # a token without white space before it starts a word after white space, or after an opening "("
+        tables = (spaced, bare) if self.after_space or opened else (spaced,)
         ids = [table[k] for table in tables for k in keys if k in table]
         return np.concatenate(ids) if ids else None
 
 
-def _has_number(words: Sequence[str]) -> bool:
-    return any(ch.isdigit() for w in words for ch in w)
+def _exempt(words: Sequence[str]) -> bool:
+    """Whether a sequence of words may repeat: it holds a number, or every word is one letter long."""
+    return any(ch.isdigit() for w in words for ch in w) or (bool(words) and all(len(w) == 1 for w in words))
 
 
 def forbid_repeats(logits: np.ndarray, guards: Sequence[RepeatGuard | None]) -> np.ndarray:

@@ -74,8 +74,31 @@ def test_the_repeat_is_forbidden_at_the_word_that_would_complete_it(tok, table) 
         " mathematics"
     ]
     assert banned_while_writing(table, tok, "I got back from it, I got back", n=4) == []
+    assert banned_while_writing(table, tok, "we ran and ran", n=1) == [" ran"]  # no word twice
     assert banned_while_writing(table, tok, "We like it, so we like IT") == [" IT"]  # case and punctuation
     assert banned_while_writing(table, tok, "We like it, so we like\nit") == ["it"]  # a line starts bare
+
+
+@pytest.mark.parametrize(
+    ("text", "first"),
+    [
+        ("I said (yes) and I said (yes)", "yes"),  # the word after an opening bracket starts bare
+        ('I like "cats" and I like "cats"', "c"),  # "c" + "ats": its first token is forbidden
+        ("he said \u201cyes\u201d and he said \u201cyes\u201d", "yes"),  # a curly quote is no word of its own
+    ],
+)
+def test_a_word_opened_by_a_bracket_or_quote_is_caught_at_the_word(tok, table, text, first) -> None:
+    assert repeats_a_3gram(text)  # the card counts it as a loop
+    assert banned_while_writing(table, tok, text) == [first]
+
+
+def test_different_words_after_the_same_quote_or_emoji_are_not_forbidden(tok, table) -> None:
+    assert banned_while_writing(table, tok, "he said \u201cyes\u201d and he said \u201cno\u201d") == []
+    # an emoji is several tokens that each decode to U+FFFD alone: all of them look alike to the table
+    assert banned_while_writing(table, tok, "we love it \U0001f600 and they love it \U0001f389") == []
+    assert not any("\ufffd" in key for key in table.by_key[0]) and not any(
+        "\ufffd" in key for key in table.by_key[1]
+    )
 
 
 @pytest.mark.parametrize(
@@ -84,6 +107,8 @@ def test_the_repeat_is_forbidden_at_the_word_that_would_complete_it(tok, table) 
         "The word mississippi is spelled m-i-s-s-i-s-s-i-p-p-i.",  # one word, whatever its letters repeat
         "87 - 24 = 87 - 20 - 4 = 67 - 4 = 63.",  # worked arithmetic repeats "- 4 =" by design
         "There are 4 letters in the word book: b, o, o, k. The letter o is there 2 times.",
+        "The letters of banana are b, a, n, a, n, a.",  # letters spelled apart: one-letter words
+        "m i s s i s s i p p i",
     ],
 )
 def test_answers_that_repeat_by_design_are_left_alone(tok, table, answer) -> None:

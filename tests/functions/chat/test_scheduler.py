@@ -9,7 +9,6 @@ from functions.chat.arrivals import Arrivals
 from functions.chat.events import END, Done, Event, Failed, Queued, Started, Token
 from functions.chat.scheduler import Job, QueueFull, Scheduler
 from model.engine import Engine, SamplingParams
-from model.evaluate import repeats_a_3gram
 from model.loops import WordTable
 
 GREEDY = SamplingParams(temperature=0, max_new_tokens=12)
@@ -381,20 +380,39 @@ def test_a_prompt_waits_for_its_burst_only_while_it_helps(trained_model, tokeniz
     arrival.end()
 
 
-def test_guarded_streams_batched_equal_each_alone_and_repeat_no_three_words(trained_model, tokenizer) -> None:
+def test_guarded_streams_batched_equal_each_alone(trained_model, tokenizer) -> None:
     """The loop guard the chat function asks for (SLM_CHAT_LOOP_GUARD_WORDS) works per stream in a batch:
-    each guarded stream's tokens are the engine's guarded answer alone, and none says 3 words twice."""
+    each guarded stream's tokens are the engine's guarded answer alone. The tiny model says one word twice
+    ("ran ran") but never 3 words twice, so the guard here forbids any word said before (n=1), and it must
+    change some answers for the test to mean anything."""
     words = WordTable(tokenizer)
-    params = SamplingParams(temperature=0, max_new_tokens=24, no_repeat_ngram=3)
-    prompts = [tokenizer.encode(text) for text in ("the cat", "hello hi thanks please", "a dog ran on")]
-    scheduler = Scheduler(Engine(trained_model, max_batch=3), tokenizer.eos_id, 3, words=words)
+    params = SamplingParams(temperature=0, max_new_tokens=24, no_repeat_ngram=1)
+    prompts = [tokenizer.encode(text) for text in ("the cat", "hello hi thanks please", "a dog ran on", "we")]
+    scheduler = Scheduler(Engine(trained_model, max_batch=4), tokenizer.eos_id, 4, words=words)
     collectors = [Collector() for _ in prompts]
     for prompt, collector in zip(prompts, collectors, strict=True):
         scheduler.submit(Job(prompt=prompt, params=params, max_new_tokens=24, emit=collector))
     for collector in collectors:
         assert collector.finished.wait(30)
     scheduler.close()
+    unguarded = SamplingParams(temperature=0, max_new_tokens=24)
+    changed = 0
     for prompt, collector in zip(prompts, collectors, strict=True):
         alone = list(Engine(trained_model, max_batch=1).generate(prompt, params, words))
         assert collector.tokens() == alone
-        assert not repeats_a_3gram(tokenizer.decode(alone)), tokenizer.decode(alone)
+        changed += alone != list(Engine(trained_model, max_batch=1).generate(prompt, unguarded))
+    assert changed  # the guard acted: without it, some of these answers come out otherwise
+
+
+def test_a_job_asking_for_a_guard_is_refused_at_submit_by_a_scheduler_without_words(
+    trained_model, tokenizer
+) -> None:
+    """Refused before it is queued: inside a step its error would fail every stream that shares the step."""
+    scheduler = Scheduler(Engine(trained_model, max_batch=1), tokenizer.eos_id, 1)
+    params = SamplingParams(temperature=0, max_new_tokens=4, no_repeat_ngram=3)
+    with pytest.raises(ValueError, match="loop guard"):
+        scheduler.submit(
+            Job(prompt=tokenizer.encode("hi"), params=params, max_new_tokens=4, emit=Collector())
+        )
+    assert scheduler.waiting() == 0
+    scheduler.close()
