@@ -105,17 +105,15 @@ def start_to_first_token(
     # an httpx client builds its SSL context when made: before the clock, as in every other figure (the
     # socket client only connects, which needs the server up, and costs well under a millisecond)
     connection = httpx.Client() if client == "httpx" else None
-    poller = httpx.Client()  # the health checks' client, made before the clock as well (see wait_ready)
-    process, began = start(database, port, root, engine, cache, flags)
-    try:
-        wait_ready(url, client=poller)
-        return process, float(one_by_one(url, [headers], 8, 1, client, connection)[0]["first"]) - began
-    except BaseException:
-        process.terminate()
-        process.wait(timeout=30)
-        raise
-    finally:
-        poller.close()
+    with httpx.Client() as poller:  # the health checks' client, made before the clock as well (see wait_ready)
+        process, began = start(database, port, root, engine, cache, flags)
+        try:
+            wait_ready(url, client=poller)
+            return process, float(one_by_one(url, [headers], 8, 1, client, connection)[0]["first"]) - began
+        except BaseException:
+            process.terminate()
+            process.wait(timeout=30)
+            raise
 
 
 class Memory:
