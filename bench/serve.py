@@ -105,7 +105,8 @@ def start_to_first_token(
     # an httpx client builds its SSL context when made: before the clock, as in every other figure (the
     # socket client only connects, which needs the server up, and costs well under a millisecond)
     connection = httpx.Client() if client == "httpx" else None
-    with httpx.Client() as poller:  # the health checks' client, made before the clock as well (see wait_ready)
+    # the health checks' client, made before the clock as well (see wait_ready)
+    with httpx.Client() as poller:
         process, began = start(database, port, root, engine, cache, flags)
         try:
             wait_ready(url, client=poller)

@@ -89,7 +89,9 @@ class Scheduler:
         """Queue a job; returns its queue position (0 = a slot is free, it starts at once). QueueFull when
         the queue is full, OwnerFull when the job's owner has its share in flight or queued already."""
         if job.params.no_repeat_ngram and self.words is None:  # here, not in a step shared with other streams
-            raise ValueError("a loop guard (no_repeat_ngram) needs a Scheduler made with the tokenizer's words")
+            raise ValueError(
+                "a loop guard (no_repeat_ngram) needs a Scheduler made with the tokenizer's WordTable"
+            )
         with self._cv:
             if len(self._waiting) >= self.max_waiting:
                 raise QueueFull
