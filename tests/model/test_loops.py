@@ -6,7 +6,7 @@ import pytest
 from model.checkpoint import DEFAULT_CHECKPOINT
 from model.config import TOKENIZER
 from model.evaluate import repeats_a_3gram
-from model.loops import NGRAM_WORDS, RepeatGuard, WordTable, forbid_repeats
+from model.loops import NGRAM_WORDS, PUNCTUATION, RepeatGuard, WordTable, forbid_repeats
 from model.sampling import SamplingParams, repeat_guard, sample_next_token
 from model.tokenizer import Tokenizer
 from shared.settings import Settings
@@ -96,9 +96,18 @@ def test_different_words_after_the_same_quote_or_emoji_are_not_forbidden(tok, ta
     assert banned_while_writing(table, tok, "he said \u201cyes\u201d and he said \u201cno\u201d") == []
     # an emoji is several tokens that each decode to U+FFFD alone: all of them look alike to the table
     assert banned_while_writing(table, tok, "we love it \U0001f600 and they love it \U0001f389") == []
-    assert not any("\ufffd" in key for key in table.by_key[0]) and not any(
-        "\ufffd" in key for key in table.by_key[1]
-    )
+    pieces = [i for i, key in enumerate(table.keys) if "\ufffd" in key]
+    assert pieces  # the vocabulary has them (byte-level BPE)
+    assert all(len(table.ids(table.keys[i], spaced)) == 0 for i in pieces for spaced in (True, False))
+
+
+def test_the_tokens_of_a_word_are_found_with_and_without_white_space(tok, table) -> None:
+    for word in ("back", "yes", "cat"):  # each one token, with white space before it and without
+        spaced, bare = (set(table.ids(word, s).tolist()) for s in (True, False))
+        assert tok.encode(" " + word)[0] in spaced and tok.encode(word)[0] in bare
+        assert all(table.keys[i].strip(PUNCTUATION) == word for i in spaced | bare)
+        assert all(table.starts[i] for i in spaced) and not any(table.starts[i] for i in bare)
+    assert len(table.ids("", True)) == 0 and len(table.ids("no such word here", True)) == 0
 
 
 @pytest.mark.parametrize(
