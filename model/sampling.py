@@ -209,5 +209,5 @@ def repeat_guard(params: SamplingParams, words: WordTable | None) -> RepeatGuard
     if not params.no_repeat_ngram:
         return None
     if words is None:
-        raise ValueError("no_repeat_ngram needs the tokenizer's WordTable")
+        raise ValueError("a loop guard (no_repeat_ngram) needs the tokenizer's WordTable")
     return RepeatGuard(words, params.no_repeat_ngram)

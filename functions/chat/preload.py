@@ -66,8 +66,8 @@ def start(directory: Path, max_batch: int, threads: int) -> None:
 
 
 def take(directory: Path, max_batch: int, threads: int) -> Loaded | None:
-    """The preloaded engine, tokenizer and WordTable for this key, waiting for it if it is still loading; None when
-    none was started for it or it failed. Each is handed out once."""
+    """The preloaded engine, tokenizer and WordTable for this key, waiting for it if it is still loading;
+    None when none was started for it or it failed. Each is handed out once."""
     future = _loading.pop((directory, max_batch, threads), None)
     if future is None:
         return None

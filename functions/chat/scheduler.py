@@ -88,10 +88,8 @@ class Scheduler:
     def submit(self, job: Job) -> int:
         """Queue a job; returns its queue position (0 = a slot is free, it starts at once). QueueFull when
         the queue is full, OwnerFull when the job's owner has its share in flight or queued already."""
-        if job.params.no_repeat_ngram and self.words is None:  # here, not in a step shared with other streams
-            raise ValueError(
-                "a loop guard (no_repeat_ngram) needs a Scheduler made with the tokenizer's WordTable"
-            )
+        # the loop guard is made here: its error must not fail a step that other streams share
+        job.guard = repeat_guard(job.params, self.words)
         with self._cv:
             if len(self._waiting) >= self.max_waiting:
                 raise QueueFull
@@ -213,7 +211,6 @@ class Scheduler:
             self._active[job.slot] = job
             self._emit(job, Started(time.perf_counter()))  # the reader may see it later: the time rides along
             job.generator = new_generator(job.params.seed)
-            job.guard = repeat_guard(job.params, self.words)
             jobs.append(job)
         if not jobs:
             return
