@@ -2,6 +2,7 @@
 
     python bench/serve.py                                  # the ONNX Runtime and torch engines, one run
     python bench/serve.py --engines onnx --streams 1 8 --tokens 128
+    python bench/serve.py --engines onnx --streams 1 8 --sampling app   # the app's defaults (top-k 50, top-p .95)
     python bench/serve.py --before ../slm-old              # also a server from another checkout
     python bench/serve.py --before ../slm-old --before-uvicorn '--loop asyncio --http h11'
     python bench/serve.py --engines onnx --postgres postgresql+psycopg://postgres@127.0.0.1:5432/test
@@ -159,14 +160,25 @@ def wait_ready(url: str, timeout: float = 180, client: httpx.Client | None = Non
     raise SystemExit("server did not become healthy")
 
 
+# how the answers are sampled (--sampling): "full", the whole softmax at temperature 1 (every earlier
+# figure); "app", what a request that names none gets (POST /api/chat's defaults: app_sampling)
+FULL_SOFTMAX: dict[str, float | int] = {"temperature": 1.0, "top_k": 0, "top_p": 1.0}
+SAMPLING = dict(FULL_SOFTMAX)  # main() sets it from --sampling
+
+
+def app_sampling() -> dict[str, float | int]:
+    """The request schema's own defaults for temperature, top_k and top_p (those of the web app)."""
+    from functions.chat.schemas import Sampling
+
+    return {name: Sampling.model_fields[name].default for name in FULL_SOFTMAX}
+
+
 def chat_body(tokens: int, seed: int) -> dict[str, Any]:
-    """A new conversation whose answer is exactly `tokens` long, sampled with `seed`."""
+    """A new conversation whose answer is exactly `tokens` long, sampled with `seed` (and SAMPLING)."""
     return {
         "conversation_id": None,
         "message": PROMPT,
-        "temperature": 1.0,
-        "top_k": 0,
-        "top_p": 1.0,
+        **SAMPLING,
         "max_new_tokens": tokens,
         "min_new_tokens": tokens,
         "seed": seed,
@@ -506,11 +518,18 @@ def main() -> None:
         metavar="URL",
         help="run each server on a fresh database of this PostgreSQL server (default: SQLite in a temp dir)",
     )
+    parser.add_argument(
+        "--sampling",
+        choices=["full", "app"],
+        default="full",
+        help="full: the whole softmax at temperature 1 (the earlier figures); app: the app's defaults",
+    )
     parser.add_argument("--port", type=int, default=8765, help="port of the servers this script starts")
     parser.add_argument(
         "--no-bounds", dest="bounds", action="store_false", help="skip timing the served engine alone"
     )
     args = parser.parse_args()
+    SAMPLING.update(app_sampling() if args.sampling == "app" else FULL_SOFTMAX)
 
     before_flags = tuple(args.before_uvicorn.split())
     servers = (
@@ -523,7 +542,7 @@ def main() -> None:
 
     print(
         f"\nServing benchmark: {args.tokens} new tokens per answer, {os.cpu_count()} CPUs visible, "
-        f"{args.rounds} rounds per level, client {args.client}"
+        f"{args.rounds} rounds per level, sampling {args.sampling} ({SAMPLING}), client {args.client}"
         f"{f' (parse {args.parse})' if args.client == 'httpx' else ''}, "
         f"{'PostgreSQL' if args.postgres else 'SQLite'}\n"
     )

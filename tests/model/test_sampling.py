@@ -4,7 +4,15 @@ import numpy as np
 import pytest
 import torch
 
-from model.sampling import SamplingParams, _inverse_cdf, forbid_eos, new_generator, sample_next_token
+from model.sampling import (
+    TOP_K_GROUPS,
+    SamplingParams,
+    _inverse_cdf,
+    forbid_eos,
+    new_generator,
+    sample_next_token,
+    top_k_indices,
+)
 
 
 def test_sample_top_k_one_equals_greedy():
@@ -89,3 +97,37 @@ def test_the_blocked_inverse_cdf_is_searchsorted_on_the_running_sum():
         )
         misses["blocked"] += int((_inverse_cdf(weights, u) != want).sum())
     assert misses["blocked"] <= misses["float32 cumsum"] and misses["blocked"] <= 4  # of 1,600 draws
+
+
+def test_top_k_indices_are_each_rows_k_best_largest_first_ties_in_index_order():
+    """The floor from the groups' maxima never drops one of the k best: the same indices, in the same
+    order, as a stable sort of every row, with ties, -inf entries, a vocabulary that is not a multiple of
+    the groups, and every k up to past the groups (a sort then)."""
+    rng = np.random.default_rng(3)
+    V = 16387
+    x = (rng.standard_normal((6, V)) * 3).astype(np.float32)
+    x[1] = np.round(x[1])  # thousands of ties
+    x[2, rng.integers(0, V, 2000)] = -np.inf  # a loop guard's and the eos ban's marks
+    x[3, -3:] = 50.0  # the best three in the tail past the last full run of groups
+    x[4] = 0.0  # every entry tied
+    for k in (1, 2, 3, 50, 200, TOP_K_GROUPS, TOP_K_GROUPS + 1):
+        want = np.argsort(-x, axis=-1, kind="stable")[:, :k]
+        assert (top_k_indices(x, k) == want).all(), k
+    small = rng.standard_normal((3, 100)).astype(np.float32)  # fewer entries than groups: sorted
+    assert (top_k_indices(small, 7) == np.argsort(-small, axis=-1, kind="stable")[:, :7]).all()
+
+
+def test_top_k_sampling_over_a_full_vocabulary_follows_the_softmax_of_the_k_best():
+    """20,000 draws from one 16,387-logit row at top_k 5: only the 5 best, each within 0.02 of its share
+    of their softmax (the group-maxima path of top_k_indices, which a 5-logit test never takes)."""
+    rng = np.random.default_rng(4)
+    row = (rng.standard_normal(16387) * 0.5 - 2.0).astype(np.float32)
+    best = rng.choice(16387, 5, replace=False)
+    row[best] = [5.0, 4.5, 4.0, 3.5, 3.0]  # ahead of the rest, whose mass would show
+    drawn = sample_next_token(
+        np.tile(row, (20_000, 1)), SamplingParams(temperature=1.0, top_k=5, top_p=1.0), new_generator(5)
+    )
+    assert set(drawn.tolist()) <= set(best.tolist())
+    expected = np.exp(row[best]) / np.exp(row[best]).sum()
+    shares = np.array([(drawn == i).mean() for i in best])
+    assert np.abs(shares - expected).max() < 0.02
