@@ -1,6 +1,10 @@
 """Auth function: register, log in (rate limited per account and per client IP), the current user: read,
 change the password, log out everywhere, delete the account; API keys for /v1."""
 
+from shared import coldstart
+
+coldstart.pause()  # no cyclic collection while the modules below are imported (see resume below)
+
 from typing import Annotated, cast
 
 from fastapi import APIRouter, Path, Request, Response, status
@@ -195,3 +199,4 @@ async def delete_key(key_id: KeyId, user: CurrentUser, session: SessionDep) -> R
 
 component = Component(router=router)
 app = create_app("auth", [component])
+coldstart.resume()

@@ -1,6 +1,10 @@
 """Chat function: stream answers over SSE and follow them from the database, describe the model; plus the
 OpenAI-compatible /v1. (Stopping is the conversations function's: a database flag.)"""
 
+from shared import coldstart
+
+coldstart.pause()  # no cyclic collection while the modules below are imported (see resume below)
+
 from functions.chat import early  # noqa: F401 (first: the model loads beside the imports below)
 
 # isort: split
@@ -201,3 +205,4 @@ component = Component(
     middleware=[metrics.RequestMetrics, arrivals.CountArrivals],
 )
 app = create_app("chat", [component])
+coldstart.resume()

@@ -1,6 +1,10 @@
 """Conversations function: the caller's own conversations: list, create, read (the active branch), rename or
 switch branch, delete, export, and stop the answer in flight."""
 
+from shared import coldstart
+
+coldstart.pause()  # no cyclic collection while the modules below are imported (see resume below)
+
 import json
 from typing import Annotated, cast
 
@@ -180,3 +184,4 @@ async def stop_conversation(
 
 component = Component(router=router)
 app = create_app("conversations", [component])
+coldstart.resume()
