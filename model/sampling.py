@@ -124,8 +124,11 @@ def top_k_indices(x: np.ndarray, k: int) -> np.ndarray:
     floor = np.partition(maxima, TOP_K_GROUPS - k, axis=-1)[:, TOP_K_GROUPS - k]
     flat = np.flatnonzero(x >= floor[:, None])  # the candidates, row by row, each in index order
     row, col = np.divmod(flat, V)
+    counts = np.bincount(row, minlength=rows)
+    if (counts < k).any():  # only NaN logits compare below a floor of their own: sort those rows
+        return np.argsort(-x, axis=-1, kind="stable")[:, :k]
     order = np.lexsort((-x[row, col], row))  # by row, then largest first; stable: ties keep index order
-    starts = np.concatenate(([0], np.cumsum(np.bincount(row, minlength=rows))[:-1]))
+    starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
     return col[order[starts[:, None] + np.arange(k)]]
 
 

@@ -110,6 +110,7 @@ def test_top_k_indices_are_each_rows_k_best_largest_first_ties_in_index_order():
     x[2, rng.integers(0, V, 2000)] = -np.inf  # a loop guard's and the eos ban's marks
     x[3, -3:] = 50.0  # the best three in the tail past the last full run of groups
     x[4] = 0.0  # every entry tied
+    x[5, rng.integers(0, V, 300)] = np.nan  # a broken model's logits: ranked as a sort ranks them, no crash
     for k in (1, 2, 3, 50, 200, TOP_K_GROUPS, TOP_K_GROUPS + 1):
         want = np.argsort(-x, axis=-1, kind="stable")[:, :k]
         assert (top_k_indices(x, k) == want).all(), k
