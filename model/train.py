@@ -18,7 +18,8 @@ model.export` makes the shipped int8 form. SFT with --unlikelihood also answers 
 greedily each step (or every --unlikelihood-every steps) and pushes down the tokens of their loops
 (model/unlikelihood.py). SFT with --keep SOURCE learns that source's rows from the starting checkpoint's
 predictions instead of their tokens, so the rest of the mix moves the model without moving them
-(model/keep.py).
+(model/keep.py). --everyday N=TIMES repeats the generated questions about the human dialogue's N most
+frequent words (model/everyday_words.py).
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm import tqdm
 
+from model import everyday_words
 from model.checkpoint import (
     CheckpointError,
     describe,
@@ -86,6 +88,12 @@ def load_data(args: argparse.Namespace) -> tuple[dict[str, list], dict[str, list
     if args.stage == "sft":  # only conversations; prose stays in pretraining
         train = {k: v for k, v in train.items() if v and not isinstance(v[0], str)}
         val = {k: v for k, v in val.items() if v and not isinstance(v[0], str)}
+    if args.everyday:
+        try:
+            train, added = everyday_words.repeat(train, args.everyday)
+        except ValueError as e:
+            raise SystemExit(f"--everyday: {e}") from None
+        info["everyday"] = {"spec": args.everyday, "rows_added": added}
     for spec in args.upsample:
         name, times = spec.split("=")
         train[name] = train[name] * int(times)
@@ -390,6 +398,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     a("--conversations", action="append", default=[],
       help="extra conversations: .jsonl, TinyChat .txt or .tar.gz (repeatable)")  # fmt: skip
     a("--upsample", action="append", default=[], help="SOURCE=N: a source N times in the mix (repeatable)")
+    a("--everyday", metavar="N=TIMES",
+      help="rows about the N most frequent words of the human dialogue TIMES times in their source (model/everyday_words.py)")  # fmt: skip
     a("--prose-share", type=float, default=0.1, help="pretraining: prose at most this share of the text")
     a("--tokenizer", default="data/tokenizer.json", help="a fresh model's tokenizer (model.tok_train)")
     a("--init-from", help="start from this checkpoint, fp32 or int8 (SFT from pretraining; a warm start)")
@@ -452,6 +462,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.keep_from = args.keep_from or args.init_from
         if not args.keep_from:
             p.error("--keep needs --keep-from or --init-from: the checkpoint whose predictions it keeps")
+    if args.everyday:
+        try:
+            everyday_words.parse(args.everyday)
+        except ValueError as e:
+            p.error(f"--everyday: {e}")
     if args.unlikelihood and args.stage != "sft":
         p.error("--unlikelihood is for --stage sft (it answers prompts as the assistant)")
     return args
