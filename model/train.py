@@ -384,6 +384,9 @@ def main(argv: list[str] | None = None) -> None:
             f"val loss {run.val_loss:.4f}\nwrote {out}"
         )
     if ddp:
+        # leave together: rank 0 may still be writing the checkpoint when the others get here, and a
+        # rank that tore its group down under a peer still using it once aborted at exit (SIGABRT)
+        dist.barrier()
         dist.destroy_process_group()
 
 
