@@ -4,8 +4,9 @@ A new user asks about common words: "How do you spell cat?", "What is the opposi
 dog?". The generated corpus asks about ~20,000 words, each word's problem once or a few times among
 ~150,000 rows, so a fine-tuning run of a few million tokens sees "the opposite of fast" once or twice,
 and the model answers "The opposite of fast is fast." `model.train --everyday N=TIMES` puts the rows
-about the N most frequent words of the human dialogue (the chat corpora's counts, as `make corpus`
-pins the same words' problems to the train split) TIMES times into their source.
+about the N most frequent words of the human dialogue TIMES times into their source (counted by
+`lexicon.Chat`, as `make corpus` counts them to pin its 3,000 most frequent words' problems to the train
+split; here over the train split's conversations).
 
 A row is about a word when it is one question and its answer, and the answer opens with one of the
 generated answers' forms: "The word W is spelled / means", "The opposite of W is", "Another word for W
@@ -15,9 +16,9 @@ is", "A W is a kind of", "W is a person, not a flower".
 from __future__ import annotations
 
 import re
-from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 
+from model.corpus.lexicon import Chat
 from model.data import Messages
 
 # the sources of generated questions about single words (model/corpus: skills, lexicon, facts)
@@ -36,12 +37,10 @@ def parse(spec: str) -> tuple[int, int]:
 
 
 def frequent_words(conversations: Iterable[Messages], n: int) -> set[str]:
-    """The n most frequent lower-case words of the conversations' messages (ties by first seen)."""
-    counts: Counter[str] = Counter()
-    for messages in conversations:
-        for m in messages:
-            counts.update(re.findall(r"[a-z]+", m["content"].lower()))
-    return {w for w, _ in counts.most_common(n)}
+    """The n most frequent lower-case words of the conversations' messages (ties by first seen), counted
+    as the corpus builder counts them."""
+    chat = Chat.count(m["content"] for messages in conversations for m in messages)
+    return {w for w, _ in chat.words.most_common(n)}
 
 
 def subject(messages: Messages) -> str | None:
