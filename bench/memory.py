@@ -59,7 +59,7 @@ tok = Tokenizer.from_file(checkpoint + "/tokenizer.json")
 rows.append(("tokenizer", rss()))
 from model.ort_engine import OrtEngine
 engine = OrtEngine.from_checkpoint(checkpoint, max_batch=16)
-rows.append(("both kernels' sessions from the cached graphs (int8 weights)", rss()))
+rows.append(("the kernels' sessions from the cached graphs (int8 weights)", rss()))
 """
 
 STREAMS = r"""

@@ -16,7 +16,9 @@ slots, exactly as model/engine.py does:
   the slot cache in place (the past and present buffers are one), each row at its own length;
 - for the small passes, the pool's threads spin between the graph's nodes and stop when a pass returns;
 - which passes are small is measured on the CPU when the graphs are built (measure_small_pass) and kept
-  beside them, since the kernels' order differs between CPUs;
+  beside them, since the kernels' order differs between CPUs; where none is (MatMulNBits is not faster
+  even for one row, as on AVX2 CPUs without VNNI), the engine holds the DynamicQuantizeMatMul session
+  alone (~30 MB less);
 - the torch Engine stays the reference: tests/model/test_ort_engine.py checks the same greedy
   tokens and logits within a stated tolerance on fixed prompts, for each kernel and for both.
 
@@ -67,6 +69,10 @@ SMALL_PASS = 3
 MEASURED_SIZES = (1, 2, 3, 4, 6, 8, 12, 16)  # the pass sizes (rows) measure_small_pass times each kernel at
 MEASURED_SLOTS = 4  # an engine of fewer slots leaves the measuring to a bigger one (the server's: 16)
 MEASURED_PASSES = 12  # passes of each kernel at each size (medians; the kernels take turns)
+# a timing taken while other work keeps the host this busy (1-minute load average per CPU) is used but
+# not kept: a build or a training run beside a first start once left "0" on record for a CPU whose
+# MatMulNBits is the faster kernel for one row (7.5 ms a pass against 3.1 on a quiet machine)
+BUSY_LOAD = 0.75
 # prompts that arrive together share a prefill pass (prefill_passes): one pass instead of several costs
 # their per-pass overhead once; these bound its padding and its intermediates' memory
 PAD_ALLOWANCE = 32
@@ -441,6 +447,19 @@ def write_small_pass(record: Path, small_pass: int, medians: dict[int, dict[str,
         log.warning("the measured kernel choice was not kept in %s: %s", record.parent, e)
 
 
+def host_busy() -> str | None:
+    """Why a timing taken now should not be kept: the host's 1-minute load average at BUSY_LOAD per CPU
+    or more, said in words; None on a quiet host, or where the load average is unknown. Per host CPU, not
+    per CPU this process may use (runtime.cpu_budget): the load average counts the whole host's work,
+    also in a container."""
+    try:
+        load = os.getloadavg()[0]
+    except (OSError, AttributeError):
+        return None
+    cpus = os.cpu_count() or 1
+    return f"a load average of {load:.1f} on {cpus} CPUs" if load >= BUSY_LOAD * cpus else None
+
+
 def measure_small_pass(engine: OrtEngine) -> tuple[int, dict[int, dict[str, float]]]:
     """The largest pass size n such that MatMulNBits was faster than DynamicQuantizeMatMul at every measured
     size up to n (MEASURED_SIZES, up to the engine's slots), timed on this CPU with the engine's own
@@ -505,7 +524,8 @@ class OrtEngine(Slots):
     embedding table, and each pass takes the kernel that is faster for its size: MatMulNBits for a pass
     of at most SMALL_PASS rows (one or a few streams decoding: it reads the weights at close to the
     memory's pace), DynamicQuantizeMatMul for prefills and larger batches (its GEMM is faster there).
-    `graphs` maps each kernel to its serialized graph or a file holding it (see cached_graphs)."""
+    `graphs` maps each kernel to its serialized graph or a file holding it (see cached_graphs); with one
+    kernel's graph alone, that kernel takes every pass."""
 
     def __init__(
         self, graphs: dict[str, bytes | Path], shared: dict[str, np.ndarray], config: dict[str, Any],
@@ -566,6 +586,8 @@ class OrtEngine(Slots):
         record = small_pass_record(graphs)
         if small_pass is None and record is not None:
             small_pass = read_small_pass(record)
+        if small_pass == 0:  # DynamicQuantizeMatMul takes every pass: no MatMulNBits session (~30 MB)
+            graphs = {"dq": graphs["dq"]}
         engine = cls(
             graphs,
             shared,
@@ -581,8 +603,25 @@ class OrtEngine(Slots):
         ):  # graphs in this user's cache with nothing measured on this CPU yet: a first start, which has
             # just built them (seconds); a read-only image's cache on another CPU keeps the default
             engine.small_pass, medians = measure_small_pass(engine)
-            write_small_pass(record, engine.small_pass, medians)
+            if busy := host_busy():
+                log.warning(
+                    "the kernels were timed beside other work (%s): not kept, measured again at the next start",
+                    busy,
+                )
+            else:
+                write_small_pass(record, engine.small_pass, medians)
+            if engine.small_pass == 0:
+                engine.drop("nbits")
         return engine
+
+    def drop(self, kernel: str) -> None:
+        """Close `kernel`'s session, whose passes the other kernel takes from now on (and free its memory)."""
+        if kernel not in self.sessions or len(self.sessions) == 1:
+            raise ValueError(f"{kernel!r} is not a session this engine can do without")
+        del self.sessions[kernel]
+        for key in [key for key in self._bindings if key[0] == kernel]:
+            del self._bindings[key]
+        _give_back_freed_memory()
 
     def _binding(self, kernel: str, first: int, count: int) -> tuple[Any, np.ndarray]:
         """The IO binding of the slots first..first+count-1 (their cache rows bound in place as both

@@ -178,9 +178,13 @@ def test_each_int8_kernel_alone_follows_the_reference_too(engines, kernel):
     _, reference, tok = engines
     engine = OrtEngine.from_checkpoint(DEFAULT_CHECKPOINT, max_batch=1, matmul=kernel)
     assert list(engine.sessions) == [kernel]
-    ids = render_prompt(tok, [{"role": "user", "content": PROMPTS[0]}])
+    _follows_greedily(engine, reference, render_prompt(tok, [{"role": "user", "content": PROMPTS[0]}]), 24)
+
+
+def _follows_greedily(engine: OrtEngine, reference: Engine, ids: list[int], steps: int) -> None:
+    """Prefill slot 0 of both with ids, then `steps` greedy tokens (the reference's), every logit checked."""
     got, want = engine.prefill(0, ids), reference.prefill(0, ids).numpy()
-    for _ in range(24):
+    for _ in range(steps):
         _check(got, want)
         token = int(want.argmax())
         got, want = engine.decode([0], [token])[0], reference.decode([0], [token])[0].numpy()
@@ -222,12 +226,32 @@ def test_each_pass_takes_the_kernel_that_is_faster_for_its_size(tmp_path):
     assert runs.counts == {"dq": 8, "nbits": 3}
 
 
+def test_a_dropped_kernel_leaves_every_pass_to_the_other(tmp_path, engines):
+    """drop closes a kernel's session and its bindings (a CPU where it wins no size); the other kernel then
+    takes every pass, within the tests' bound of the reference; the last session cannot be dropped."""
+    _, reference, tok = engines
+    engine = OrtEngine.from_checkpoint(DEFAULT_CHECKPOINT, max_batch=2, cache=tmp_path, small_pass=3)
+    ids = render_prompt(tok, [{"role": "user", "content": PROMPTS[1]}])
+    engine.prefill(0, ids), engine.decode([0], [5])  # a binding in each session
+    assert {key[0] for key in engine._bindings} == {"dq", "nbits"}
+    engine.drop("nbits")
+    assert list(engine.sessions) == ["dq"] and {key[0] for key in engine._bindings} == {"dq"}
+    runs = _Runs(engine)
+    engine.release(0)
+    _follows_greedily(engine, reference, ids, 8)
+    assert runs.counts == {"dq": 9}
+    for kernel in ("dq", "nbits"):
+        with pytest.raises(ValueError):
+            engine.drop(kernel)
+
+
 def test_which_passes_are_small_is_measured_once_on_each_cpu_and_kept_beside_the_graphs(
     tmp_path, monkeypatch
 ):
     """A first start (graphs built into a writable cache) times both kernels at MEASURED_SIZES rows and
     keeps the answer beside the graphs; later starts read it; a read-only cache measured on another CPU
     (an image run elsewhere) keeps SMALL_PASS without measuring; a size given is used as given."""
+    monkeypatch.setattr(ort_engine, "host_busy", lambda: None)  # however busy the machine running the tests
     cache = tmp_path / "cache"
     first = OrtEngine.from_checkpoint(DEFAULT_CHECKPOINT, max_batch=6, cache=cache)
     record = ort_engine.small_pass_record(cached_graphs(DEFAULT_CHECKPOINT, KERNELS, cache))
@@ -244,6 +268,8 @@ def test_which_passes_are_small_is_measured_once_on_each_cpu_and_kept_beside_the
     leading = (faster + [False]).index(False)
     assert timed == sizes[: leading + 1] or (timed == sizes and all(faster))
     assert kept["small_pass"] == first.small_pass == ([0, *timed][leading])
+    # a CPU where MatMulNBits wins no size keeps no session of it (~30 MB)
+    assert sorted(first.sessions) == (["dq"] if first.small_pass == 0 else ["dq", "nbits"])
     assert all(first.position(s) == 0 for s in range(6))  # the slots it measured on are empty again
     assert first._bindings == {}  # nor does it keep the passes' buffers
 
@@ -256,7 +282,7 @@ def test_which_passes_are_small_is_measured_once_on_each_cpu_and_kept_beside_the
     runs = _Runs(again)
     again.prefill(0, [5, 6])
     again.decode([0], [7])
-    assert again.small_pass == 0 and runs.counts == {"dq": 2, "nbits": 0}
+    assert again.small_pass == 0 and runs.counts == {"dq": 2}  # no MatMulNBits session was even loaded
     assert (
         OrtEngine.from_checkpoint(DEFAULT_CHECKPOINT, max_batch=6, cache=cache, small_pass=2).small_pass == 2
     )
@@ -267,7 +293,8 @@ def test_which_passes_are_small_is_measured_once_on_each_cpu_and_kept_beside_the
     assert elsewhere.small_pass == SMALL_PASS and sorted(cache.glob("*.json")) == [record]
 
 
-def test_an_unreadable_measurement_is_measured_again(tmp_path):
+def test_an_unreadable_measurement_is_measured_again(tmp_path, monkeypatch):
+    monkeypatch.setattr(ort_engine, "host_busy", lambda: None)
     cache = tmp_path / "cache"
     OrtEngine.from_checkpoint(DEFAULT_CHECKPOINT, max_batch=4, cache=cache)
     record = ort_engine.small_pass_record(cached_graphs(DEFAULT_CHECKPOINT, KERNELS, cache))
@@ -360,9 +387,32 @@ def test_without_a_writable_cache_the_graph_goes_to_the_temp_folder_or_memory(tm
     assert isinstance(in_memory["nbits"], bytes) and len(in_memory["nbits"]) > 30_000_000
 
 
-def test_the_build_command_fills_a_cache_that_the_engine_then_reads(tmp_path, capsys):
+def test_a_timing_taken_on_a_busy_host_is_used_but_not_kept(tmp_path, monkeypatch, caplog):
+    """Kernels timed while other work keeps the host busy can rank them wrongly for good: the start uses
+    the measurement, keeps no record and says why; the next start on a quiet host measures and keeps it."""
+    loads = iter([(3.9, 3.0, 2.5), (0.2, 0.3, 0.4)])
+    monkeypatch.setattr(os, "getloadavg", lambda: next(loads))
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    cache = tmp_path / "cache"
+    with caplog.at_level("WARNING", logger=ort_engine.log.name):
+        busy = OrtEngine.from_checkpoint(DEFAULT_CHECKPOINT, max_batch=4, cache=cache)
+    record = ort_engine.small_pass_record(cached_graphs(DEFAULT_CHECKPOINT, KERNELS, cache))
+    assert record is not None and not record.exists()
+    assert busy.small_pass in range(5) and "a load average of 3.9 on 2 CPUs" in caplog.text
+    quiet = OrtEngine.from_checkpoint(DEFAULT_CHECKPOINT, max_batch=4, cache=cache)
+    assert ort_engine.read_small_pass(record) == quiet.small_pass
+    monkeypatch.setattr(os, "getloadavg", lambda: (1.5, 0.0, 0.0))
+    assert ort_engine.host_busy() == "a load average of 1.5 on 2 CPUs"  # BUSY_LOAD of 2 CPUs
+    monkeypatch.setattr(os, "getloadavg", lambda: (1.4, 9.0, 9.0))
+    assert ort_engine.host_busy() is None  # the last minute's load, not the last 5 or 15
+    monkeypatch.setattr(os, "getloadavg", lambda: (_ for _ in ()).throw(OSError("unavailable")))
+    assert ort_engine.host_busy() is None
+
+
+def test_the_build_command_fills_a_cache_that_the_engine_then_reads(tmp_path, capsys, monkeypatch):
     """Both graphs and this CPU's measured small-pass size, each file printed, readable by the service's
     own user (the image builds them as root)."""
+    monkeypatch.setattr(ort_engine, "host_busy", lambda: None)
     main(["--build", str(DEFAULT_CHECKPOINT), "--cache", str(tmp_path)])
     printed = [Path(p) for p in capsys.readouterr().out.split()]
     assert sorted(p.name for p in printed) == sorted(p.name for p in tmp_path.iterdir())
