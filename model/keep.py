@@ -2,7 +2,7 @@
 checkpoint's predictions (its whole distribution at every assistant token) instead of their own tokens.
 
 Why: on this corpus every CPU fine-tuning run bought the generated skills at the price of the human
-dialogue (README, runs 9-13): the starting checkpoint has seen chitchat many times, so more passes over
+dialogue (docs/training-runs.md, runs 9-13): the starting checkpoint has seen chitchat many times, so more passes over
 its rows memorise them, and its held-out loss rises. A kept row instead pulls the model back to what
 the start predicted there (knowledge distillation from a frozen copy, the "learning without forgetting"
 regulariser), so the rest of the mix can move the shared weights without dragging the kept sources.
