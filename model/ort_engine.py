@@ -586,7 +586,9 @@ class OrtEngine(Slots):
         record = small_pass_record(graphs)
         if small_pass is None and record is not None:
             small_pass = read_small_pass(record)
-        if small_pass == 0:  # DynamicQuantizeMatMul takes every pass: no MatMulNBits session (~30 MB)
+        if (
+            small_pass == 0 and len(graphs) > 1
+        ):  # DynamicQuantizeMatMul takes every pass: no MatMulNBits session
             graphs = {"dq": graphs["dq"]}
         engine = cls(
             graphs,

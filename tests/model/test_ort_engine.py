@@ -243,6 +243,11 @@ def test_a_dropped_kernel_leaves_every_pass_to_the_other(tmp_path, engines):
     for kernel in ("dq", "nbits"):
         with pytest.raises(ValueError):
             engine.drop(kernel)
+    # a size of 0 asked of an engine of MatMulNBits alone keeps it: its one session takes every pass
+    alone = OrtEngine.from_checkpoint(
+        DEFAULT_CHECKPOINT, max_batch=1, cache=tmp_path, matmul="nbits", small_pass=0
+    )
+    assert list(alone.sessions) == ["nbits"] and alone.kernel(1) == "nbits"
 
 
 def test_which_passes_are_small_is_measured_once_on_each_cpu_and_kept_beside_the_graphs(
