@@ -586,9 +586,8 @@ class OrtEngine(Slots):
         record = small_pass_record(graphs)
         if small_pass is None and record is not None:
             small_pass = read_small_pass(record)
-        if (
-            small_pass == 0 and len(graphs) > 1
-        ):  # DynamicQuantizeMatMul takes every pass: no MatMulNBits session
+        # DynamicQuantizeMatMul takes every pass: no MatMulNBits session (~30 MB)
+        if small_pass == 0 and len(graphs) > 1:
             graphs = {"dq": graphs["dq"]}
         engine = cls(
             graphs,
