@@ -5,7 +5,7 @@ import { useEffect, useState } from "react";
 
 import { apiJson } from "@/lib/api";
 import { goToLogin, readSession } from "@/lib/session";
-import { type Training, trainedCorpus, trainingStages } from "@/lib/training";
+import { formatNumber, type Training, trainedCorpus, trainingStages } from "@/lib/training";
 
 // GET /api/model: the checkpoint's config.json (model/checkpoint.py), read as a page people read.
 interface Measure {
@@ -48,7 +48,7 @@ interface Card {
   serving?: { engine?: string; threads?: number; max_batch?: number; load_seconds?: number };
 }
 
-const num = (x: number | undefined, digits = 2) => (x === undefined ? "—" : x.toLocaleString("en", { maximumFractionDigits: digits }));
+const num = formatNumber;
 const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
 const th = "px-2 py-1.5 font-medium text-zinc-500";
 const td = "px-2 py-1.5 tabular-nums";

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 
-import { trainedCorpus, trainingStages } from "./training";
+import { formatNumber, trainedCorpus, trainingStages } from "./training";
 
 describe("trainingStages", () => {
   it("lists a single run's stages by name", () => {
@@ -38,5 +38,15 @@ describe("trainedCorpus", () => {
   it("is empty without a record, and a user file's stage (no corpus) is skipped", () => {
     expect(trainedCorpus(undefined)).toEqual({ sources: {}, earlier: [] });
     expect(trainedCorpus({ pretrain: { corpus: { sources: { a: 1 } } }, sft: {} })).toEqual({ sources: { a: 1 }, earlier: [] });
+  });
+});
+
+describe("formatNumber", () => {
+  it("formats a number and shows a dash for a missing or null one", () => {
+    expect(formatNumber(1437696, 0)).toBe("1,437,696");
+    expect(formatNumber(3.85549, 3)).toBe("3.855");
+    expect(formatNumber(undefined)).toBe("—");
+    expect(formatNumber(null)).toBe("—"); // an average's stage records val_loss: null; it broke the model page
+    expect(formatNumber(Number.NaN)).toBe("—");
   });
 });

@@ -7,7 +7,7 @@ export interface Stage {
   device?: string;
   recipe?: string;
   warm_start?: string | null;
-  val_loss?: number;
+  val_loss?: number | null; // null: a stage with no loss of its own (an average)
   autocast?: string;
 }
 
@@ -38,4 +38,10 @@ export function trainedCorpus<S>(data: DataRecord<S> | undefined): { sources: Re
   const sources = corpora.at(-1) ?? {};
   const earlier = [...new Set(corpora.slice(0, -1).flatMap((c) => Object.keys(c)))].filter((n) => !(n in sources));
   return { sources, earlier };
+}
+
+/** A number of the card, or "—" where the record has none: a field left out, or null (a stage without a
+ * loss of its own, such as an average of two checkpoints, records val_loss: null). */
+export function formatNumber(x: number | null | undefined, digits = 2): string {
+  return x == null || Number.isNaN(x) ? "—" : x.toLocaleString("en", { maximumFractionDigits: digits });
 }
