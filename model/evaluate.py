@@ -256,7 +256,8 @@ def evaluate(
         asked = sum(len(v) for v in marks.values())
         return {
             "prompts": asked,
-            "share": round(sum(sum(v) for v in marks.values()) / max(asked, 1), 4),
+            # no turns asked (--repeat-prompts 0) is no share, not 0% of none
+            "share": round(sum(sum(v) for v in marks.values()) / asked, 4) if asked else None,
             "per_source": {k: round(sum(v) / len(v), 4) for k, v in marks.items() if v},
         }
 
@@ -517,10 +518,8 @@ def report_card(config: dict[str, Any]) -> str:
         if unguarded := best.get("unguarded"):
             alone = unguarded["held_out_without_repeats"]
             per = ", ".join(f"{k} {v:.0%}" for k, v in alone["per_source"].items())
-            note += (
-                f" The model alone, without the guard: {unguarded['samples_without_repeats']:.0%} of the samples "
-                f"and {alone['share']:.1%} of the held-out turns ({per})."
-            )
+            turns = f" and {alone['share']:.1%} of the held-out turns ({per})" if alone["prompts"] else ""
+            note += f" The model alone, without the guard: {unguarded['samples_without_repeats']:.0%} of the samples{turns}."
         lines += ["", f"({'int8' if int8 else 'fp32'} weights, temperature 0.){note}"]
     return "\n".join(lines) + "\n"
 

@@ -243,10 +243,13 @@ def test_a_loss_only_evaluation_asks_no_questions_and_the_card_still_builds(
     assert scores["skills"] is None and scores["val_loss"]["chat"] > 0
     assert scores["held_out_without_repeats"]["prompts"] == 0
     assert scores["held_out_without_repeats"]["per_source"] == {}
+    assert scores["held_out_without_repeats"]["share"] is None  # none asked: no share, not 0% of none
+    assert scores["unguarded"]["held_out_without_repeats"]["share"] is None
     config = json.loads((tmp_path / "fp32" / "config.json").read_text())
     config["scores"] = {"fp32": scores}
     card = report_card(config)
     assert "| chat | " in card and "held-out user turns" not in card  # no share of nothing
+    assert "of the held-out turns" not in card
 
 
 def test_the_served_loss_feeds_one_token_a_pass_and_equals_the_whole_row_loss(
