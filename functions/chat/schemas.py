@@ -2,12 +2,20 @@
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 from pydantic.json_schema import JsonDict
 
 from model.sampling import SamplingParams
 from model.tokenizer import ANSWER_RESERVE
-from shared.schemas import JSON_NUMBER, UNICODE, JsonFloat, JsonInt, MessageId, Text
+from shared.schemas import (
+    JSON_NUMBER,
+    NOT_BLANK,
+    STORABLE,
+    UNICODE,
+    JsonFloat,
+    JsonInt,
+    MessageId,
+)
 from shared.settings import get_settings
 
 # The largest context window a served model may have: the bounds of the request bodies below, which the
@@ -18,6 +26,24 @@ MAX_WINDOW = 384
 # validator that compares as floats and the server, which compares as integers, agree at the bound
 MAX_SEED = 2**53 - 1
 MAX_MESSAGE_CHARS = 4000
+
+
+def _not_blank(value: str) -> str:
+    """Refuses a message of spaces alone: nothing to answer, and a conversation titled with nothing. Kept as
+    typed otherwise (the spaces inside and around it are the user's)."""
+    if not value.strip():
+        raise ValueError("Message must not be empty: it has no character that is not a space")
+    return value
+
+
+# the limits checked on the string before the validators after it: pydantic words them for a string then
+# ("at most 4000 characters"); on `Text | None` they read "at most 4000 items after validation"
+UserText = Annotated[
+    str,
+    Field(min_length=1, max_length=MAX_MESSAGE_CHARS, json_schema_extra=NOT_BLANK),
+    STORABLE,
+    AfterValidator(_not_blank),
+]
 
 
 class Sampling(BaseModel):
@@ -62,9 +88,7 @@ class ChatCreate(Sampling):
     conversation_id: Annotated[int, Field(strict=False, ge=1, le=2_147_483_647), JSON_NUMBER] | None = Field(
         default=None, description="null starts a new one"
     )
-    message: Text | None = Field(
-        default=None, min_length=1, max_length=MAX_MESSAGE_CHARS, description="the new user message"
-    )
+    message: UserText | None = Field(default=None, description="the new user message")
     parent_id: MessageId | None = Field(
         default=None,
         description="the message the new one follows; left out: the end of the active branch; null: the "

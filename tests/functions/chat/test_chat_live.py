@@ -214,6 +214,8 @@ def test_message_too_long_for_the_window_is_refused_and_nothing_saved(live_serve
     "body",
     [
         {"message": ""},
+        {"message": "   "},
+        {"message": "\n\t\u3000"},
         {"message": "x" * 4001},
         {"message": "hi", "temperature": 2.5},
         {"message": "hi", "top_p": 0},
@@ -234,6 +236,22 @@ def test_out_of_range_chat_requests_are_422_before_streaming(live_server: LiveSe
     headers = register_http(live_server.url)
     response = chat_error(live_server, headers, **body)
     assert response.status_code == 422 and response.json()["error"]["code"] == "validation_error"
+
+
+def test_a_blank_or_long_message_is_refused_in_words_a_user_reads_and_nothing_saved(
+    live_server: LiveServer,
+) -> None:
+    headers = register_http(live_server.url)
+    fields = {
+        message: chat_error(live_server, headers, message=message).json()["error"]["fields"]["message"]
+        for message in ("", "  \n ", "x" * 4001)
+    }
+    assert fields == {
+        "": "String should have at least 1 character",
+        "  \n ": "Message must not be empty: it has no character that is not a space",
+        "x" * 4001: "String should have at most 4000 characters",
+    }
+    assert httpx.get(f"{live_server.url}/api/conversations", headers=headers).json()["total"] == 0
 
 
 def test_default_model_answers_a_greeting(live_server: LiveServer) -> None:
