@@ -61,7 +61,7 @@ class StopText:
 def _prompt(model: ChatModel, body: CompletionCreate) -> tuple[Prompt, SamplingParams]:
     """The prompt and sampling of a request: a bad request (400) answers before anything is counted."""
     params = sampling_params(body)
-    messages = [m.model_dump() for m in body.messages]
+    messages = [m.turn() for m in body.messages]
     try:
         prompt = fit_prompt(model.tokenizer, messages, model.block_size, params.max_new_tokens)
     except PromptTooLong as exc:

@@ -1,8 +1,8 @@
 """Bodies of the chat routes. The limits live here, so out-of-range input is a 422 before anything streams."""
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, cast
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
 from pydantic.json_schema import JsonDict
 
 from model.sampling import SamplingParams
@@ -116,11 +116,70 @@ class ChatCreate(Sampling):
         return "parent_id" in self.model_fields_set, self.parent_id
 
 
+OPENAI_CONTENT_CHARS = MAX_MESSAGE_CHARS * 4
+
+
+def _text_part_schema(schema: JsonDict) -> None:
+    properties = cast(JsonDict, schema["properties"])
+    properties["type"] = {"const": "text", "type": "string"}
+    properties["text"] = {"type": "string", "maxLength": OPENAI_CONTENT_CHARS}
+    schema["required"] = ["type", "text"]
+
+
+class ContentPart(BaseModel):
+    """One part of a message's content in OpenAI's array form (`[{"type": "text", "text": "..."}]`, which
+    the official SDKs, LangChain and many chat UIs send). SLM reads text: any other part (an image, audio,
+    a file) is refused by name rather than dropped, so nobody believes the model saw it."""
+
+    # the schema states what is accepted, a text part (the validator below words the refusal of the rest)
+    model_config = ConfigDict(extra="allow", strict=True, json_schema_extra=_text_part_schema)
+
+    type: Annotated[str, UNICODE] = Field(max_length=100)
+    text: Annotated[str, Field(max_length=OPENAI_CONTENT_CHARS), UNICODE] | None = None
+
+    @model_validator(mode="after")
+    def _text_only(self) -> "ContentPart":
+        if self.type != "text":
+            raise ValueError(f"SLM reads text only: a content part of type {self.type!r} cannot be used")
+        if self.text is None:
+            raise ValueError("a content part of type 'text' needs its text")
+        return self
+
+
+def _content_kind(value: Any) -> str | None:
+    return "text" if isinstance(value, str) else "parts" if isinstance(value, list) else None
+
+
+# a string, or a list of parts: told apart by the value's type, so that an error names the one form sent
+Content = Annotated[
+    Annotated[Annotated[str, Field(max_length=OPENAI_CONTENT_CHARS), UNICODE], Tag("text")]
+    | Annotated[Annotated[list[ContentPart], Field(min_length=1, max_length=100)], Tag("parts")],
+    Discriminator(
+        _content_kind,
+        custom_error_type="content_type",
+        custom_error_message="content must be a string or a list of content parts",
+    ),
+]
+
+
 class OpenAIMessage(BaseModel):
     model_config = ConfigDict(strict=True)
 
-    role: Literal["system", "user", "assistant"]
-    content: Annotated[str, UNICODE] = Field(max_length=MAX_MESSAGE_CHARS * 4)
+    # "developer" is what OpenAI's newer clients send in place of "system": read as the system message
+    role: Literal["system", "developer", "user", "assistant"]
+    content: Content
+
+    @property
+    def text(self) -> str:
+        """The content as one string: the text parts joined by newlines, as other OpenAI-compatible
+        servers join them."""
+        if isinstance(self.content, str):
+            return self.content
+        return "\n".join(part.text or "" for part in self.content)
+
+    def turn(self) -> dict[str, str]:
+        """The message as the chat format takes it (model.tokenizer.fit_prompt)."""
+        return {"role": "system" if self.role == "developer" else self.role, "content": self.text}
 
 
 Stop = Annotated[str, Field(min_length=1, max_length=100), UNICODE]

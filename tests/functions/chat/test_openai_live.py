@@ -118,3 +118,39 @@ def test_top_k_stop_and_usage_are_honoured(client: openai.OpenAI) -> None:
     last = chunks[-1]  # OpenAI's usage chunk: no choices
     assert last.choices == [] and last.usage.prompt_tokens > 0 and last.usage.completion_tokens >= 1
     assert all(c.usage is None for c in chunks[:-1])
+
+
+def test_content_as_a_list_of_text_parts_is_read_as_the_same_text(client: openai.OpenAI) -> None:
+    """OpenAI's array form of content, which the SDKs, LangChain and chat UIs send: text parts are the
+    message's text joined by newlines, so the greedy answer is the one the string form gets."""
+    model = client.models.list().data[0].id
+
+    def answer(content: str | list[dict[str, str]], role: str = "system") -> str:
+        messages = [{"role": role, "content": "Answer briefly."}, {"role": "user", "content": content}]
+        completion = client.chat.completions.create(
+            model=model, messages=messages, temperature=0, max_tokens=16
+        )
+        return completion.choices[0].message.content
+
+    as_string = answer("What is 12 plus 7?\nPlease.")
+    assert as_string.strip()
+    parts = [{"type": "text", "text": "What is 12 plus 7?"}, {"type": "text", "text": "Please."}]
+    assert answer(parts) == as_string
+    assert answer("What is 12 plus 7?\nPlease.", role="developer") == as_string  # newer clients' system
+
+
+def test_a_part_the_model_cannot_read_is_refused_by_name(live_server: LiveServer) -> None:
+    headers = register_http(live_server.url)
+    image = {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}
+    for content, field, words in [
+        ([{"type": "text", "text": "What is this?"}, image], "messages.0.content.parts.1", "'image_url'"),
+        ([], "messages.0.content.parts", "at least 1 item"),
+        (7, "messages.0.content", "a string or a list of content parts"),
+    ]:
+        response = httpx.post(
+            f"{live_server.url}/v1/chat/completions",
+            json={"model": "slm", "messages": [{"role": "user", "content": content}]},
+            headers=headers,
+        )
+        assert response.status_code == 422, response.text
+        assert words in response.json()["error"]["fields"][field]
