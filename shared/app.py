@@ -171,6 +171,10 @@ def create_app(title: str, components: Sequence[Component]) -> FastAPI:
             body.update(error_body("not_ready", f"Not ready: {failing}"))
         return JSONResponse(body, status_code=200 if ok else 503)
 
+    # uptime monitors often ask with HEAD: the same checks and status, no body (left out of the schema, so
+    # the route table that nginx and template.yaml follow is unchanged)
+    app.add_api_route("/api/health", read_health, methods=["HEAD"], include_in_schema=False)
+
     if settings.cors_origin:
         app.add_middleware(
             CORSMiddleware,

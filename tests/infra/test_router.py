@@ -38,6 +38,9 @@ def test_health_reports_the_database_and_the_model(client: TestClient) -> None:
         time.sleep(0.2)
     assert response.status_code == 200
     assert response.json()["checks"] == {"database": "ok", "model": "ready"}
+    # an uptime monitor's HEAD: the same status, no body (the catch-all for pages used to answer it 404)
+    head = client.head("/api/health")
+    assert (head.status_code, head.content) == (200, b"")
 
 
 def test_health_is_503_when_the_database_is_unreachable(monkeypatch, tmp_path: Path) -> None:
@@ -51,6 +54,7 @@ def test_health_is_503_when_the_database_is_unreachable(monkeypatch, tmp_path: P
     try:
         with TestClient(create_app("probe", [])) as probe:
             response = probe.get("/api/health")
+            assert probe.head("/api/health").status_code == 503
         assert response.status_code == 503
         body = response.json()
         assert body["status"] == "unavailable" and body["error"]["code"] == "not_ready"
