@@ -40,6 +40,10 @@ class Tokenizer:
         hf.encode_special_tokens = True  # specials typed in text are split like any other text
         self._hf = hf
         self.vocab_size: int = hf.get_vocab_size()
+        # the most bytes one token of plain text covers (a byte-level token's string has one character per
+        # byte): a text of n characters is at least n / this many tokens (see fit_prompt)
+        specials = len(SPECIAL_TOKENS)
+        self.max_token_bytes: int = max(len(t) for t, i in hf.get_vocab().items() if i >= specials)
         self.user_id, self.assistant_id, self.eos_id, self.pad_id = USER_ID, ASSISTANT_ID, EOS_ID, PAD_ID
 
     @classmethod
@@ -180,29 +184,47 @@ class Prompt:
     limit: int  # the tokens it could take
 
 
+def _count_within(tok: Tokenizer, message: Mapping[str, str], limit: int) -> int:
+    """message_token_count, or a lower bound above `limit` for a text too long to fit in it at all, found
+    without tokenizing it (each token covers at most tok.max_token_bytes characters)."""
+    content = message.get("content")
+    if isinstance(content, str) and len(content) > (limit + 1) * tok.max_token_bytes:
+        return len(content) // tok.max_token_bytes
+    return message_token_count(tok, message)
+
+
 def fit_prompt(
     tok: Tokenizer, messages: Sequence[Mapping[str, str]], block_size: int, max_new_tokens: int
 ) -> Prompt:
     """The prompt for an answer of up to max_new_tokens in a block_size window: the newest whole turns
     (each starting at a user message) whose render_prompt fits in prompt_limit, keeping a leading
     system message while it fits. The one place a prompt is fitted: the terminal chat, /api/chat and
-    /v1 call it. PromptTooLong when not even the last user turn fits."""
+    /v1 call it. PromptTooLong when not even the last user turn fits.
+
+    The messages are counted from the newest back, and only until the window is full: a long history (an
+    OpenAI-compatible client sends the whole conversation each time) costs what its newest turns cost."""
     limit = prompt_limit(block_size, max_new_tokens)
-    counts = [message_token_count(tok, m) for m in messages]
     pinned = 1 if messages and messages[0].get("role") == "system" else 0
-    starts = [i for i in range(pinned, len(messages)) if messages[i].get("role") == "user"]
-    for keep_system in (True, False) if pinned else (False,):
-        for start in starts:
-            head = list(messages[:pinned]) if keep_system else []
-            total = sum(counts[start:]) + (counts[0] if keep_system else 0) + 1  # + <|assistant|>
-            if total <= limit:
-                kept = head + list(messages[start:])
-                return Prompt(
-                    ids=render_prompt(tok, kept), messages=kept, dropped=start - len(head), limit=limit
-                )
-    if not starts:
+    if not any(m.get("role") == "user" for m in messages[pinned:]):
         raise ValueError("the messages hold no user message to answer")
-    raise PromptTooLong(counts[-1], limit - 1)
+    system = _count_within(tok, messages[0], limit) if pinned else 0
+    newest = message_token_count(tok, messages[-1])  # exact: the error below reports it
+    total, with_system, alone = 0, None, None  # the oldest turn start that fits, with and without it
+    for i in range(len(messages) - 1, pinned - 1, -1):
+        total += newest if i == len(messages) - 1 else _count_within(tok, messages[i], limit)
+        if total + 1 > limit:  # + <|assistant|>; an older start only adds to it
+            break
+        if messages[i].get("role") == "user":
+            alone = i
+            if pinned and total + system + 1 <= limit:
+                with_system = i
+    if with_system is not None:
+        kept = [messages[0], *messages[with_system:]]
+        return Prompt(ids=render_prompt(tok, kept), messages=kept, dropped=with_system - 1, limit=limit)
+    if alone is not None:
+        kept = list(messages[alone:])
+        return Prompt(ids=render_prompt(tok, kept), messages=kept, dropped=alone, limit=limit)
+    raise PromptTooLong(newest, limit - 1)
 
 
 class TextStreamer:

@@ -190,3 +190,26 @@ def test_a_message_that_alone_does_not_fit_is_refused_with_its_size(tokenizer):
         fit(tokenizer, [long], 5)
     assert info.value.tokens == message_token_count(tokenizer, long) and info.value.limit == 4
     assert "Shorten it" in str(info.value)
+
+
+def test_fit_prompt_counts_a_long_history_from_the_newest_back(tokenizer, monkeypatch):
+    """An OpenAI-compatible client resends the whole conversation: only the newest messages are tokenized,
+    until the window is full, and a message too long to fit at all is not tokenized."""
+    from model import tokenizer as module
+
+    msgs = [*_turns(5000), {"role": "user", "content": "last"}]
+    expected = fit(tokenizer, msgs[-7:], 60)  # the same newest turns, from a short history
+    counted = []
+    real = module.message_token_count
+    monkeypatch.setattr(module, "message_token_count", lambda tok, m: counted.append(m) or real(tok, m))
+    prompt = fit(tokenizer, msgs, 60)
+    assert (prompt.messages, prompt.ids) == (expected.messages, expected.ids)
+    assert prompt.dropped == len(msgs) - len(prompt.messages)
+    assert 0 < len(counted) < 20  # of 10,001 messages
+
+    huge = {"role": "user", "content": "word " * 100_000}  # ~500,000 characters, far past 60 tokens
+    encoded = []
+    monkeypatch.setattr(tokenizer, "encode", lambda text: encoded.append(len(text)) or real_encode(text))
+    real_encode = Tokenizer.encode.__get__(tokenizer)
+    prompt = fit(tokenizer, [*msgs[:4], huge, *msgs[-5:]], 60)
+    assert prompt.messages == msgs[-5:] and max(encoded) < 1000  # the huge one was skipped, never encoded
