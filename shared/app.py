@@ -6,7 +6,7 @@ the same components make a function's own app and the local router's combined ap
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,20 +32,24 @@ class Component:
     # Readiness: a name and an async check returning (ok, detail) for /api/health.
     checks: dict[str, Callable[[], Awaitable[tuple[bool, str]]]] = field(default_factory=dict)
     middleware: Sequence[Callable[[ASGIApp], ASGIApp]] = ()  # pure ASGI middleware around the app
+    # request paths allowed a larger body than SLM_MAX_BODY_BYTES, with their limit in bytes
+    body_limits: Mapping[str, int] = field(default_factory=dict)
 
 
 class BodyLimitMiddleware:
-    """Refuses a request body over `max_bytes` with 413, declared (Content-Length) or streamed (chunked)."""
+    """Refuses a request body over `max_bytes` with 413, declared (Content-Length) or streamed (chunked);
+    a path in `paths` has its own limit instead."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
-        self.app, self.max_bytes = app, max_bytes
+    def __init__(self, app: ASGIApp, max_bytes: int, paths: Mapping[str, int] | None = None) -> None:
+        self.app, self.max_bytes, self.paths = app, max_bytes, dict(paths or {})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
+        limit = self.paths.get(scope["path"], self.max_bytes)
         declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
-            return await self._refuse(scope, receive, send)
+        if declared is not None and (not declared.isdigit() or int(declared) > limit):
+            return await self._refuse(scope, receive, send, limit)
         if declared is not None:  # within the limit, and the server enforces the declared length
             return await self.app(scope, receive, send)
         # Streamed (chunked) body: read it up to the limit before the app sees it, then replay it.
@@ -57,13 +61,13 @@ class BodyLimitMiddleware:
             chunks.append(message.get("body", b""))
             size += len(chunks[-1])
             more = message.get("more_body", False)
-            if size > self.max_bytes:
-                return await self._refuse(scope, receive, send)
+            if size > limit:
+                return await self._refuse(scope, receive, send, limit)
         body = {"type": "http.request", "body": b"".join(chunks), "more_body": False}
         await self.app(scope, _replay([body], receive), send)
 
-    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
-        body = error_body("payload_too_large", f"Request body is larger than {self.max_bytes} bytes")
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send, limit: int) -> None:
+        body = error_body("payload_too_large", f"Request body is larger than {limit} bytes")
         await JSONResponse(body, status_code=413)(scope, receive, send)
 
 
@@ -188,7 +192,8 @@ def create_app(title: str, components: Sequence[Component]) -> FastAPI:
     for component in components:
         for middleware in component.middleware:
             app.add_middleware(middleware)
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    body_limits = {path: n for component in components for path, n in component.body_limits.items()}
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes, paths=body_limits)
     app.add_middleware(SecurityHeadersMiddleware)  # outermost: every answer, errors included
     return app
 

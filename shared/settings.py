@@ -32,6 +32,9 @@ class Settings(BaseSettings):
     cors_origin: str | None = None  # the one allowed browser origin when the frontend lives elsewhere
     migrate_on_start: bool = True
     max_body_bytes: int = Field(default=64 * 1024, gt=0)
+    # POST /v1/chat/completions: OpenAI-compatible UIs send the whole conversation with every message, so a
+    # long chat outgrows max_body_bytes while the prompt keeps only its newest turns (nginx allows 1m)
+    openai_max_body_bytes: int = Field(default=1024 * 1024, gt=0)
     # Password checks (login, password change, account deletion) follow OWASP's device cookies: a browser
     # that has logged in to the account (a signed device token) has login_max_failures_per_account failed
     # checks per window of its own; any other client has that many per (account, client address), and all

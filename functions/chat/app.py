@@ -203,6 +203,7 @@ component = Component(
     shutdown=holder.stop,
     checks={"model": holder.health},
     middleware=[metrics.RequestMetrics, arrivals.CountArrivals],
+    body_limits={"/v1/chat/completions": get_settings().openai_max_body_bytes},
 )
 app = create_app("chat", [component])
 coldstart.resume()

@@ -8,9 +8,9 @@ import threading
 import time
 import uuid
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Path
 from fastapi.responses import StreamingResponse
 
 from functions.chat import arrivals, metrics, rows
@@ -21,7 +21,7 @@ from model.sampling import SamplingParams
 from model.tokenizer import Prompt, PromptTooLong, TextStreamer, fit_prompt
 from shared import ratelimit
 from shared.deps import ApiUser, SessionDep, SettingsDep
-from shared.errors import APIError, error_responses
+from shared.errors import APIError, error_responses, not_found
 
 router = APIRouter(prefix="/v1", tags=["openai"], responses=error_responses(401))
 FINISH = {"eos": "stop", "length": "length", "stopped": "stop"}
@@ -31,12 +31,23 @@ def model_id(model: ChatModel) -> str:
     return str(model.config.get("name") or "slm")
 
 
+def model_entry(model: ChatModel) -> dict[str, Any]:
+    return {"id": model_id(model), "object": "model", "created": 0, "owned_by": "slm"}
+
+
 @router.get("/models")
 async def list_models(user: ApiUser, model: LoadedModel) -> dict[str, Any]:
-    return {
-        "object": "list",
-        "data": [{"id": model_id(model), "object": "model", "created": 0, "owned_by": "slm"}],
-    }
+    return {"object": "list", "data": [model_entry(model)]}
+
+
+@router.get("/models/{model_name}", responses=error_responses(404))
+async def read_model_entry(
+    model_name: Annotated[str, Path(max_length=200)], user: ApiUser, model: LoadedModel
+) -> dict[str, Any]:
+    """One model, as `client.models.retrieve(...)` asks for it: the served model's id, else a 404."""
+    if model_name != model_id(model):
+        raise not_found("Model")
+    return model_entry(model)
 
 
 class StopText:

@@ -2,7 +2,16 @@
 
 from typing import Annotated, Any, Literal, cast
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    model_validator,
+)
 from pydantic.json_schema import JsonDict
 
 from model.sampling import SamplingParams
@@ -183,6 +192,18 @@ class OpenAIMessage(BaseModel):
 
 
 Stop = Annotated[str, Field(min_length=1, max_length=100), UNICODE]
+# a string or a list of strings, told apart by the value's type (an error then names the form sent)
+StopField = (
+    Annotated[
+        Annotated[Stop, Tag("string")] | Annotated[Annotated[list[Stop], Field(max_length=4)], Tag("list")],
+        Discriminator(
+            lambda value: "string" if isinstance(value, str) else "list" if isinstance(value, list) else None,
+            custom_error_type="stop_type",
+            custom_error_message="stop must be a string or a list of up to 4 strings",
+        ),
+    ]
+    | None
+)
 
 
 class StreamOptions(BaseModel):
@@ -191,29 +212,87 @@ class StreamOptions(BaseModel):
     include_usage: bool = Field(default=False, description="a last chunk with usage, and no choices")
 
 
+def _or_null(schema: JsonDict) -> None:
+    """A field's schema that also takes null (CompletionCreate reads null as the field's default)."""
+    kept = {key: schema.pop(key) for key in ("default", "title", "description") if key in schema}
+    one = dict(schema)
+    schema.clear()
+    schema.update(anyOf=[one, {"type": "null"}], **kept)
+
+
+# The answer's length in tokens: any positive number a client sends (many send 1024 or 4096 whatever the
+# model), the answer kept within the model's window as it is anyway (sampling_params)
+MaxTokens = Annotated[int, Field(strict=False, ge=1, le=2**31 - 1), JSON_NUMBER] | None
+# the fields OpenAI's clients may send as null (openai-python sends `temperature=None` as null): the default
+NULL_IS_DEFAULT = ("stream", "temperature", "top_p", "n", "top_k")
+
+
+def _no_forced_tool(value: Any) -> Any:
+    if value == "required" or isinstance(value, dict):
+        raise ValueError("SLM cannot call tools: it answers in text (send tool_choice 'auto' or 'none')")
+    return value
+
+
+class ResponseFormat(BaseModel):
+    model_config = ConfigDict(extra="allow", strict=True)
+
+    type: Literal["text"]
+
+
+def _text_format(value: Any) -> Any:
+    if isinstance(value, dict) and value.get("type") in ("json_object", "json_schema"):
+        raise ValueError(f"SLM cannot promise {value['type']} output: it answers in free text")
+    return value
+
+
+def _no_logprobs(value: Any) -> Any:
+    if value is True:
+        raise ValueError("SLM does not return log probabilities")
+    return value
+
+
 class CompletionCreate(BaseModel):
     """OpenAI's chat.completions request; fields SLM has no use for are accepted and ignored."""
 
     model_config = ConfigDict(extra="allow", strict=True)
 
     model: Annotated[str, UNICODE] = Field(max_length=200)
-    messages: list[OpenAIMessage] = Field(min_length=1, max_length=200)
-    stream: bool = False
-    temperature: JsonFloat = Field(default=0.8, ge=0, le=2)
-    top_p: JsonFloat = Field(default=0.95, gt=0, le=1)
-    max_tokens: Annotated[int, Field(strict=False, ge=1, le=MAX_WINDOW - 1), JSON_NUMBER] | None = None
-    max_completion_tokens: (
-        Annotated[int, Field(strict=False, ge=1, le=MAX_WINDOW - 1), JSON_NUMBER] | None
-    ) = None
+    # a long chat's whole history (OpenAI-compatible UIs resend it every time): the prompt keeps the newest
+    # turns that fit, counted from the newest back (model.tokenizer.fit_prompt)
+    messages: list[OpenAIMessage] = Field(min_length=1, max_length=10_000)
+    stream: bool = Field(default=False, json_schema_extra=_or_null)
+    temperature: JsonFloat = Field(default=0.8, ge=0, le=2, json_schema_extra=_or_null)
+    top_p: JsonFloat = Field(default=0.95, gt=0, le=1, json_schema_extra=_or_null)
+    max_tokens: MaxTokens = None
+    max_completion_tokens: MaxTokens = None
     seed: Annotated[int, Field(strict=False, ge=0, le=MAX_SEED), JSON_NUMBER] | None = None
-    n: JsonInt = Field(default=1, ge=1, le=1, description="SLM returns one choice")
-    top_k: JsonInt = Field(
-        default=0, ge=0, le=200, description="not OpenAI's, but sent by many clients; 0 = off"
+    n: JsonInt = Field(
+        default=1, ge=1, le=1, description="SLM returns one choice", json_schema_extra=_or_null
     )
-    stop: Stop | Annotated[list[Stop], Field(max_length=4)] | None = Field(
+    top_k: JsonInt = Field(
+        default=0,
+        ge=0,
+        le=200,
+        description="not OpenAI's, but sent by many clients; 0 = off",
+        json_schema_extra=_or_null,
+    )
+    stop: StopField = Field(
         default=None, description="up to 4 strings; the answer ends before the first of them"
     )
     stream_options: StreamOptions | None = None
+    # what SLM cannot honour is refused by name, not ignored: a client that asked for a tool call, JSON or
+    # log probabilities would otherwise take plain text for what it asked for (tools alone are accepted:
+    # with tool_choice "auto" a model may answer in text, as SLM always does)
+    tool_choice: Annotated[Literal["none", "auto"], BeforeValidator(_no_forced_tool)] | None = None
+    response_format: Annotated[ResponseFormat, BeforeValidator(_text_format)] | None = None
+    logprobs: Annotated[Literal[False], BeforeValidator(_no_logprobs)] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _null_is_default(cls, data: Any) -> Any:
+        if isinstance(data, dict) and any(data.get(name, 0) is None for name in NULL_IS_DEFAULT):
+            return {k: v for k, v in data.items() if not (k in NULL_IS_DEFAULT and v is None)}
+        return data
 
     @property
     def stops(self) -> list[str]:
@@ -223,7 +302,8 @@ class CompletionCreate(BaseModel):
 def sampling_params(body: Sampling | CompletionCreate) -> SamplingParams:
     """The one conversion of a request body into SamplingParams, for /api/chat and /v1 alike."""
     if isinstance(body, CompletionCreate):
-        max_new, min_new = body.max_completion_tokens or body.max_tokens or ANSWER_RESERVE, 0
+        asked = body.max_completion_tokens or body.max_tokens or ANSWER_RESERVE
+        max_new, min_new = min(asked, MAX_WINDOW - 1), 0
     else:
         max_new, min_new = body.max_new_tokens, body.min_new_tokens
     return SamplingParams(

@@ -23,11 +23,11 @@ from tests.helpers import register
 from tests.reliability.conftest import backend, record
 
 pytestmark = pytest.mark.slow
-EXAMPLES = 75  # per route and mode: 22 routes x 2 modes x 75 > 3,000 requests per backend
+EXAMPLES = 75  # per route and mode: 23 routes x 2 modes x 75 > 3,000 requests per backend
 FEW_TOKENS = 4  # generation is real, so valid chat requests ask for only a few tokens
-TOKEN_FIELDS = {
-    "/api/chat": ("max_new_tokens",),
-    "/v1/chat/completions": ("max_tokens", "max_completion_tokens"),
+TOKEN_FIELDS = {  # each route's answer-length fields, and the end of their valid range
+    "/api/chat": (("max_new_tokens",), 384),
+    "/v1/chat/completions": (("max_tokens", "max_completion_tokens"), 2**31),  # kept within the window
 }
 
 
@@ -43,11 +43,12 @@ def adjust(case: Any) -> None:
             while len(password.encode()) > 72:
                 password = password[:-1]
             body[field] = password
-    for name in TOKEN_FIELDS.get(case.operation.path, ()) if isinstance(body, dict) else ():
+    names, end = TOKEN_FIELDS.get(case.operation.path, ((), 0))
+    for name in names if isinstance(body, dict) else ():
         value = body.get(name)
         if value is None:
             body[name] = FEW_TOKENS
-        elif isinstance(value, int | float) and not isinstance(value, bool) and value in range(1, 384):
+        elif isinstance(value, int | float) and not isinstance(value, bool) and value in range(1, end):
             body[name] = min(value, FEW_TOKENS)  # 7.0 (an integer to JSON Schema) becomes 4
     least = body.get("min_new_tokens") if isinstance(body, dict) else None
     most = body.get("max_new_tokens", FEW_TOKENS) if isinstance(body, dict) else None
@@ -165,6 +166,6 @@ def test_fuzz_every_route_without_5xx_and_as_documented(router_client: TestClien
     statuses = {name: n for name, n in tally.items() if name.startswith("status ")}
     total = sum(routes.values())
     record(f"fuzz-{backend()}", {"requests": total, "routes": routes, "statuses": statuses})
-    assert len(routes) == len(operations) == 22
+    assert len(routes) == len(operations) == 23
     assert total >= 2000
     assert not any(name.startswith("status 5") for name in statuses)

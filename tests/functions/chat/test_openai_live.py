@@ -154,3 +154,71 @@ def test_a_part_the_model_cannot_read_is_refused_by_name(live_server: LiveServer
         )
         assert response.status_code == 422, response.text
         assert words in response.json()["error"]["fields"][field]
+
+
+def test_what_real_clients_send_is_read_as_openai_reads_it(client: openai.OpenAI) -> None:
+    """A max_tokens past the window (clients send 1024 or 4096 whatever the model) is kept within it;
+    null for a sampling field is its default (openai-python sends temperature=None as null); a model is
+    retrieved by its id, and an unknown id is a 404."""
+    model = client.models.list().data[0].id
+    assert client.models.retrieve(model).id == model
+    with pytest.raises(openai.NotFoundError):
+        client.models.retrieve("gpt-4")
+    messages = [{"role": "user", "content": "Hello!"}]
+    greedy = client.chat.completions.create(model=model, messages=messages, temperature=0, max_tokens=16)
+    long = client.chat.completions.create(model=model, messages=messages, temperature=0, max_tokens=4096)
+    assert long.choices[0].message.content.startswith(greedy.choices[0].message.content)
+    assert long.usage.prompt_tokens + long.usage.completion_tokens <= 384
+    nulls = client.chat.completions.with_raw_response.create(
+        model=model,
+        messages=messages,
+        max_tokens=4,
+        extra_body={"temperature": None, "top_p": None, "n": None},
+    )
+    assert nulls.status_code == 200 and nulls.parse().choices[0].message.content
+
+
+def test_what_the_model_cannot_honour_is_refused_by_name(live_server: LiveServer) -> None:
+    """Tools may be sent (with tool_choice auto, a text answer is an answer); a forced tool call, JSON
+    output or log probabilities are refused in words, not ignored."""
+    headers = register_http(live_server.url)
+    tools = [{"type": "function", "function": {"name": "weather", "parameters": {"type": "object"}}}]
+    base = {"model": "slm", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 4}
+
+    def post(**extra: object) -> httpx.Response:
+        return httpx.post(f"{live_server.url}/v1/chat/completions", json={**base, **extra}, headers=headers)
+
+    assert post(tools=tools).status_code == 200 and post(tools=tools, tool_choice="auto").status_code == 200
+    for extra, field, words in [
+        ({"tools": tools, "tool_choice": "required"}, "tool_choice", "cannot call tools"),
+        ({"response_format": {"type": "json_object"}}, "response_format", "cannot promise json_object"),
+        ({"logprobs": True, "top_logprobs": 2}, "logprobs", "log probabilities"),
+        ({"stop": ["a", "b", "c", "d", "e"]}, "stop.list", "at most 4 items"),
+    ]:
+        response = post(**extra)
+        assert response.status_code == 422, response.text
+        assert words in response.json()["error"]["fields"][field]
+
+
+def test_a_long_chat_resent_whole_is_answered_from_its_newest_turns(live_server: LiveServer) -> None:
+    """An OpenAI-compatible UI sends the whole history each time: 600 messages (~120 KB, past the 64 KiB
+    other routes take) are answered, from the newest turns that fit; past SLM_OPENAI_MAX_BODY_BYTES, 413."""
+    headers = register_http(live_server.url)
+    history = []
+    for i in range(300):
+        history += [
+            {"role": "user", "content": f"Tell me about the number {i}. " + "It is a number. " * 15},
+            {"role": "assistant", "content": "It is a number. " * 5},
+        ]
+    newest = [{"role": "user", "content": "What is 12 plus 7?"}]
+
+    def ask(messages: list[dict[str, str]]) -> httpx.Response:
+        body = {"model": "slm", "messages": messages, "temperature": 0, "max_tokens": 8}
+        return httpx.post(f"{live_server.url}/v1/chat/completions", json=body, headers=headers, timeout=60)
+
+    whole = ask(history + newest)
+    assert whole.status_code == 200, whole.text
+    assert 0 < whole.json()["usage"]["prompt_tokens"] <= 384 - 8
+    assert len(httpx.Request("POST", "/", json={"messages": history}).content) > 64 * 1024
+    too_big = ask(history * 10 + newest)  # ~1.2 MB
+    assert too_big.status_code == 413 and too_big.json()["error"]["code"] == "payload_too_large"
