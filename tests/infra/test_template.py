@@ -36,6 +36,7 @@ CHAT_ROUTES = {
     ("GET", "/api/chat/{conversation_id}/events"),
     ("GET", "/api/model"),
     ("GET", "/v1/models"),
+    ("GET", "/v1/models/{model_name}"),
     ("POST", "/v1/chat/completions"),
     ("GET", "/api/health"),
 }
