@@ -61,7 +61,7 @@ function PasswordForm() {
 function Keys() {
   const [keys, setKeys] = useState<ApiKey[] | null>(null);
   const [name, setName] = useState("");
-  const [created, setCreated] = useState<string | null>(null);
+  const [created, setCreated] = useState<{ id: number; key: string } | null>(null);
   const [error, setError] = useState<string | null>(null);
   const [v1, setV1] = useState("/v1");
   useEffect(() => {
@@ -81,7 +81,7 @@ function Keys() {
           e.preventDefault();
           try {
             const key = await createKey(name);
-            setCreated(key.key);
+            setCreated({ id: key.id, key: key.key });
             setName("");
             setKeys((old) => [{ id: key.id, name: key.name, created_at: key.created_at }, ...(old ?? [])]);
             setError(null);
@@ -99,8 +99,8 @@ function Keys() {
         <div className="space-y-1 rounded-lg border border-amber-500/50 bg-amber-500/10 p-2 text-sm" data-testid="new-key">
           <p>Copy the key now: it is shown only once.</p>
           <div className="flex items-center gap-2">
-            <code className="min-w-0 flex-1 break-all">{created}</code>
-            <CopyButton text={() => created} label="Copy key" className={button} />
+            <code className="min-w-0 flex-1 break-all">{created.key}</code>
+            <CopyButton text={() => created.key} label="Copy key" className={button} />
           </div>
         </div>
       )}
@@ -119,6 +119,7 @@ function Keys() {
                 try {
                   await deleteKey(k.id);
                   setKeys((old) => (old ?? []).filter((x) => x.id !== k.id));
+                  if (created?.id === k.id) setCreated(null); // a revoked key is no key to copy
                 } catch (err) {
                   setError(describe(err));
                 }

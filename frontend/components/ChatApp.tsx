@@ -85,6 +85,7 @@ export default function ChatApp() {
         if (current.current !== id) return;
         current.current = null;
         setConversationId(null);
+        setTitle("New chat"); // what the page now is: a message sent from here starts a new conversation
         showConversationInUrl(null);
         setBanner(
           error instanceof ApiError && error.status === 404

@@ -240,9 +240,15 @@ export default function MessageList({ messages, dropped, contextLimit, actions, 
 
   const content = useRef<HTMLDivElement>(null);
 
+  // a question just sent (or another conversation opened) brings the view back down to it, even when the
+  // user had scrolled up to read: the new question and its answer are what they look at next
+  const newestQuestion = messages.findLast((m) => m.role === "user")?.key;
+  const shownQuestion = useRef(newestQuestion);
   useEffect(() => {
+    if (newestQuestion !== shownQuestion.current) stick.current = true;
+    shownQuestion.current = newestQuestion;
     if (stick.current) end.current?.scrollIntoView({ block: "end" });
-  }, [messages]);
+  }, [messages, newestQuestion]);
 
   useEffect(() => {
     // keep the newest text in view while it grows or the window is resized, unless the user scrolled up

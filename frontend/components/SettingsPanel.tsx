@@ -1,11 +1,48 @@
 "use client";
 
-import { useRef } from "react";
+import { useRef, useState } from "react";
 
 import { type Bounds, clamp, defaults, FIELDS, range, type Sampling } from "@/lib/settings";
 
 import { CloseIcon } from "./icons";
 import { useDialog } from "./useDialog";
+
+/** A number typed as text: what is typed stays as typed ("0", "0.", "" on the way to "0.5"), a value within
+ *  the range is taken at once, and leaving the field (or Enter) takes the nearest allowed value. Clamping
+ *  every keystroke made "0.5" impossible to type (the "0" became 0.05 before the "." came). */
+function NumberField({ id, value, min, max, step, onCommit }: {
+  id: string;
+  value: number;
+  min: number;
+  max: number;
+  step: number;
+  onCommit: (value: number) => void;
+}) {
+  const [draft, setDraft] = useState<string | null>(null); // null: show the value
+  const commit = () => {
+    if (draft !== null && draft.trim() !== "" && Number.isFinite(Number(draft))) onCommit(Number(draft));
+    setDraft(null);
+  };
+  return (
+    <input
+      id={id}
+      type="number"
+      min={min}
+      max={max}
+      step={step}
+      value={draft ?? value}
+      onChange={(e) => {
+        const text = e.target.value;
+        setDraft(text);
+        const number = Number(text);
+        if (text.trim() !== "" && number >= min && number <= max) onCommit(number);
+      }}
+      onBlur={commit}
+      onKeyDown={(e) => e.key === "Enter" && commit()}
+      className="w-20 rounded border border-zinc-300 bg-transparent px-2 py-0.5 text-right text-sm dark:border-zinc-700"
+    />
+  );
+}
 
 export default function SettingsPanel({
   settings,
@@ -48,15 +85,13 @@ export default function SettingsPanel({
                 <label htmlFor={`setting-${name}`} className="text-sm font-medium">
                   {limit.label}
                 </label>
-                <input
+                <NumberField
                   id={`setting-${name}`}
-                  type="number"
                   min={limit.min}
                   max={limit.max}
                   step={limit.step}
                   value={settings[name]}
-                  onChange={(e) => e.target.value !== "" && set(name, Number(e.target.value))}
-                  className="w-20 rounded border border-zinc-300 bg-transparent px-2 py-0.5 text-right text-sm dark:border-zinc-700"
+                  onCommit={(value) => set(name, value)}
                 />
               </div>
               <input

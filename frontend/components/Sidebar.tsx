@@ -144,10 +144,12 @@ export default function Sidebar(props: Props) {
             ) : null}
           </p>
         </div>
-        <div className="flex items-center gap-2 border-t border-zinc-200 p-3 text-sm dark:border-zinc-800">
-          <span className="min-w-0 flex-1 truncate text-zinc-500" title={account.email}>
+        {/* the address on a line of its own: beside the three buttons it showed as "bo…" */}
+        <div className="space-y-1 border-t border-zinc-200 p-3 text-sm dark:border-zinc-800">
+          <p className="truncate px-2 text-zinc-500" title={account.email}>
             {account.email}
-          </span>
+          </p>
+          <div className="flex items-center gap-1">
           <button type="button" onClick={() => setAccountOpen(true)} className="rounded px-2 py-1 hover:bg-zinc-200 dark:hover:bg-zinc-800">
             Account
           </button>
@@ -157,6 +159,7 @@ export default function Sidebar(props: Props) {
           <button type="button" onClick={account.logout} className="rounded px-2 py-1 hover:bg-zinc-200 dark:hover:bg-zinc-800">
             Log out
           </button>
+          </div>
         </div>
       </aside>
       {accountOpen && <AccountPanel email={account.email} onClose={() => setAccountOpen(false)} />}

@@ -38,7 +38,9 @@ export interface RequestOptions extends Omit<RequestInit, "body"> {
   auth?: boolean;
 }
 
-/** fetch a function's route with the bearer token; a 401 sends the user back to the login page. */
+/** fetch a function's route with the bearer token; a 401 for the token sends the user back to the login
+ * page (a 401 `invalid_credentials` is a wrong password typed in a form of a signed-in user: the form says
+ * so, and the session stays). */
 export async function apiFetch(service: Service, path: string, options: RequestOptions = {}): Promise<Response> {
   const { json, auth = true, headers, ...init } = options;
   const config = await loadConfig();
@@ -58,8 +60,9 @@ export async function apiFetch(service: Service, path: string, options: RequestO
     throw new ApiError(0, "network_error", `Cannot reach the server: ${(error as Error).message}`);
   }
   if (response.status === 401 && auth) {
-    goToLogin();
-    throw await errorFrom(response);
+    const error = await errorFrom(response);
+    if (error.code !== "invalid_credentials") goToLogin();
+    throw error;
   }
   if (!response.ok) throw await errorFrom(response);
   return response;

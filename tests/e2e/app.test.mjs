@@ -380,6 +380,53 @@ test("when older turns fall outside the model's memory, a divider says how many"
   assert.match(await page.getByTestId("context-divider").textContent(), /no longer sees the 2 messages above/);
 });
 
+test("a setting is typed as typed; a question sent while scrolled up is brought into view; the tab has an icon", async () => {
+  const page = await newPage();
+  const missing = [];
+  page.on("response", (response) => response.status() === 404 && missing.push(response.url()));
+  try {
+    await register(page, `typing-${Date.now()}@example.com`);
+    await page.getByRole("button", { name: "Settings" }).click();
+    const topP = page.getByLabel("Top-p", { exact: true });
+    await topP.click();
+    await page.keyboard.press("Control+A");
+    await page.keyboard.type("0.5"); // every keystroke was clamped: "0" became 0.05, and this ended as 0.055
+    assert.equal(await topP.inputValue(), "0.5");
+    await page.keyboard.press("Backspace");
+    await page.keyboard.press("Backspace");
+    await page.keyboard.press("Backspace");
+    assert.equal(await topP.inputValue(), "", "an emptied field stays empty while typing");
+    await page.keyboard.type("0.7");
+    await page.keyboard.press("Tab");
+    assert.equal(await topP.inputValue(), "0.7");
+    assert.equal(await page.getByLabel("Top-p slider").inputValue(), "0.7");
+    await setSetting(page, "Max tokens", 8);
+    await page.getByRole("button", { name: "Close settings" }).click();
+
+    for (const n of [1, 2, 3, 4]) {
+      const message = Array.from({ length: 30 }, (_, i) => `line ${i} of message ${n}`).join("\n"); // fits the window alone
+      await page.getByRole("textbox", { name: "Message" }).fill(message);
+      await page.getByRole("button", { name: "Send" }).click();
+      await page.getByTestId("message-user").nth(n - 1).waitFor();
+      await waitForAnswerEnd(page);
+    }
+    const list = page.getByTestId("message-user").first().locator("xpath=ancestor::div[contains(@class,'overflow-y-auto')][1]");
+    await list.evaluate((el) => el.scrollTo({ top: 0 })); // reading the start of the conversation
+    await page.waitForTimeout(100);
+    await page.getByRole("textbox", { name: "Message" }).fill("And the last one?");
+    await page.getByRole("button", { name: "Send" }).click();
+    const question = page.getByTestId("message-user").nth(4);
+    await question.waitFor();
+    await waitForAnswerEnd(page);
+    const box = await question.boundingBox();
+    assert.ok(box && box.y >= 0 && box.y + box.height <= 800, `the new question is in view: ${JSON.stringify(box)}`);
+    await page.screenshot({ path: path.join(ARTIFACTS, "send-after-scrolling-up-1280.png") });
+    assert.deepEqual(missing, [], "no 404 (a missing favicon was one on every page)");
+  } finally {
+    await page.context().close();
+  }
+});
+
 test("at 375 px the sidebar collapses into a drawer", async () => {
   const page = state.page;
   await page.getByTestId("conversation-item").first().click();
@@ -600,6 +647,18 @@ test("the account panel: an API key shown once and revoked, a new password, dele
     await panel.getByRole("button", { name: "Revoke open-webui" }).click();
     await panel.getByText("No keys.").waitFor();
     assert.equal((await fetch(`${base}/v1/models`, { headers: { Authorization: `Bearer ${key}` } })).status, 401);
+    assert.equal(await panel.getByTestId("new-key").count(), 0, "a revoked key is no longer offered to copy");
+
+    // a wrong current password is the form's error: the session stays (it used to send you to the login page)
+    await panel.getByRole("textbox", { name: "Current password" }).fill("not my password");
+    await panel.getByRole("textbox", { name: "New password" }).fill("a brand new passphrase");
+    await panel.getByRole("button", { name: "Change password" }).click();
+    await panel.getByRole("alert").filter({ hasText: /wrong password/i }).waitFor();
+    assert.doesNotMatch(page.url(), /\/login/);
+    await panel.getByRole("textbox", { name: "Password to delete the account" }).fill("not my password either");
+    await panel.getByRole("button", { name: "Delete account" }).click();
+    await panel.getByRole("alert").filter({ hasText: /wrong password/i }).nth(1).waitFor();
+    assert.doesNotMatch(page.url(), /\/login/);
 
     await panel.getByRole("textbox", { name: "Current password" }).fill(PASSWORD);
     await panel.getByRole("textbox", { name: "New password" }).fill("a brand new passphrase");
