@@ -185,7 +185,9 @@ def create_app(title: str, components: Sequence[Component]) -> FastAPI:
             allow_origins=[settings.cors_origin],
             allow_credentials=True,
             allow_methods=["*"],
-            allow_headers=["Authorization", "Content-Type"],
+            # any request header from that one origin: the OpenAI JavaScript SDK, run in a browser against
+            # /v1, sends its own (x-stainless-os, x-stainless-lang, ...), which a preflight refused with 400
+            allow_headers=["*"],
         )
     if settings.env != "production":
         serve_docs(app)

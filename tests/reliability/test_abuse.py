@@ -255,3 +255,26 @@ def test_cors_allows_only_the_configured_origin(origin: str | None, monkeypatch:
             assert answer.status_code == 200
             assert answer.headers["access-control-allow-origin"] == origin
             assert answer.headers["access-control-allow-credentials"] == "true"
+            # the OpenAI JavaScript SDK in a browser, against /v1: its own headers pass the preflight too
+            sdk = "authorization, content-type, x-stainless-os, x-stainless-lang, x-stainless-retry-count"
+            answer = client.options(
+                "/api/auth/keys",
+                headers={
+                    "Origin": origin,
+                    "Access-Control-Request-Method": "GET",
+                    "Access-Control-Request-Headers": sdk,
+                },
+            )
+            assert (
+                answer.status_code == 200
+                and "x-stainless-os" in answer.headers["access-control-allow-headers"]
+            )
+            answer = client.options(
+                "/api/auth/keys",
+                headers={
+                    "Origin": "https://evil.example.com",
+                    "Access-Control-Request-Method": "GET",
+                    "Access-Control-Request-Headers": sdk,
+                },
+            )
+            assert "access-control-allow-origin" not in answer.headers
