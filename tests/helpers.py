@@ -77,16 +77,19 @@ def add_messages(
 
 
 def request_stop(database_url: str, conversation_id: int) -> None:
-    """Set the conversation's stop flag in the database, as POST /api/conversations/{id}/stop does."""
-    from sqlalchemy import create_engine, text
+    """Set the conversation's stop flag in the database, as POST /api/conversations/{id}/stop does: the time
+    of the stop, to the microsecond (it ends the answers asked for before it; SQLite's CURRENT_TIMESTAMP
+    has whole seconds)."""
+    from sqlalchemy import create_engine, update
 
     from shared.migrate import sync_url
+    from shared.models import Conversation, utcnow
 
     engine = create_engine(sync_url(database_url))
     with engine.begin() as connection:
+        table = Conversation.__table__
         connection.execute(
-            text("UPDATE conversations SET stop_requested_at = CURRENT_TIMESTAMP WHERE id = :c"),
-            {"c": conversation_id},
+            update(table).where(table.c.id == conversation_id).values(stop_requested_at=utcnow())
         )
     engine.dispose()
 

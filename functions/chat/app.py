@@ -29,7 +29,7 @@ from shared.crud import get_own_conversation
 from shared.database import writing
 from shared.deps import ConversationId, CurrentUser, SessionDep, SettingsDep
 from shared.errors import APIError, error_responses, not_found
-from shared.models import Conversation, Message
+from shared.models import Conversation, Message, utcnow
 from shared.settings import get_settings
 from shared.tree import Tree, active_branch, history
 
@@ -46,7 +46,7 @@ def title_from(message: str, limit: int = 60) -> str:
     response_class=StreamingResponse,
     responses={
         200: {"content": {"text/event-stream": {}}, "description": "meta, warning, token, done, error"},
-        **error_responses(422, 429, 503),
+        **error_responses(409, 422, 429, 503),
     },
 )
 async def create_chat(
@@ -55,7 +55,7 @@ async def create_chat(
     """Send a message (or regenerate an answer) and stream the answer. The user message and the answer's
     row are saved before the first token; the answer is saved as it grows and runs to its end even when
     the client goes away (follow it with GET /api/chat/{conversation_id}/events)."""
-    arrived = time.perf_counter()
+    arrived, asked_at = time.perf_counter(), utcnow()  # a stop of the conversation from then on ends it
     if body.conversation_id is None:
         if body.follows[1] is not None:
             raise not_found("Message")
@@ -101,6 +101,7 @@ async def create_chat(
                 message_tokens=message_tokens,
                 context=context,
                 max_conversations=settings.max_conversations_per_user,
+                asked_at=asked_at,
             )
             await session.commit()
         except BaseException:  # a stream opened stops at its next step, nobody reads it
@@ -125,7 +126,8 @@ def where_it_goes(body: ChatCreate, conversation: Conversation) -> tuple[Message
     """(the question answered again, or None for a new message; the new message's parent; the turns of
     the prompt, root first): a regenerate answers its answer's question again, a message follows
     `parent_id` when given (null: the conversation starts again) and the active branch's end when not.
-    404 for a message that is not this conversation's."""
+    404 for a message that is not this conversation's; 422 for a parent_id that names a user message; 409
+    for a reply to an answer still being written."""
     tree = Tree(conversation.messages)
     given, parent_id = body.follows
     if body.regenerate is not None:  # a sibling of that answer, to the same question
@@ -138,6 +140,21 @@ def where_it_goes(body: ChatCreate, conversation: Conversation) -> tuple[Message
         parent_id = conversation.current_message_id if conversation.current_message_id in tree.by_id else None
     if parent_id is not None and parent_id not in tree.by_id:
         raise not_found("Message")
+    parent = tree.by_id.get(parent_id) if parent_id is not None else None
+    if (
+        given and parent is not None and parent.role != "assistant"
+    ):  # turns alternate, as the trainer reads them
+        reason = "a new message follows an answer (an assistant message's id), or null to start again"
+        raise APIError(
+            422, "validation_error", f"Invalid request: parent_id: {reason}", fields={"parent_id": reason}
+        )
+    if parent is not None and parent.role == "assistant" and parent.finish_reason is None:
+        # its prompt would hold the answer as it stands now, and the tree the answer as it ends
+        raise APIError(
+            409,
+            "answer_in_progress",
+            "The answer this message replies to is still being written: wait for it to end, or stop it",
+        )
     assert body.message is not None
     return None, parent_id, [*history(tree.path(parent_id)), {"role": "user", "content": body.message}]
 

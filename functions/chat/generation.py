@@ -81,6 +81,7 @@ class Generation:
             conversation_id=ids.conversation_id,
             text=self.answer.text,
             ids=list(self.answer.ids),
+            asked_at=ids.asked_at,
         )
 
     async def events(self) -> AsyncIterator[bytes]:
@@ -241,7 +242,7 @@ class Saver:
                     log.warning("could not save the partial answers", exc_info=True)
                     continue
             for generation in due:
-                if generation.turn.ids.conversation_id in stop:
+                if generation.turn.ids.assistant_message_id in stop:
                     generation.cancelled.set()
 
 
@@ -260,7 +261,7 @@ stops.listen(_stop_here)
 
 
 async def save_partial(generations: list[Generation]) -> set[int]:
-    """rows.save_partial of these answers as they stand, marked saved; the conversations to stop."""
+    """rows.save_partial of these answers as they stand, marked saved; the answers (ids) to stop."""
     now = time.monotonic()
     for generation in generations:
         generation.answer.saved_tokens, generation.answer.saved_at = len(generation.answer.ids), now

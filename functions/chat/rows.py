@@ -10,7 +10,7 @@ another user's row, nor recreate what was deleted. On SQLite the writers of a pr
 """
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, cast
 
 from sqlalchemy import Table, bindparam, insert, select, update
@@ -30,7 +30,7 @@ _OWN_CONVERSATION = (CONVERSATIONS.c.id == bindparam("of"), CONVERSATIONS.c.user
 _POINT_AT_ANSWER = (
     update(CONVERSATIONS)
     .where(*_OWN_CONVERSATION)
-    .values(current_message_id=bindparam("answer"), stop_requested_at=None, updated_at=bindparam("now"))
+    .values(current_message_id=bindparam("answer"), updated_at=bindparam("now"))
 )
 _ANSWER = (MESSAGES.c.id == bindparam("message_id"), MESSAGES.c.conversation_id == bindparam("of"))
 _GROWN: dict[str, Any] = {
@@ -48,11 +48,10 @@ _SAVE_FINAL = (
     .where(*_ANSWER)
     .values(**_GROWN, finish_reason=bindparam("reason"), updated_at=bindparam("now"))
 )
-_TOUCH_CONVERSATION = (
-    update(CONVERSATIONS)
-    .where(*_OWN_CONVERSATION)
-    .values(updated_at=bindparam("now"), stop_requested_at=None)
-)
+# The stop flag is never cleared: a stop at time T ends the answers asked for before T (save_partial), so
+# a stop sent a moment after the message is not lost (a turn's rows used to clear the flag when they were
+# written, a few milliseconds after the stop), and an old stop never ends a later answer.
+_TOUCH_CONVERSATION = update(CONVERSATIONS).where(*_OWN_CONVERSATION).values(updated_at=bindparam("now"))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -60,6 +59,7 @@ class TurnIds:
     conversation_id: int
     user_message_id: int
     assistant_message_id: int
+    asked_at: datetime  # when the request for the answer arrived: a stop from then on ends it
 
 
 async def _insert_message(connection: AsyncConnection, **values: Any) -> int:
@@ -78,6 +78,7 @@ async def write_turn(
     message_tokens: int,
     context: dict[str, int],
     max_conversations: int,
+    asked_at: datetime,
 ) -> TurnIds:
     """The rows of one turn, written before the first token in the caller's write transaction (which
     commits them with the turn's reserved tokens, shared.database.writing): the conversation when it is
@@ -120,7 +121,10 @@ async def write_turn(
         _POINT_AT_ANSWER, {"of": conversation_id, "owner": user_id, "answer": answer_id, "now": now}
     )
     return TurnIds(
-        conversation_id=conversation_id, user_message_id=question_id, assistant_message_id=answer_id
+        conversation_id=conversation_id,
+        user_message_id=question_id,
+        assistant_message_id=answer_id,
+        asked_at=asked_at,
     )
 
 
@@ -132,6 +136,7 @@ class Saved:
     conversation_id: int
     text: str
     ids: list[int]
+    asked_at: datetime  # TurnIds.asked_at
 
 
 def _grown(answer: Saved) -> dict[str, Any]:
@@ -147,8 +152,9 @@ def _grown(answer: Saved) -> dict[str, Any]:
 
 async def save_partial(answers: list[Saved]) -> set[int]:
     """One transaction: each answer as it stands (an answer already finished is never touched), then the
-    stop flags of their conversations. Returns the conversations whose answers must stop: a stop was
-    requested, or the conversation was deleted meanwhile. This is the one reader of the stop flag."""
+    stop flags of their conversations. Returns the answers (their ids) that must stop: a stop of their
+    conversation was requested since they were asked for, or the conversation was deleted meanwhile.
+    This is the one reader of the stop flag."""
     now = utcnow()
     rows = [{"now": now, **_grown(a)} for a in answers]
     conversations = {a.conversation_id for a in answers}
@@ -161,14 +167,19 @@ async def save_partial(answers: list[Saved]) -> set[int]:
         )
         flags: dict[int, Any] = {row[0]: row[1] for row in found}
         await session.commit()
-    return {c for c in conversations if c not in flags or flags[c] is not None}
+    return {
+        a.answer_id
+        for a in answers
+        if a.conversation_id not in flags
+        or (flags[a.conversation_id] is not None and flags[a.conversation_id] >= a.asked_at)
+    }
 
 
 async def save_final(
     answer: Saved, *, user_id: int, finish_reason: str, reserved: ratelimit.Taken | None
 ) -> None:
-    """The final save, one transaction: the answer with its finish reason, its conversation's updated_at
-    and cleared stop flag, and the tokens of the day's reservation `reserved` it did not use given back
+    """The final save, one transaction: the answer with its finish reason, its conversation's updated_at,
+    and the tokens of the day's reservation `reserved` it did not use given back
     (None: the answer is saved without settling). Settling, it locks the user first on PostgreSQL, as a
     turn does before its counters and its rows (ratelimit.reserve_chat): in the other order, the save and
     the conversation's next turn each waited for the other."""

@@ -7,7 +7,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
+from sqlalchemy import create_engine
 
+from shared.migrate import sync_url
+from shared.models import Message, utcnow
 from tests.functions.chat.sse_client import (
     chat,
     conversation,
@@ -16,7 +19,7 @@ from tests.functions.chat.sse_client import (
     register_http,
     wait_until_finished,
 )
-from tests.helpers import LONG, LiveServer
+from tests.helpers import LONG, LiveServer, add_messages
 
 pytestmark = pytest.mark.slow
 
@@ -252,6 +255,61 @@ def test_a_blank_or_long_message_is_refused_in_words_a_user_reads_and_nothing_sa
         "x" * 4001: "String should have at most 4000 characters",
     }
     assert httpx.get(f"{live_server.url}/api/conversations", headers=headers).json()["total"] == 0
+
+
+def test_a_reply_to_an_answer_still_being_written_is_409_and_nothing_stored(live_server: LiveServer) -> None:
+    """Its prompt would hold the answer as it stands (or nothing, on a double submit) while the tree shows
+    the answer as it ends: refused until the answer ends or is stopped; another version of an earlier
+    answer, or an edit of an earlier question, is not a reply to it."""
+    headers = register_http(live_server.url)
+    stream = chat(live_server.url, headers, message="Hello!", temperature=0, max_new_tokens=8)
+    meta = stream[0][1]
+    conversation_id, answer_id = meta["conversation_id"], meta["assistant_message_id"]
+    _, writing = add_messages(
+        live_server.database_url, conversation_id, [("user", "And then?"), ("assistant", "Once upon")]
+    )
+    engine = create_engine(sync_url(live_server.database_url))
+    with engine.begin() as connection:  # in progress, and saved a moment ago (not stale)
+        table = Message.__table__
+        update = table.update().where(table.c.id == writing).values(finish_reason=None, updated_at=utcnow())
+        connection.execute(update)
+    engine.dispose()
+    for body in ({}, {"parent_id": writing}):
+        response = chat_error(live_server, headers, conversation_id=conversation_id, message="Go on", **body)
+        assert response.status_code == 409, response.text
+        assert response.json()["error"]["code"] == "answer_in_progress"
+    assert len(conversation(live_server.url, headers, conversation_id)["messages"]) == 4
+    # an edit of the first question (its parent: none) and another version of the first answer still go
+    edited = chat(
+        live_server.url,
+        headers,
+        conversation_id=conversation_id,
+        message="Hi!",
+        parent_id=None,
+        max_new_tokens=4,
+    )
+    again = chat(
+        live_server.url, headers, conversation_id=conversation_id, regenerate=answer_id, max_new_tokens=4
+    )
+    assert edited[-1][0] == "done" and again[-1][0] == "done"
+
+
+def test_a_new_message_follows_an_answer_never_a_question(live_server: LiveServer) -> None:
+    """parent_id naming a user message made two questions in a row (and siblings of mixed roles), which
+    the export then wrote as training data: 422 on parent_id."""
+    headers = register_http(live_server.url)
+    meta = chat(live_server.url, headers, message="Hello!", max_new_tokens=4)[0][1]
+    response = chat_error(
+        live_server,
+        headers,
+        conversation_id=meta["conversation_id"],
+        message="x",
+        parent_id=meta["user_message_id"],
+    )
+    assert (
+        response.status_code == 422 and "follows an answer" in response.json()["error"]["fields"]["parent_id"]
+    )
+    assert len(conversation(live_server.url, headers, meta["conversation_id"])["messages"]) == 2
 
 
 def test_default_model_answers_a_greeting(live_server: LiveServer) -> None:

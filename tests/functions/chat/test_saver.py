@@ -10,12 +10,12 @@ from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, text
 from sqlalchemy.orm import Session
 
-from functions.chat import generation
+from functions.chat import generation, rows
 from functions.chat.generation import HEARTBEAT_SECONDS, Answer, Generation, Saver, save_answer, save_partial
 from functions.chat.rows import TurnIds
 from shared import ratelimit, stops
 from shared.migrate import sync_url
-from shared.models import Message
+from shared.models import Message, utcnow
 from tests.helpers import PASSWORD, Account, register, request_stop
 
 
@@ -30,7 +30,9 @@ class Stream:
 
 
 def turn(conversation_id: int, answer_id: int, user_id: int, reserved: ratelimit.Taken) -> SimpleNamespace:
-    ids = TurnIds(conversation_id=conversation_id, user_message_id=0, assistant_message_id=answer_id)
+    ids = TurnIds(
+        conversation_id=conversation_id, user_message_id=0, assistant_message_id=answer_id, asked_at=utcnow()
+    )
     return SimpleNamespace(ids=ids, user_id=user_id, reserved=reserved)
 
 
@@ -148,12 +150,9 @@ def test_a_stop_or_a_deleted_conversation_stops_the_stream_and_a_finished_answer
     client: TestClient, use_database: str
 ) -> None:
     going, stopped, deleted, finished = _streams(client, use_database, 4)
+    request_stop(use_database, stopped.turn.ids.conversation_id)
     engine = create_engine(sync_url(use_database))
     with engine.begin() as connection:
-        connection.execute(
-            text("UPDATE conversations SET stop_requested_at = CURRENT_TIMESTAMP WHERE id = :c"),
-            {"c": stopped.turn.ids.conversation_id},
-        )
         for table, column in (("messages", "conversation_id"), ("conversations", "id")):  # as the API deletes
             connection.execute(
                 text(f"DELETE FROM {table} WHERE {column} = :c"), {"c": deleted.turn.ids.conversation_id}
@@ -170,7 +169,7 @@ def test_a_stop_or_a_deleted_conversation_stops_the_stream_and_a_finished_answer
         return await save_partial([going, stopped, deleted, late])
 
     stop = asyncio.run(scenario())
-    assert stop == {stopped.turn.ids.conversation_id, deleted.turn.ids.conversation_id}
+    assert stop == {stopped.turn.ids.assistant_message_id, deleted.turn.ids.assistant_message_id}
     assert _saved(use_database, going.turn.ids.assistant_message_id) == (" t1", 1, "1", None)
     assert _saved(use_database, finished.turn.ids.assistant_message_id) == (" t1 t2", 2, "1 2", "eos")
 
@@ -213,10 +212,34 @@ def _tokens_and_stop(database_url: str, conversation_id: int) -> tuple[int | Non
     return counted, stop
 
 
-def test_the_final_save_writes_the_answer_clears_the_stop_and_settles_the_tokens_in_one_go(
+def test_a_stop_sent_as_the_turn_is_written_is_kept_and_ends_only_the_answers_asked_before_it(
     client: TestClient, use_database: str
 ) -> None:
-    """10 tokens were reserved, 3 generated: the day counts 3."""
+    """Send, then Stop a few milliseconds later: the turn's rows, written after the stop, used to clear the
+    flag, and the answer ran to its end. A stop ends the answers asked for before it, never a later one."""
+    (asked,) = _streams(client, use_database, 1)
+    conversation_id, user_id = asked.turn.ids.conversation_id, asked.turn.user_id
+    request_stop(use_database, conversation_id)
+    engine = create_engine(sync_url(use_database))
+    with engine.begin() as connection:  # the turn points its conversation at its answer, after the stop
+        values = {"of": conversation_id, "owner": user_id, "answer": asked.turn.ids.assistant_message_id}
+        connection.execute(rows._POINT_AT_ANSWER, {**values, "now": utcnow()})
+    with Session(engine) as session:  # the next message, asked for after the stop
+        message = Message(conversation_id=conversation_id, role="assistant", content="", token_count=0)
+        session.add(message)
+        session.commit()
+        later = Stream(turn(conversation_id, message.id, user_id, asked.turn.reserved))
+    engine.dispose()
+    _grow(asked, 1)
+    _grow(later, 1)
+    assert asyncio.run(save_partial([asked, later])) == {asked.turn.ids.assistant_message_id}
+
+
+def test_the_final_save_writes_the_answer_and_settles_the_tokens_in_one_go(
+    client: TestClient, use_database: str
+) -> None:
+    """10 tokens were reserved, 3 generated: the day counts 3. The stop stays: it ends only the answers
+    asked for before it."""
     (stream,) = _streams(client, use_database, 1, reserve=10)
     conversation_id = stream.turn.ids.conversation_id
     assert _tokens_and_stop(use_database, conversation_id)[0] == 10
@@ -225,7 +248,8 @@ def test_the_final_save_writes_the_answer_clears_the_stop_and_settles_the_tokens
         _grow(stream, token)
     asyncio.run(save_answer(stream, "stopped"))
     assert _saved(use_database, stream.turn.ids.assistant_message_id) == (" t1 t2 t3", 3, "1 2 3", "stopped")
-    assert _tokens_and_stop(use_database, conversation_id) == (3, None)
+    counted, stop = _tokens_and_stop(use_database, conversation_id)
+    assert counted == 3 and stop is not None
 
 
 def test_a_late_save_keyed_to_another_conversation_writes_nothing(

@@ -15,7 +15,7 @@ from functions.chat import rows
 from shared import ratelimit
 from shared.database import dispose_engine, get_sessionmaker, writing
 from shared.migrate import upgrade
-from shared.models import Conversation, RateLimitBucket, User
+from shared.models import Conversation, RateLimitBucket, User, utcnow
 from shared.settings import Settings
 
 SETTINGS = Settings()
@@ -59,6 +59,7 @@ async def _write_turn(
         message_tokens=1,
         context={},
         max_conversations=10,
+        asked_at=utcnow(),
     )
 
 
@@ -108,7 +109,11 @@ def test_a_turn_and_the_final_save_of_the_answer_before_it_never_deadlock(use_da
         user = await _user_who_chatted()
         ids, reserved = await _turn(user)  # an answer in progress
         answer = rows.Saved(
-            answer_id=ids.assistant_message_id, conversation_id=ids.conversation_id, text="Hi!", ids=[5]
+            answer_id=ids.assistant_message_id,
+            conversation_id=ids.conversation_id,
+            text="Hi!",
+            ids=[5],
+            asked_at=ids.asked_at,
         )
         saving: list[asyncio.Task[None]] = []
 
