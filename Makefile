@@ -48,14 +48,14 @@ run: venv migrate frontend  ## start the whole app on http://localhost:8000
 
 test: lint typecheck lint-frontend pytest test-frontend test-e2e test-deploy  ## every test: ruff, mypy, pytest, ESLint + tsc, the web app's unit and browser tests, the deployment (with a Docker engine)
 
-lint: venv
+lint: venv  ## ruff check and ruff format --check
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-typecheck: venv
+typecheck: venv  ## mypy
 	$(BIN)/mypy
 
-pytest: venv
+pytest: venv  ## the pytest suite but the deployment one, on SQLite and PostgreSQL (CI=true: a missing PostgreSQL fails)
 	$(BIN)/python -m pytest
 
 test-fast: venv  ## the edit-test loop: ruff and pytest without live servers, browsers or Docker (a few minutes)

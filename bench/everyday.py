@@ -24,6 +24,7 @@ from pathlib import Path
 from model.config import DEFAULT_CHECKPOINT, TOKENIZER
 from model.evaluate import greedy, repeats_a_3gram
 from model.loops import NGRAM_WORDS, WordTable
+from model.runtime import cpu_description
 from model.tokenizer import Tokenizer
 
 # (prompt, pattern a right answer matches, case-insensitive; None: an open prompt, judged by reading)
@@ -115,6 +116,10 @@ def main() -> None:
         help="no sequence of this many words twice in an answer, as the chat function serves; 0 = off",
     )
     args = parser.parse_args()
+    # the int8 kernels differ by CPU (and by the one a pass takes, as the first start measured), and with them
+    # a few greedy answers: the eighth checkpoint had 10 and 9 right on an Intel Xeon with AMX, 10 or 11 and
+    # 10 on an AVX2 EPYC
+    print(f"CPU: {cpu_description()}")
     for checkpoint in args.checkpoint or [DEFAULT_CHECKPOINT]:
         print(f"\n## {checkpoint}")
         for name, items in SETS.items():

@@ -59,10 +59,30 @@ def cpu_budget(
     return max(1, min(limits))
 
 
-def cpu_name() -> str:
+CPUINFO = Path("/proc/cpuinfo")
+
+
+def cpu_name(cpuinfo: Path = CPUINFO) -> str:
     """The CPU's model name (/proc/cpuinfo), else what the platform says."""
-    cpuinfo = Path("/proc/cpuinfo")
     for line in cpuinfo.read_text().splitlines() if cpuinfo.is_file() else []:
         if line.startswith("model name"):
             return line.split(":", 1)[1].strip()
     return platform.processor() or platform.machine()
+
+
+# the widest matrix instructions a CPU's flags list, strongest first: what the int8 kernels run on
+_MATRIX_FLAGS = (
+    ("amx_tile", "AMX"),
+    ("avx512_vnni", "AVX-512 VNNI"),
+    ("avx512f", "AVX-512"),
+    ("avx2", "AVX2"),
+)
+
+
+def cpu_description(cpuinfo: Path = CPUINFO) -> str:
+    """The CPU's name and its widest matrix instructions, e.g. "AMD EPYC (AVX2)": a name alone can hide
+    different CPUs, whose int8 kernels round differently."""
+    lines = cpuinfo.read_text().splitlines() if cpuinfo.is_file() else []
+    flags = next((line.split(":", 1)[1].split() for line in lines if line.startswith("flags")), [])
+    widest = next((name for flag, name in _MATRIX_FLAGS if flag in flags), None)
+    return f"{cpu_name(cpuinfo)} ({widest})" if widest else cpu_name(cpuinfo)

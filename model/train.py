@@ -29,6 +29,7 @@ import json
 import math
 import os
 import random
+import sys
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -222,6 +223,12 @@ def tensors(
         raise SystemExit(f"--keep: no source {', '.join(missing)} in the training data ({', '.join(train)})")
     prompts = answer_prompts(tok, train, T) if args.unlikelihood else {}
     val_rows = sft_rows(tok, [c for v in val.values() for c in v], T)
+    if len(val_rows[0]) == 0:
+        print(  # 5% of each file is held out, but never a file's one conversation
+            "warning: no conversation is held out for validation (each file holds one): the val loss is "
+            "not measured; give two or more conversations to measure it",
+            file=sys.stderr,
+        )
     groups = [
         [c for name, items in train.items() if (name in args.keep) == kept for c in items]
         for kept in (False, True)
@@ -233,6 +240,11 @@ def tensors(
     (rest_ids, rest_mask), (kept_ids, kept_mask) = (sft_rows(tok, convs, T) for convs in groups)
     train_rows = torch.cat([rest_ids, kept_ids]), torch.cat([rest_mask, kept_mask])
     return train_rows, val_rows, info, prompts, kept_rows(len(rest_ids), len(kept_ids))
+
+
+def loss_text(loss: float) -> str:
+    """A validation loss as the run prints it; NaN (nothing held out) said in words."""
+    return "not measured (nothing held out)" if math.isnan(loss) else f"{loss:.4f}"
 
 
 @torch.no_grad()
@@ -367,7 +379,8 @@ def main(argv: list[str] | None = None) -> None:
             run.val_loss = evaluate()
             if rank == 0:
                 tqdm.write(
-                    f"step {run.step}: {run.tokens:,} tokens, train loss {run.train_loss:.4f}, val loss {run.val_loss:.4f}"
+                    f"step {run.step}: {run.tokens:,} tokens, train loss {run.train_loss:.4f}, "
+                    f"val loss {loss_text(run.val_loss)}"
                 )
         if args.save_every and run.step % args.save_every == 0:
             checkpoint(final=False)
@@ -381,7 +394,7 @@ def main(argv: list[str] | None = None) -> None:
     if rank == 0:
         print(
             f"{args.stage} done: {run.step} steps, {run.tokens:,} tokens, {run.elapsed / 60:.1f} min, "
-            f"val loss {run.val_loss:.4f}\nwrote {out}"
+            f"val loss {loss_text(run.val_loss)}\nwrote {out}"
         )
     if ddp:
         # leave together: rank 0 may still be writing the checkpoint when the others get here, and a

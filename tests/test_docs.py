@@ -35,3 +35,23 @@ def test_every_link_to_a_file_of_the_repository_resolves(page):
 def test_the_readme_links_its_records():
     """The records moved out of README.md are reached from it."""
     assert {"docs/training-runs.md", "docs/serving-rounds.md"} <= set(local_targets(ROOT / "README.md"))
+
+
+def test_the_readmes_corpus_table_counts_what_the_default_model_trained_on():
+    """Each source's train and val tokens in "The corpus and its mix" are the shipped checkpoint's record
+    (its config.json, from the manifest `make corpus` writes): the courtesy row had gone stale."""
+    import json
+
+    card = json.loads((ROOT / "model" / "checkpoints" / "default" / "config.json").read_text())
+    sources = card["data"]["sft"]["corpus"]["sources"]
+    rows = re.findall(
+        r"^\| (\w+) \| (?:dialogue|prose) \|.*\| ([\d,]+) \| ([\d,]+) \|$",
+        (ROOT / "README.md").read_text(),
+        re.M,
+    )
+    assert {name for name, _, _ in rows} == set(sources)
+    for name, train, val in rows:
+        tokens = {f["split"]: f["tokens"] for f in sources[name]["files"]}
+        assert (int(train.replace(",", "")), int(val.replace(",", ""))) == (tokens["train"], tokens["val"]), (
+            name
+        )

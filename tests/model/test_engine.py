@@ -141,3 +141,18 @@ def test_cpu_budget_follows_lambda_memory(tmp_path):
     assert cpu_budget(tmp_path, environ={"AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "512"}, affinity=6) == 1
     assert cpu_budget(tmp_path, environ={"AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "10240"}, affinity=2) == 2
     assert cpu_budget(tmp_path, environ={}, affinity=None) >= 1
+
+
+def test_the_cpu_is_described_by_its_name_and_widest_matrix_instructions(tmp_path):
+    from model.runtime import cpu_description
+
+    def described(flags: str) -> str:
+        (tmp_path / "cpuinfo").write_text(
+            f"processor\t: 0\nmodel name\t: AMD EPYC\nflags\t\t: fpu {flags}\n\n"
+        )
+        return cpu_description(tmp_path / "cpuinfo")
+
+    assert described("avx2 fma") == "AMD EPYC (AVX2)"
+    assert described("avx2 avx512f avx512_vnni avx512_bf16") == "AMD EPYC (AVX-512 VNNI)"
+    assert described("avx2 avx512f amx_tile amx_int8") == "AMD EPYC (AMX)"
+    assert described("sse2") == "AMD EPYC"

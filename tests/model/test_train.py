@@ -169,3 +169,24 @@ def test_training_stages_list_every_run_oldest_first():
         ("sft", {"s": 4}),
     ]
     assert training_stages({}) == [] and training_stages({"pretrain": {"s": 1}}) == [("pretrain", {"s": 1})]
+
+
+def test_one_exported_conversation_trains_and_says_the_val_loss_is_not_measured(
+    corpus: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+):
+    """The web app's export of one conversation is one line: nothing can be held out, and the run said
+    `val loss nan` without a word; it now says why and trains all the same."""
+    import json
+
+    _run(corpus, tmp_path / "pre", "--stage", "pretrain", *TINY, "--max-steps", "1")
+    export = tmp_path / "conversation-1.jsonl"
+    turns = [{"role": "user", "content": "Hi there"}, {"role": "assistant", "content": "Hello! How are you?"}]
+    export.write_text(json.dumps({"messages": turns}) + "\n")
+    _run(
+        corpus, tmp_path / "sft", "--stage", "sft", "--init-from", str(tmp_path / "pre"), "--max-steps", "1",
+        "--conversations", str(export), "--no-corpus",
+    )  # fmt: skip
+    out, err = capsys.readouterr()
+    assert "no conversation is held out for validation" in err
+    assert "val loss not measured (nothing held out)" in out and "nan" not in out
+    assert load_checkpoint(tmp_path / "sft")[2]["training"]["sft"]["val_loss"] is None
