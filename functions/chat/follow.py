@@ -39,6 +39,7 @@ class Snapshot:
     token_count: int
     created_at: datetime
     updated_at: datetime
+    context: dict[str, int] | None = None  # the prompt it was made from: the POST stream's meta.context
 
     @classmethod
     def of(cls, message: Message) -> "Snapshot":
@@ -50,6 +51,7 @@ class Snapshot:
             token_count=message.token_count or 0,
             created_at=message.created_at,
             updated_at=message.updated_at,
+            context=message.context,
         )
 
 
@@ -179,6 +181,7 @@ async def follow(
                 "conversation_id": conversation_id,
                 "user_message_id": snapshot.parent_id,
                 "assistant_message_id": snapshot.id,
+                "context": snapshot.context,  # DESIGN's meta has it: the same as the answer's own stream
                 "in_progress": snapshot.finish_reason is None,
             },
         )

@@ -170,6 +170,7 @@ def test_an_answer_is_followed_from_another_process_after_a_last_event_id(
     assert status == "200"
     followed = parse(body_text)
     assert followed[0][0] == "meta" and followed[0][1]["assistant_message_id"] == meta["assistant_message_id"]
+    assert followed[0][1]["context"] == meta["context"]  # DESIGN's meta: the prompt's tokens, limit, drops
     assert followed[-1][0] == "done" and followed[-1][1]["finish_reason"] == "length"
     tokens = [item for item in followed if item[0] == "token"]
     assert tokens[0][2] > last_id and [t[2] for t in tokens] == sorted(t[2] for t in tokens)
