@@ -100,7 +100,7 @@ function Keys() {
           <p>Copy the key now: it is shown only once.</p>
           <div className="flex items-center gap-2">
             <code className="min-w-0 flex-1 break-all">{created.key}</code>
-            <CopyButton text={() => created.key} label="Copy key" className={button} />
+            <CopyButton text={() => created.key} label="Copy key" className={`${button} flex items-center gap-1 whitespace-nowrap`} />
           </div>
         </div>
       )}

@@ -264,7 +264,7 @@ export default function ChatApp() {
           refused={refused}
           gauge={
             chat.context && (
-              <span data-testid="context-gauge" title="Tokens of the model's memory the last prompt used">
+              <span data-testid="context-gauge" className="whitespace-nowrap" title="Tokens of the model's memory the last prompt used">
                 memory {chat.context.tokens}/{chat.context.limit} tokens
               </span>
             )

@@ -36,7 +36,9 @@ interface Props {
   busy: boolean;
 }
 
-const small = "flex items-center gap-1 rounded px-1.5 py-0.5 text-xs text-zinc-500 hover:bg-zinc-200 disabled:opacity-50 dark:hover:bg-zinc-800";
+// at least 24 x 24 px (WCAG's minimum target size): the version arrows were 17 x 20 on a phone
+const small =
+  "flex min-h-6 min-w-6 items-center justify-center gap-1 rounded px-1.5 py-1 text-xs text-zinc-500 hover:bg-zinc-200 disabled:opacity-50 dark:hover:bg-zinc-800";
 
 function waitingText(waiting: NonNullable<UiMessage["waiting"]>): string {
   if (waiting.queuePosition > 0) return `Waiting in line: position ${waiting.queuePosition}`;
