@@ -1,6 +1,7 @@
 """FastAPI dependency aliases: SessionDep (one session per request), CurrentUser (from the bearer JWT) and
 ApiUser (a JWT or an API key, for /v1)."""
 
+import ipaddress
 import json
 import os
 from typing import Annotated
@@ -102,5 +103,20 @@ def client_address(request: Request) -> str:
         for part in ("http", "identity"):  # HTTP API v2 / Function URL, REST API v1
             source = (context.get(part) or {}).get("sourceIp")
             if isinstance(source, str) and source:
-                return source
-    return request.client.host if request.client else "unknown"
+                return address_for_limits(source)
+    return address_for_limits(request.client.host if request.client else "unknown")
+
+
+def address_for_limits(host: str) -> str:
+    """The unit an address limit counts: an IPv4 address, or an IPv6 address's /64 (one subscriber's
+    network holds 2**64 addresses: counted one by one, each had its own limits); an IPv4-mapped IPv6
+    address is its IPv4 one. Anything else (a test client's name) as it is."""
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return host
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network(f"{ip}/64", strict=False))
+    return str(ip)

@@ -107,8 +107,8 @@ class UserCreate(Input):
     )
     password: Annotated[str, UNICODE] = Field(
         max_length=1024,
-        description="at least 8 characters, at most 72 bytes (UTF-8)",
-        json_schema_extra={"minLength": PASSWORD_MIN_CHARS, "maxLength": BCRYPT_MAX_BYTES},
+        description="at least 8 characters, at most 72 bytes (UTF-8), no NUL",
+        json_schema_extra={"minLength": PASSWORD_MIN_CHARS, "maxLength": BCRYPT_MAX_BYTES, "pattern": NO_NUL},
     )
 
     _check_email = field_validator("email")(_email)
@@ -118,6 +118,8 @@ class UserCreate(Input):
     def _password_length(cls, value: str) -> str:
         if len(value) < PASSWORD_MIN_CHARS:  # characters, as the message and the schema say
             raise ValueError(f"Password must be at least {PASSWORD_MIN_CHARS} characters")
+        if "\x00" in value:  # bcrypt stops at the first NUL: "pw\0anything" would be "pw"
+            raise ValueError("Password must not contain the NUL character (\\u0000)")
         size = len(value.encode())
         if size > BCRYPT_MAX_BYTES:
             raise ValueError(
@@ -140,8 +142,8 @@ class PasswordChange(Input):
     current_password: Annotated[str, UNICODE] = Field(min_length=1, max_length=1024)
     new_password: Annotated[str, UNICODE] = Field(
         max_length=1024,
-        description="at least 8 characters, at most 72 bytes (UTF-8)",
-        json_schema_extra={"minLength": PASSWORD_MIN_CHARS, "maxLength": BCRYPT_MAX_BYTES},
+        description="at least 8 characters, at most 72 bytes (UTF-8), no NUL",
+        json_schema_extra={"minLength": PASSWORD_MIN_CHARS, "maxLength": BCRYPT_MAX_BYTES, "pattern": NO_NUL},
     )
 
     @field_validator("new_password")

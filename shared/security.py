@@ -108,22 +108,29 @@ def decode_token(token: str, key: str) -> tuple[str, int]:
         raise InvalidToken(str(exc)) from exc
 
 
-def create_device_token(subject: str, key: str, days: int, now: datetime | None = None) -> str:
+def create_device_token(
+    subject: str, key: str, days: int, now: datetime | None = None, version: int = 0
+) -> str:
     """OWASP's device cookie: proof that this browser once logged in to the account `subject`. It
-    carries a random id of its own (`dev`), so each device has its own allowance of failed logins."""
+    carries a random id of its own (`dev`), so each device has its own allowance of failed logins, and
+    the account's token version (`ver`): a password change or a log out everywhere, which raise it, make
+    every device unknown again (a cookie kept by someone who once knew the password no longer buys
+    guesses after the owner changed it)."""
     issued = now or datetime.now(UTC)
     claims = {
         "sub": subject,
         "aud": DEVICE_AUDIENCE,
         "dev": secrets.token_hex(8),
+        "ver": version,
         "iat": issued,
         "exp": issued + timedelta(days=days),
     }
     return jwt.encode(claims, key, algorithm=ALGORITHM)
 
 
-def decode_device_token(token: str, key: str) -> tuple[str, str] | None:
-    """(subject, device id) of a valid device token, else None (a device token is only ever a hint)."""
+def decode_device_token(token: str, key: str, version: int | None = None) -> tuple[str, str] | None:
+    """(subject, device id) of a valid device token (of token version `version` when given), else None
+    (a device token is only ever a hint)."""
     try:
         claims = jwt.decode(
             token, key, algorithms=[ALGORITHM], audience=DEVICE_AUDIENCE, options={"require": ["sub", "exp"]}
@@ -131,6 +138,8 @@ def decode_device_token(token: str, key: str) -> tuple[str, str] | None:
     except jwt.PyJWTError:
         return None
     subject, device = claims.get("sub"), claims.get("dev")
+    if version is not None and claims.get("ver", 0) != version:
+        return None
     if isinstance(subject, str) and isinstance(device, str) and device.isalnum():
         return subject, device
     return None

@@ -2,9 +2,10 @@
 
 Login, password change and account deletion all check a password through `check_password`:
 
-- a browser presenting a device token of this account (a cookie given at each successful check) has
-  `login_max_failures_per_account` failures per window of its own, whatever else happens to the account
-  or to its address;
+- a browser presenting a device token of this account (a cookie given at each successful check, valid
+  until the account's next password change or log out everywhere) has `login_max_failures_per_account`
+  failures per window of its own, whatever else happens to the account or to its address, and the
+  account's known devices together `login_max_attempts_per_ip` checks per window;
 - any other client has `login_max_attempts_per_ip` attempts per window from its address, that many
   failures per (account, address), and all of them together `login_account_cap` per
   `login_untrusted_window_seconds`; past that, only known devices may try until the window ends, so a
@@ -48,12 +49,16 @@ def _allowance(request: Request, settings: Settings, email: str, user: User | No
     client shares, so an attacker on the same machine cannot spend it. Any other client has its address's
     attempts, its failures for this account, and the account's failures from unknown clients."""
     window, address = settings.login_window_seconds, client_address(request)
-    device = decode_device_token(request.cookies.get(DEVICE_COOKIE, ""), settings.jwt_key)
+    cookie = request.cookies.get(DEVICE_COOKIE, "")
+    device = decode_device_token(cookie, settings.jwt_key, user.token_version) if user is not None else None
     if user is not None and device is not None and device[0] == user.subject:
         known = ratelimit.Limit(
             f"login:device:{email}|{device[1]}", settings.login_max_failures_per_account, window
         )
-        return Allowance(attempts=[], failures=[known], own=[known])
+        # every check from the account's known devices together, right or wrong: each login mints a new
+        # device, and unlimited right passwords from one's own account kept the bcrypt pool busy for all
+        checks = ratelimit.Limit(f"login:known:{email}", settings.login_max_attempts_per_ip, window)
+        return Allowance(attempts=[checks], failures=[known], own=[known])
     per_ip = ratelimit.Limit(f"login:ip:{address}", settings.login_max_attempts_per_ip, window)
     pair = ratelimit.Limit(f"login:fail:{email}|{address}", settings.login_max_failures_per_account, window)
     untrusted = ratelimit.Limit(
@@ -103,7 +108,9 @@ async def require_password(
 def remember_device(request: Request, response: Response, user: User, settings: Settings) -> None:
     """Give this browser a device token for `user` (HttpOnly, SameSite=Strict, only ever sent to
     /api/auth): from now on its failed logins count on their own."""
-    token = create_device_token(user.subject, settings.jwt_key, settings.device_token_days)
+    token = create_device_token(
+        user.subject, settings.jwt_key, settings.device_token_days, version=user.token_version
+    )
     response.set_cookie(
         DEVICE_COOKIE,
         token,

@@ -123,3 +123,56 @@ def test_me_without_token_is_401(auth_client: TestClient) -> None:
     assert response.status_code == 401
     assert response.json()["error"]["code"] == "not_authenticated"
     assert response.headers["WWW-Authenticate"] == "Bearer"
+
+
+def test_a_device_cookie_from_before_a_password_change_is_an_unknown_client(
+    auth_client: TestClient, monkeypatch
+) -> None:
+    """A cookie kept by someone who once knew the password bought 5 guesses of its own per window, and
+    each login minted another; after the owner changes the password (or logs out everywhere) it is an
+    unknown client's: its address's and the account's limits apply."""
+    from shared.settings import get_settings
+
+    account = register(auth_client)
+    stolen = auth_client.cookies.get("slm_device")
+    assert stolen
+    changed = auth_client.post(
+        "/api/auth/password",
+        json={"current_password": PASSWORD, "new_password": "a brand new passphrase"},
+        headers=account.headers,
+    )
+    assert changed.status_code == 200
+    monkeypatch.setenv("SLM_LOGIN_ACCOUNT_CAP", "3")  # unknown clients' failures on the account
+    get_settings.cache_clear()
+    auth_client.cookies.clear()
+    auth_client.cookies.set("slm_device", stolen, path="/api/auth")
+    statuses = [
+        auth_client.post(
+            "/api/auth/login", json={"email": account.email, "password": f"guess {i}"}
+        ).status_code
+        for i in range(5)
+    ]
+    assert statuses == [401, 401, 401, 429, 429]  # the account's cap for unknown clients, not 5 of its own
+
+
+def test_the_accounts_known_devices_share_a_budget_of_checks(auth_client: TestClient, monkeypatch) -> None:
+    """Right passwords from one's own known devices were unlimited (each login a new device): a burst kept
+    the bcrypt pool, which every login shares, busy for everyone. Now they share the address budget."""
+    from shared.settings import get_settings
+
+    monkeypatch.setenv("SLM_LOGIN_MAX_ATTEMPTS_PER_IP", "4")
+    get_settings.cache_clear()
+    account = register(auth_client)  # this client is now a known device of the account
+    statuses = [
+        auth_client.post("/api/auth/login", json={"email": account.email, "password": PASSWORD}).status_code
+        for _ in range(5)
+    ]
+    assert statuses == [200, 200, 200, 200, 429]
+
+
+def test_a_new_password_may_not_hold_nul(auth_client: TestClient) -> None:
+    """bcrypt stops at the first NUL: "pw\\0anything" would have been the same password as "pw"."""
+    response = auth_client.post(
+        "/api/auth/register", json={"email": unique_email(), "password": "pw\x00pw\x00pw"}
+    )
+    assert response.status_code == 422 and "NUL" in response.json()["error"]["fields"]["password"]

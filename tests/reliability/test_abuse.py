@@ -141,7 +141,7 @@ def test_forged_expired_and_orphaned_tokens_are_refused_on_every_route(
         "deleted user": deleted["Authorization"].removeprefix("Bearer "),
     }
     routes = authenticated_routes(server)
-    assert len(routes) == 19  # every route but health, register and login
+    assert len(routes) == 20  # every route but health, register and login
     for name, token in tokens.items():
         for method, path in routes:
             response = httpx.request(

@@ -113,3 +113,21 @@ def test_security_module_does_not_import_fastapi() -> None:
     names = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import | ast.ImportFrom) for a in n.names}
     modules = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
     assert not any("fastapi" in str(m) or "starlette" in str(m) for m in names | modules)
+
+
+def test_a_device_token_is_of_the_token_version_it_was_given_at() -> None:
+    """A password change or a log out everywhere raises the account's token version: its devices are unknown again."""
+    token = create_device_token("subj", KEY, 30, version=3)
+    assert decode_device_token(token, KEY, 3) is not None and decode_device_token(token, KEY) is not None
+    assert decode_device_token(token, KEY, 4) is None
+    assert decode_device_token(create_device_token("subj", KEY, 30), KEY, 0) is not None  # the default: 0
+
+
+def test_an_ipv6_client_is_counted_by_its_64() -> None:
+    """A subscriber's IPv6 network holds 2**64 addresses: counted one by one, each had limits of its own."""
+    from shared.deps import address_for_limits
+
+    assert address_for_limits("2001:db8::1") == address_for_limits("2001:db8::ffff:1") == "2001:db8::/64"
+    assert address_for_limits("2001:db8:0:1::1") == "2001:db8:0:1::/64"  # the next network: its own
+    assert address_for_limits("::ffff:192.0.2.7") == "192.0.2.7" == address_for_limits("192.0.2.7")
+    assert address_for_limits("testclient") == "testclient"
