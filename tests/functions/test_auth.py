@@ -162,12 +162,19 @@ def test_the_accounts_known_devices_share_a_budget_of_checks(auth_client: TestCl
 
     monkeypatch.setenv("SLM_LOGIN_MAX_ATTEMPTS_PER_IP", "4")
     get_settings.cache_clear()
-    account = register(auth_client)  # this client is now a known device of the account
+    other = register(auth_client)
+    account = register(auth_client)  # this client is now a known device of `account` (its last cookie)
     statuses = [
         auth_client.post("/api/auth/login", json={"email": account.email, "password": PASSWORD}).status_code
         for _ in range(5)
     ]
     assert statuses == [200, 200, 200, 200, 429]
+    # counted as the account's known devices', not as this address's: an unknown client here still may try
+    auth_client.cookies.clear()
+    assert (
+        auth_client.post("/api/auth/login", json={"email": other.email, "password": PASSWORD}).status_code
+        == 200
+    )
 
 
 def test_a_new_password_may_not_hold_nul(auth_client: TestClient) -> None:
