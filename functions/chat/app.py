@@ -10,6 +10,7 @@ from functions.chat import early  # noqa: F401 (first: the model loads beside th
 # isort: split
 import threading
 import time
+from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Query
@@ -17,7 +18,7 @@ from fastapi.responses import StreamingResponse
 from sqlalchemy.orm import selectinload
 
 from functions.chat import arrivals, follow, metrics, rows
-from functions.chat.generation import Generation, Turn
+from functions.chat.generation import LIVE_SECONDS, Generation, Turn, ended_here
 from functions.chat.openai_api import router as openai_router
 from functions.chat.schemas import ChatCreate, sampling_params
 from functions.chat.service import AdmittedModel, LoadedModel, holder
@@ -122,6 +123,14 @@ async def create_chat(
     return StreamingResponse(generation.events(), media_type="text/event-stream", headers=SSE_HEADERS)
 
 
+def being_written(answer: Message) -> bool:
+    """An answer in progress whose generator is alive: saved within LIVE_SECONDS, and not one this
+    process finished (its final save may have failed while the database was away)."""
+    if answer.finish_reason is not None or ended_here(answer.id):
+        return False
+    return answer.updated_at >= utcnow() - timedelta(seconds=LIVE_SECONDS)
+
+
 def where_it_goes(body: ChatCreate, conversation: Conversation) -> tuple[Message | None, int | None, list]:
     """(the question answered again, or None for a new message; the new message's parent; the turns of
     the prompt, root first): a regenerate answers its answer's question again, a message follows
@@ -148,7 +157,7 @@ def where_it_goes(body: ChatCreate, conversation: Conversation) -> tuple[Message
         raise APIError(
             422, "validation_error", f"Invalid request: parent_id: {reason}", fields={"parent_id": reason}
         )
-    if parent is not None and parent.role == "assistant" and parent.finish_reason is None:
+    if parent is not None and parent.role == "assistant" and being_written(parent):
         # its prompt would hold the answer as it stands now, and the tree the answer as it ends
         raise APIError(
             409,

@@ -27,6 +27,25 @@ from shared import ratelimit, stops
 log = logging.getLogger("slm.chat")
 SAVE_INTERVAL_SECONDS = 0.25  # how often the answers that grew are written (a follower polls as often)
 HEARTBEAT_SECONDS = 1.0  # an answer with nothing new (still queued) is written this often: it is alive
+# an answer in progress saved this recently is being written (POST /api/chat refuses a reply to it); one
+# quiet for longer lost its generator (the stale rule finalizes it later)
+LIVE_SECONDS = 10 * HEARTBEAT_SECONDS
+_ENDED_HERE: dict[int, None] = {}  # answers whose generation ended in this process, newest last
+_ENDED_KEPT = 10_000
+
+
+def ended_here(answer_id: int) -> bool:
+    """Whether this process generated the answer and its generation is over, even where its final save
+    failed (the database was away) and the row still says it is in progress."""
+    return answer_id in _ENDED_HERE
+
+
+def _ended(answer_id: int) -> None:
+    _ENDED_HERE[answer_id] = None
+    while len(_ENDED_HERE) > _ENDED_KEPT:
+        del _ENDED_HERE[next(iter(_ENDED_HERE))]
+
+
 _running: set[asyncio.Task[None]] = set()
 
 
@@ -162,6 +181,7 @@ class Generation:
             answer.parts.append(tail)
             put(sse("token", {"text": tail}, event_id=len(answer.ids) - 1))
         put(await self._end("error" if error else reason, error, max(time.perf_counter() - started, 1e-6)))
+        _ended(self.turn.ids.assistant_message_id)
         put(None)
 
     async def _end(self, reason: str, error: str | None, seconds: float) -> bytes:

@@ -4,6 +4,7 @@ import subprocess
 import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 
 import httpx
 import pytest
@@ -279,6 +280,19 @@ def test_a_reply_to_an_answer_still_being_written_is_409_and_nothing_stored(live
         assert response.status_code == 409, response.text
         assert response.json()["error"]["code"] == "answer_in_progress"
     assert len(conversation(live_server.url, headers, conversation_id)["messages"]) == 4
+    # quiet for longer than a live answer ever is (its generator is gone; the stale rule ends it later): a
+    # reply is not held up by it
+    engine = create_engine(sync_url(live_server.database_url))
+    with engine.begin() as connection:
+        quiet = utcnow() - timedelta(seconds=20)  # past LIVE_SECONDS (10), short of the stale rule (30)
+        connection.execute(table.update().where(table.c.id == writing).values(updated_at=quiet))
+    engine.dispose()
+    assert (
+        chat(live_server.url, headers, conversation_id=conversation_id, message="Go on", max_new_tokens=4)[
+            -1
+        ][0]
+        == "done"
+    )
     # an edit of the first question (its parent: none) and another version of the first answer still go
     edited = chat(
         live_server.url,
