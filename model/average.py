@@ -77,6 +77,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--weight", type=float, required=True, help="the tuned checkpoint's share, 0 to 1")
     p.add_argument("--out", type=Path, required=True, help="folder of the averaged fp32 checkpoint")
     args = p.parse_args(argv)
+    for name in ("base", "tuned"):  # it would be overwritten with the average: a run's weights lost
+        if args.out.resolve() == getattr(args, name).resolve():
+            p.error(f"--out is the --{name} checkpoint: write the average to a folder of its own")
     try:
         average(args.base, args.tuned, args.weight, args.out)
     except (CheckpointError, ValueError) as exc:

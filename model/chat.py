@@ -20,7 +20,16 @@ import torch
 from model.checkpoint import DEFAULT_CHECKPOINT, CheckpointError, load_checkpoint
 from model.engine import Engine, SamplingParams, TextStreamer, cpu_budget
 from model.loops import NGRAM_WORDS, WordTable
-from model.tokenizer import Tokenizer, fit_prompt
+from model.tokenizer import ANSWER_RESERVE, Tokenizer, fit_prompt
+
+
+def as_text(line: str) -> str:
+    """A line read from the terminal as text the tokenizer takes: bytes that were not UTF-8 (which
+    Python's stdin keeps as lone surrogates, and the tokenizer refused with a traceback) become U+FFFD."""
+    try:
+        return line.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    except UnicodeEncodeError:
+        return line.encode("utf-8", "replace").decode("utf-8")
 
 
 def chat_loop(
@@ -36,8 +45,8 @@ def chat_loop(
     history: list[Mapping[str, str]] = []
     while True:
         try:
-            line = read("\nyou> ").strip()
-        except EOFError:
+            line = as_text(read("\nyou> ")).strip()
+        except (EOFError, KeyboardInterrupt):  # end of input, or Ctrl-C at the prompt: goodbye
             write("\n")
             return
         if line == "/quit":
@@ -60,14 +69,17 @@ def chat_loop(
             )
         write("bot> ")
         streamer, ids = TextStreamer(tok), []
-        for token in engine.generate(prompt.ids, params, words):
-            ids.append(token)
-            write(streamer.put(token))
-        write(streamer.end() + "\n")
+        try:
+            for token in engine.generate(prompt.ids, params, words):
+                ids.append(token)
+                write(streamer.put(token))
+            write(streamer.end() + "\n")
+        except KeyboardInterrupt:  # Ctrl-C while it answers: the answer stops, as the web app's Stop
+            write(streamer.end() + " (stopped)\n")
         history = [*prompt.messages, {"role": "assistant", "content": tok.decode(ids)}]
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT, help="checkpoint folder to load")
     p.add_argument("--temperature", type=float, default=0.8, help="sampling temperature; 0 = greedy")
@@ -84,12 +96,26 @@ def main() -> None:
     p.add_argument(
         "--threads", type=int, default=None, help="torch threads (default: the CPUs this process may use)"
     )
-    args = p.parse_args()
+    args = p.parse_args(argv)
+    checks = {
+        "--temperature": args.temperature >= 0,
+        "--top-k": args.top_k >= 0,
+        "--top-p": 0 < args.top_p <= 1,
+        "--max-new-tokens": args.max_new_tokens >= 1,
+        "--loop-guard": args.loop_guard >= 0,
+        "--threads": args.threads is None or args.threads >= 1,
+    }
+    for flag, ok in checks.items():
+        if not ok:
+            p.error(f"{flag} is out of range (see --help)")
     torch.set_num_threads(args.threads or cpu_budget())
     try:
         model, tok, meta = load_checkpoint(args.checkpoint)
     except CheckpointError as e:
         sys.exit(f"error: {e}\nTrain a model (see model/README.md) or pass --checkpoint FOLDER.")
+    window = model.config.block_size
+    if window <= 2 * ANSWER_RESERVE:  # a small-context checkpoint: half its window for the prompt (the
+        args.max_new_tokens = min(args.max_new_tokens, window // 2)  # answer's room left none before)
     params = SamplingParams(
         temperature=args.temperature,
         top_k=args.top_k,

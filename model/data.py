@@ -68,7 +68,15 @@ def read_jsonl(path: str | Path) -> list[Messages]:
     with Path(path).open(encoding="utf-8") as f:
         for n, line in enumerate(f, 1):
             if line.strip():
-                messages = json.loads(line).get("messages")
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError as e:
+                    raise ValueError(f"{path}:{n}: not a JSON object ({e.msg})") from None
+                if not isinstance(record, dict):
+                    raise ValueError(
+                        f'{path}:{n}: expected {{"messages": [...]}}, found a {type(record).__name__}'
+                    )
+                messages = record.get("messages")
                 if messages == []:
                     empty += 1
                     continue

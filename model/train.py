@@ -84,7 +84,13 @@ def load_data(args: argparse.Namespace) -> tuple[dict[str, list], dict[str, list
         info["corpus"] = json.loads(manifest.read_text()) if manifest.is_file() else str(args.data)
     for path in args.conversations:
         name = Path(path).name
-        train[name], val[name] = holdout(read_conversations(path), f"{args.seed}:{name}")
+        if name in train:  # the source's name is its file's: a second would have replaced the first
+            raise SystemExit(f"--conversations: two sources named {name}: rename one of the files")
+        try:
+            conversations = read_conversations(path)
+        except (OSError, UnicodeDecodeError, ValueError) as e:
+            raise SystemExit(f"--conversations {path}: {e}") from None
+        train[name], val[name] = holdout(conversations, f"{args.seed}:{name}")
         info.setdefault("files", {})[name] = {"conversations": len(train[name]) + len(val[name])}
     if args.stage == "sft":  # only conversations; prose stays in pretraining
         train = {k: v for k, v in train.items() if v and not isinstance(v[0], str)}
@@ -96,7 +102,11 @@ def load_data(args: argparse.Namespace) -> tuple[dict[str, list], dict[str, list
             raise SystemExit(f"--everyday: {e}") from None
         info["everyday"] = {"spec": args.everyday, "rows_added": added}
     for spec in args.upsample:
-        name, times = spec.split("=")
+        name, _, times = spec.partition("=")
+        if name not in train or not times.isdigit():
+            raise SystemExit(
+                f"--upsample {spec}: give SOURCE=N with a source of this run ({', '.join(train)})"
+            )
         train[name] = train[name] * int(times)
     if args.stage == "pretrain" and args.prose_share < 1:
         train = cap_prose(train, args.prose_share, args.seed)
@@ -270,10 +280,26 @@ def val_loss(model: GPT, stage: str, data: tuple, batch_size: int, batches: int,
     return sum(losses) / len(losses)
 
 
+def writable_folder(out: Path) -> None:
+    """SystemExit now, before any training, when `out` cannot hold the checkpoint (it used to be found
+    only at the first save: a whole run lost to a typo)."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise SystemExit(f"--out {out}: cannot write the checkpoint there ({e.strerror or e})") from None
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     ddp, rank, world, device = setup(args)
     out = Path(args.out)
+    if rank == 0:
+        writable_folder(out)
+    if args.resume and not (out / STATE).is_file():
+        raise SystemExit(f"--resume: {out} holds no {STATE} (no run to continue there)")
     model, tok, run, saved = start(args, out)
     if args.dropout is not None:
         model.set_dropout(args.dropout)
@@ -333,61 +359,78 @@ def main(argv: list[str] | None = None) -> None:
         total=min(planned, default=None), initial=run.step, disable=rank != 0, unit="step", dynamic_ncols=True
     )
     t0, tokens_at_t0, elapsed_at_t0 = time.time(), run.tokens, run.elapsed
-    while True:
-        run.elapsed = elapsed_at_t0 + time.time() - t0
-        progress = max(
-            run.step / args.max_steps if args.max_steps else 0.0,
-            run.tokens / args.max_tokens if args.max_tokens else 0.0,
-            run.elapsed / max_seconds,
-        )
-        stop = torch.tensor(float(progress >= 1.0), device=device)
-        if ddp:
-            dist.all_reduce(stop, op=dist.ReduceOp.MAX)  # every rank stops at the same step
-        if stop.item():
-            break
-        factor = lr_factor(
-            run.step, progress, args.schedule, args.warmup_steps, args.decay_frac, args.min_lr_frac
-        )
-        opt.set_lr_factor(factor)
-        loss_sum = 0.0
-        # greedy answers to training prompts; the tokens of their loops pushed down. They are decoded one
-        # token at a time, which bounds a GPU's step: --unlikelihood-every spaces them out
-        if prompts and run.step % args.unlikelihood_every == 0:
-            with net.no_sync() if ddp else nullcontext(), autocast:
-                key = f"{args.seed}:{run.step}:{rank}"
-                ul, share = unlikelihood_loss(model, net, prompts, args.unlikelihood_prompts, key, tok)
-            if ul.requires_grad:
-                (args.unlikelihood * ul).backward()
-            run.repeats = share if not run.repeats else 0.95 * run.repeats + 0.05 * share
-        for micro in range(args.grad_accum):
-            i = run.step * args.grad_accum + micro
-            batch = micro_batch(
-                args.stage, train_ids, train_mask, (args.batch_size, T), i, rank, world, args.seed
+
+    def train_loop() -> None:
+        """The steps until a budget runs out."""
+        while True:
+            run.elapsed = elapsed_at_t0 + time.time() - t0
+            progress = max(
+                run.step / args.max_steps if args.max_steps else 0.0,
+                run.tokens / args.max_tokens if args.max_tokens else 0.0,
+                run.elapsed / max_seconds,
             )
-            sync = nullcontext() if not ddp or micro == args.grad_accum - 1 else net.no_sync()
-            with sync, autocast:
-                loss = batch_loss(batch.to(device)) / args.grad_accum
-            loss.backward()
-            loss_sum += loss.item()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), args.grad_clip)
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        run.step += 1
-        run.tokens += tokens_per_step
-        run.train_loss = loss_sum if not run.train_loss else 0.95 * run.train_loss + 0.05 * loss_sum
-        if args.eval_every and run.step % args.eval_every == 0:
-            run.val_loss = evaluate()
-            if rank == 0:
-                tqdm.write(
-                    f"step {run.step}: {run.tokens:,} tokens, train loss {run.train_loss:.4f}, "
-                    f"val loss {loss_text(run.val_loss)}"
+            stop = torch.tensor(float(progress >= 1.0), device=device)
+            if ddp:
+                dist.all_reduce(stop, op=dist.ReduceOp.MAX)  # every rank stops at the same step
+            if stop.item():
+                return
+            factor = lr_factor(
+                run.step, progress, args.schedule, args.warmup_steps, args.decay_frac, args.min_lr_frac
+            )
+            opt.set_lr_factor(factor)
+            loss_sum = 0.0
+            # greedy answers to training prompts; the tokens of their loops pushed down. They are decoded one
+            # token at a time, which bounds a GPU's step: --unlikelihood-every spaces them out
+            if prompts and run.step % args.unlikelihood_every == 0:
+                with net.no_sync() if ddp else nullcontext(), autocast:
+                    key = f"{args.seed}:{run.step}:{rank}"
+                    ul, share = unlikelihood_loss(model, net, prompts, args.unlikelihood_prompts, key, tok)
+                if ul.requires_grad:
+                    (args.unlikelihood * ul).backward()
+                run.repeats = share if not run.repeats else 0.95 * run.repeats + 0.05 * share
+            for micro in range(args.grad_accum):
+                i = run.step * args.grad_accum + micro
+                batch = micro_batch(
+                    args.stage, train_ids, train_mask, (args.batch_size, T), i, rank, world, args.seed
                 )
-        if args.save_every and run.step % args.save_every == 0:
-            checkpoint(final=False)
-        rate = (run.tokens - tokens_at_t0) / max(time.time() - t0, 1e-9)
-        shown = {"loss": f"{run.train_loss:.3f}", "tok_s": f"{rate:,.0f}", "lr": f"{factor:.2f}x"}
-        bar.set_postfix(shown | ({"repeats": f"{run.repeats:.1%}"} if prompts else {}), refresh=False)
-        bar.update(1)
+                sync = nullcontext() if not ddp or micro == args.grad_accum - 1 else net.no_sync()
+                with sync, autocast:
+                    loss = batch_loss(batch.to(device)) / args.grad_accum
+                loss.backward()
+                loss_sum += loss.item()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), args.grad_clip)
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            run.step += 1
+            run.tokens += tokens_per_step
+            run.train_loss = loss_sum if not run.train_loss else 0.95 * run.train_loss + 0.05 * loss_sum
+            if args.eval_every and run.step % args.eval_every == 0:
+                run.val_loss = evaluate()
+                if rank == 0:
+                    tqdm.write(
+                        f"step {run.step}: {run.tokens:,} tokens, train loss {run.train_loss:.4f}, "
+                        f"val loss {loss_text(run.val_loss)}"
+                    )
+            if args.save_every and run.step % args.save_every == 0:
+                checkpoint(final=False)
+            rate = (run.tokens - tokens_at_t0) / max(time.time() - t0, 1e-9)
+            shown = {"loss": f"{run.train_loss:.3f}", "tok_s": f"{rate:,.0f}", "lr": f"{factor:.2f}x"}
+            bar.set_postfix(shown | ({"repeats": f"{run.repeats:.1%}"} if prompts else {}), refresh=False)
+            bar.update(1)
+
+    try:
+        train_loop()
+    except KeyboardInterrupt:  # Ctrl-C: what the run learnt so far is kept, and it can go on
+        bar.close()
+        run.elapsed = elapsed_at_t0 + time.time() - t0
+        checkpoint(final=False)
+        if rank == 0:
+            print(
+                f"\ninterrupted at step {run.step} ({run.tokens:,} tokens): saved to {out}; "
+                f"continue with the same command and --resume",
+                file=sys.stderr,
+            )
+        raise SystemExit(130) from None
     bar.close()
     run.val_loss = evaluate()
     checkpoint(final=True)
@@ -468,6 +511,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     a("--name", default="slm", help="model name shown on the model card")
     a("--seed", type=int, default=1234, help="seed of the init, batches and user-file split")
     args = p.parse_args(argv)
+    for flag in (
+        "max_steps",
+        "max_tokens",
+        "max_minutes",
+        "eval_every",
+        "save_every",
+        "warmup_steps",
+        "threads",
+    ):
+        if getattr(args, flag) < 0:  # a negative budget never ran out: the run went on for ever
+            p.error(f"--{flag.replace('_', '-')} must be 0 or more")
+    for flag in ("batch_size", "grad_accum", "eval_batches"):
+        if getattr(args, flag) < 1:
+            p.error(f"--{flag.replace('_', '-')} must be 1 or more")
     if not (args.max_steps or args.max_tokens or args.max_minutes):
         p.error("give --max-steps, --max-tokens and/or --max-minutes")
     if args.unlikelihood_every < 1:

@@ -136,3 +136,61 @@ def test_make_chat_answers_piped_input():
     assert proc.returncode == 0, proc.stderr
     answers = [chunk.split("\n")[0] for chunk in proc.stdout.split("bot> ")[1:]]
     assert len(answers) == 2 and all(a.strip() for a in answers), proc.stdout
+
+
+def test_a_line_that_is_not_utf8_is_read_and_ctrl_c_stops_an_answer_not_the_chat(trained_model, tokenizer):
+    """Bytes that were not UTF-8 (stdin keeps them as lone surrogates) crashed the chat with the tokenizer's
+    TypeError; Ctrl-C at the prompt printed a traceback, and during an answer ended the conversation."""
+    engine = Engine(trained_model, max_batch=1, eos_id=tokenizer.eos_id)
+    out = _run_chat(engine, tokenizer, ["caf\udce9 \udcff"])
+    assert out.count("bot> ") == 1
+    lines, written, pressed = ["the cat", "a dog"], [], []
+
+    def read(prompt):
+        if not lines:
+            raise KeyboardInterrupt  # Ctrl-C at the prompt: goodbye, no traceback
+        return lines.pop(0)
+
+    def write(text):
+        written.append(text)
+        if text and text != "bot> " and not pressed:
+            pressed.append(True)
+            raise KeyboardInterrupt  # Ctrl-C, once, while the first answer streams
+
+    chat_loop(engine, tokenizer, SamplingParams(temperature=0.0, max_new_tokens=8), read, write)
+    out = "".join(written)
+    assert "(stopped)" in out and out.count("bot> ") == 2  # the chat went on to the second message
+
+
+def test_the_chat_cli_refuses_sampling_out_of_range():
+    for flags in (["--temperature", "-1"], ["--top-p", "0"], ["--top-k", "-5"], ["--max-new-tokens", "0"]):
+        proc = subprocess.run(
+            [sys.executable, "-m", "model.chat", *flags],
+            capture_output=True,
+            text=True,
+            stdin=subprocess.DEVNULL,
+        )
+        assert proc.returncode == 2 and "out of range" in proc.stderr, (flags, proc.stderr)
+
+
+def test_average_refuses_to_write_over_one_of_its_checkpoints(tmp_path):
+    from model.average import main
+
+    for out in ("base", "tuned"):
+        try:
+            main(
+                [
+                    "--base",
+                    str(tmp_path / "base"),
+                    "--tuned",
+                    str(tmp_path / "tuned"),
+                    "--weight",
+                    "0.5",
+                    "--out",
+                    str(tmp_path / out),
+                ]
+            )
+        except SystemExit as exc:
+            assert exc.code == 2
+        else:
+            raise AssertionError("the average was written over its --" + out)

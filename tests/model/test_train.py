@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -176,8 +179,6 @@ def test_one_exported_conversation_trains_and_says_the_val_loss_is_not_measured(
 ):
     """The web app's export of one conversation is one line: nothing can be held out, and the run said
     `val loss nan` without a word; it now says why and trains all the same."""
-    import json
-
     _run(corpus, tmp_path / "pre", "--stage", "pretrain", *TINY, "--max-steps", "1")
     export = tmp_path / "conversation-1.jsonl"
     turns = [{"role": "user", "content": "Hi there"}, {"role": "assistant", "content": "Hello! How are you?"}]
@@ -190,3 +191,83 @@ def test_one_exported_conversation_trains_and_says_the_val_loss_is_not_measured(
     assert "no conversation is held out for validation" in err
     assert "val loss not measured (nothing held out)" in out and "nan" not in out
     assert load_checkpoint(tmp_path / "sft")[2]["training"]["sft"]["val_loss"] is None
+
+
+def test_ctrl_c_saves_the_run_and_resume_goes_on(
+    corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+):
+    """Ctrl-C in a long run printed a traceback and kept nothing since the last --save-every (up to 199
+    steps by default): now it saves and says how to go on."""
+    import model.train as train
+
+    real = train.lr_factor
+
+    def interrupted_at_step_2(step: int, *rest: Any) -> float:
+        if step == 2:
+            raise KeyboardInterrupt
+        return real(step, *rest)
+
+    monkeypatch.setattr(train, "lr_factor", interrupted_at_step_2)
+    with pytest.raises(SystemExit) as stopped:
+        _run(corpus, tmp_path / "run", "--stage", "pretrain", *TINY, "--max-steps", "4")
+    assert stopped.value.code == 130
+    assert "interrupted at step 2" in capsys.readouterr().err
+    assert torch.load(tmp_path / "run" / STATE, weights_only=False)["step"] == 2
+    monkeypatch.setattr(train, "lr_factor", real)
+    _run(corpus, tmp_path / "run", "--stage", "pretrain", "--max-steps", "4", "--resume")
+    assert torch.load(tmp_path / "run" / STATE, weights_only=False)["step"] == 4
+
+
+@pytest.mark.parametrize(
+    "flags, words",
+    [
+        (["--max-steps", "-1"], "--max-steps must be 0 or more"),
+        (["--max-steps", "1", "--batch-size", "0"], "--batch-size must be 1 or more"),
+    ],
+)
+def test_a_budget_or_size_that_cannot_work_is_refused_at_once(
+    flags: list[str], words: str, capsys: pytest.CaptureFixture[str]
+):
+    with pytest.raises(SystemExit):
+        parse_args(["--stage", "pretrain", "--out", "x", *flags])
+    assert words in capsys.readouterr().err
+
+
+def test_an_out_folder_that_cannot_be_written_is_refused_before_training(corpus: Path, tmp_path: Path):
+    """Found only at the first save, after the whole run, before."""
+    (tmp_path / "a-file").write_text("")
+    with pytest.raises(SystemExit, match="cannot write the checkpoint there"):
+        _run(corpus, tmp_path / "a-file" / "run", "--stage", "pretrain", *TINY, "--max-steps", "1")
+    with pytest.raises(SystemExit, match="holds no train_state.pt"):
+        _run(corpus, tmp_path / "empty", "--stage", "pretrain", "--max-steps", "1", "--resume")
+
+
+def test_a_conversations_file_a_user_got_wrong_is_named_with_its_line(corpus: Path, tmp_path: Path):
+    """Tracebacks before (JSONDecodeError with no file, AttributeError for a list, FileNotFoundError);
+    two files of one name trained on the last alone; --upsample of an unknown source was a KeyError."""
+    good = json.dumps(
+        {"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]}
+    )
+    cases = {
+        "broken.jsonl": (good + "\n{not json\n", "broken.jsonl:2: not a JSON object"),
+        "list.jsonl": ("[1, 2]\n", 'list.jsonl:1: expected {"messages": [...]}, found a list'),
+        "latin.jsonl": (None, "latin.jsonl"),
+        "missing.jsonl": (None, "No such file"),
+    }
+    (tmp_path / "latin.jsonl").write_bytes(b'{"messages": "caf\xe9"}\n')
+    for name, (text, words) in cases.items():
+        if text is not None:
+            (tmp_path / name).write_text(text)
+        with pytest.raises(SystemExit, match=re.escape(words)):
+            _run(corpus, tmp_path / "out", "--stage", "sft", "--max-steps", "1", "--no-corpus",
+                 "--conversations", str(tmp_path / name))  # fmt: skip
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    for folder in ("a", "b"):
+        (tmp_path / folder / "chat.jsonl").write_text(good + "\n")
+    with pytest.raises(SystemExit, match="two sources named chat.jsonl"):
+        _run(corpus, tmp_path / "out", "--stage", "sft", "--max-steps", "1", "--no-corpus",
+             "--conversations", str(tmp_path / "a" / "chat.jsonl"), "--conversations", str(tmp_path / "b" / "chat.jsonl"))  # fmt: skip
+    with pytest.raises(SystemExit, match="--upsample nope=2: give SOURCE=N"):
+        _run(corpus, tmp_path / "out", "--stage", "sft", "--max-steps", "1", "--no-corpus",
+             "--conversations", str(tmp_path / "a" / "chat.jsonl"), "--upsample", "nope=2")  # fmt: skip
