@@ -93,10 +93,10 @@ UPSAMPLE ?= --upsample chitchat=2 --upsample chatterbot=3 --upsample calendar=10
 PRETRAIN_UPSAMPLE ?= --upsample austen=3
 TRAIN_FLAGS ?= --compile
 train: venv  ## pretrain then fine-tune on data/ (PRETRAIN_MINUTES, SFT_MINUTES, INIT), evaluate, export int8 to runs/int8
-	$(BIN)/python -m model.train --stage pretrain --out runs/pretrain --max-minutes $(PRETRAIN_MINUTES) \
+	$(BIN)/python -m model.train --stage pretrain --out runs/pretrain --force --max-minutes $(PRETRAIN_MINUTES) \
 		$(if $(INIT),--init-from $(INIT)) --batch-size 16 --warmup-steps 30 $(UPSAMPLE) $(PRETRAIN_UPSAMPLE) --prose-share 0.05 \
 		$(TRAIN_FLAGS) --eval-every 100 --eval-batches 8 --save-every 50
-	$(BIN)/python -m model.train --stage sft --init-from runs/pretrain --out runs/sft --max-minutes $(SFT_MINUTES) \
+	$(BIN)/python -m model.train --stage sft --init-from runs/pretrain --out runs/sft --force --max-minutes $(SFT_MINUTES) \
 		--batch-size 16 --warmup-steps 10 --lr 1e-3 --muon-lr 0.01 $(UPSAMPLE) \
 		$(TRAIN_FLAGS) --eval-every 100 --eval-batches 8 --save-every 50
 	$(BIN)/python -m model.evaluate --checkpoint runs/sft

@@ -300,6 +300,11 @@ def main(argv: list[str] | None = None) -> None:
         writable_folder(out)
     if args.resume and not (out / STATE).is_file():
         raise SystemExit(f"--resume: {out} holds no {STATE} (no run to continue there)")
+    if not args.resume and not args.force and (out / "model.safetensors").is_file():
+        raise SystemExit(
+            f"--out {out} holds a checkpoint already: --resume to continue its run, --force to replace it, "
+            "or another folder"
+        )
     model, tok, run, saved = start(args, out)
     if args.dropout is not None:
         model.set_dropout(args.dropout)
@@ -452,6 +457,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     a("--stage", choices=["pretrain", "sft"], required=True,
       help="pretrain: packed stream, loss everywhere; sft: conversations, loss on assistant tokens")  # fmt: skip
     a("--out", required=True, help="checkpoint folder to write (fp32 + train_state.pt)")
+    a("--force", action="store_true", help="replace the checkpoint already in --out (else refused)")
     a("--data", default="data", help="default corpus folder (python -m model.corpus)")
     a("--no-corpus", action="store_true", help="train only on --conversations, not the default corpus")
     a("--conversations", action="append", default=[],

@@ -271,3 +271,14 @@ def test_a_conversations_file_a_user_got_wrong_is_named_with_its_line(corpus: Pa
     with pytest.raises(SystemExit, match="--upsample nope=2: give SOURCE=N"):
         _run(corpus, tmp_path / "out", "--stage", "sft", "--max-steps", "1", "--no-corpus",
              "--conversations", str(tmp_path / "a" / "chat.jsonl"), "--upsample", "nope=2")  # fmt: skip
+
+
+def test_a_run_never_writes_over_a_checkpoint_unless_asked(corpus: Path, tmp_path: Path):
+    """A second command with the same --out replaced the first run's weights and left its card behind."""
+    _run(corpus, tmp_path / "run", "--stage", "pretrain", *TINY, "--max-steps", "1")
+    before = (tmp_path / "run" / "model.safetensors").read_bytes()
+    with pytest.raises(SystemExit, match="holds a checkpoint already: --resume to continue its run, --force"):
+        _run(corpus, tmp_path / "run", "--stage", "pretrain", *TINY, "--max-steps", "2")
+    assert (tmp_path / "run" / "model.safetensors").read_bytes() == before
+    _run(corpus, tmp_path / "run", "--stage", "pretrain", *TINY, "--max-steps", "2", "--force")
+    assert torch.load(tmp_path / "run" / STATE, weights_only=False)["step"] == 2
