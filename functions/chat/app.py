@@ -150,9 +150,8 @@ def where_it_goes(body: ChatCreate, conversation: Conversation) -> tuple[Message
     if parent_id is not None and parent_id not in tree.by_id:
         raise not_found("Message")
     parent = tree.by_id.get(parent_id) if parent_id is not None else None
-    if (
-        given and parent is not None and parent.role != "assistant"
-    ):  # turns alternate, as the trainer reads them
+    # turns alternate, as the trainer reads them: a new message follows an answer, or starts again
+    if given and parent is not None and parent.role != "assistant":
         reason = "a new message follows an answer (an assistant message's id), or null to start again"
         raise APIError(
             422, "validation_error", f"Invalid request: parent_id: {reason}", fields={"parent_id": reason}
