@@ -365,8 +365,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     t0, tokens_at_t0, elapsed_at_t0 = time.time(), run.tokens, run.elapsed
 
-    def train_loop() -> None:
-        """The steps until a budget runs out."""
+    try:  # Ctrl-C anywhere in the steps: what the run learnt so far is kept (below)
         while True:
             run.elapsed = elapsed_at_t0 + time.time() - t0
             progress = max(
@@ -378,7 +377,7 @@ def main(argv: list[str] | None = None) -> None:
             if ddp:
                 dist.all_reduce(stop, op=dist.ReduceOp.MAX)  # every rank stops at the same step
             if stop.item():
-                return
+                break
             factor = lr_factor(
                 run.step, progress, args.schedule, args.warmup_steps, args.decay_frac, args.min_lr_frac
             )
@@ -422,9 +421,6 @@ def main(argv: list[str] | None = None) -> None:
             shown = {"loss": f"{run.train_loss:.3f}", "tok_s": f"{rate:,.0f}", "lr": f"{factor:.2f}x"}
             bar.set_postfix(shown | ({"repeats": f"{run.repeats:.1%}"} if prompts else {}), refresh=False)
             bar.update(1)
-
-    try:
-        train_loop()
     except KeyboardInterrupt:  # Ctrl-C: what the run learnt so far is kept, and it can go on
         bar.close()
         run.elapsed = elapsed_at_t0 + time.time() - t0
