@@ -31,7 +31,7 @@ from shared.schemas import (
     StopPublic,
 )
 from shared.settings import get_settings
-from shared.tree import Tree, active_branch, context_window, finalize_stale
+from shared.tree import Tree, active_branch, context_window, finalize_stale, history
 
 router = APIRouter(prefix="/api/conversations", tags=["conversations"], responses=error_responses(401, 404))
 DEFAULT_TITLE = "New chat"
@@ -153,15 +153,18 @@ async def delete_conversation(
 async def export_conversation(
     conversation_id: ConversationId, user: CurrentUser, session: SessionDep
 ) -> Response:
-    """The active branch as JSONL `{"messages": [{"role", "content"}]}`, the format the trainer reads."""
+    """The active branch as JSONL `{"messages": [{"role", "content"}]}`, the format the trainer reads:
+    its turns as a prompt holds them (an answer without text says nothing), less an answer still being
+    written, whose text so far would train as a finished answer (one no generator saves any more is
+    "interrupted" first, as when the conversation is read, and exported with what was saved)."""
     conversation = await get_own_conversation(
         session, user, conversation_id, options=[selectinload(Conversation.messages)]
     )
+    if finalize_stale(conversation.messages, get_settings().stale_answer_seconds):
+        await session.commit()
     _, branch = active_branch(conversation)
-    line = json.dumps(
-        {"messages": [{"role": m.role, "content": m.content} for m in branch]},
-        ensure_ascii=False,
-    )
+    finished = [m for m in branch if m.role != "assistant" or m.finish_reason is not None]
+    line = json.dumps({"messages": history(finished)}, ensure_ascii=False)
     return Response(
         line + "\n",
         media_type="application/x-ndjson",

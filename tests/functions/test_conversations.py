@@ -107,6 +107,45 @@ def test_export_conversation_as_jsonl(client: TestClient, use_database: str) -> 
     }
 
 
+def test_export_leaves_out_an_answer_being_written_and_answers_without_text(
+    client: TestClient, use_database: str, monkeypatch
+) -> None:
+    """An export is training data: an answer still being written would train its first words as a whole
+    answer, and an answer that failed before its first word as an answer of nothing. Once no generator
+    saves it any more, the answer is "interrupted" and exported with what was saved, as a prompt holds it."""
+    from datetime import timedelta
+
+    from sqlalchemy import create_engine, update
+
+    from shared.migrate import sync_url
+    from shared.models import Message, utcnow
+
+    alice = register(client)
+    cid = create(client, alice)["id"]
+    turns = [("user", "hi"), ("assistant", ""), ("user", "hello?"), ("assistant", "Hello! How")]
+    ids = add_messages(use_database, cid, turns)
+    engine = create_engine(sync_url(use_database))
+    with engine.begin() as connection:
+        connection.execute(update(Message).where(Message.id == ids[1]).values(finish_reason="error"))
+        connection.execute(
+            update(Message)
+            .where(Message.id == ids[3])
+            .values(finish_reason=None, updated_at=utcnow() - timedelta(seconds=5))
+        )
+    engine.dispose()
+    url = f"/api/conversations/{cid}/export"
+    asked = [{"role": "user", "content": "hi"}, {"role": "user", "content": "hello?"}]
+    assert json.loads(client.get(url, headers=alice.headers).text) == {"messages": asked}
+    monkeypatch.setenv("SLM_STALE_ANSWER_SECONDS", "2")
+    from shared.settings import get_settings
+
+    get_settings.cache_clear()
+    answered = asked + [{"role": "assistant", "content": "Hello! How"}]
+    assert json.loads(client.get(url, headers=alice.headers).text) == {"messages": answered}
+    detail = client.get(f"/api/conversations/{cid}", headers=alice.headers).json()
+    assert detail["messages"][-1]["finish_reason"] == "interrupted"
+
+
 def test_exports_train_the_model_and_empty_ones_are_skipped(
     client: TestClient, use_database: str, tmp_path: Path
 ) -> None:
