@@ -140,3 +140,5 @@ class RateLimitBucket(Base):
     key: Mapped[str] = mapped_column(String(400), primary_key=True)
     window_start: Mapped[int] = mapped_column(BigInteger)  # unix seconds
     count: Mapped[int] = mapped_column(Integer, default=0)
+    # unix seconds when the window ends: past it the row counts nothing and is purged (ratelimit.purge)
+    expires_at: Mapped[int] = mapped_column(BigInteger, index=True)

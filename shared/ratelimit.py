@@ -3,10 +3,14 @@
 A limit counts and checks in one atomic statement (`take`: an upsert that adds only while the sum stays
 within the limit, RETURNING the new count), so a burst of requests cannot all pass a check made before
 any of them counted. What is reserved but not used (an answer's unused tokens, a login that succeeded) is
-given back afterwards (`give_back`).
+given back afterwards (`give_back`). Each counter records when its window ends, and the ended ones are
+deleted (`purge`: `take` starts one at most once per PURGE_EVERY_SECONDS in each process, in a transaction of
+its own beside the request's), so the table holds the keys counted lately, not every key ever counted.
 """
 
+import asyncio
 import functools
+import logging
 import time
 from dataclasses import dataclass
 from typing import Any, cast
@@ -21,6 +25,10 @@ from shared.models import RateLimitBucket
 from shared.settings import Settings
 
 BUCKETS = cast(Table, RateLimitBucket.__table__)  # Core: no ORM machinery per hit
+PURGE_EVERY_SECONDS = 600  # how often one process deletes the counters whose window has ended
+_next_purge = 0.0  # time.time() after which this process's next `take` starts a purge
+_purges: set[asyncio.Task[None]] = set()  # the purges running (a task needs a reference until it ends)
+log = logging.getLogger("slm.ratelimit")
 
 
 @dataclass(frozen=True)
@@ -32,8 +40,11 @@ class Limit:
     def window_start(self, now: float) -> int:
         return int(now) - int(now) % self.window_seconds
 
+    def window_end(self, now: float) -> int:
+        return self.window_start(now) + self.window_seconds
+
     def retry_after(self, now: float) -> int:
-        return max(1, self.window_start(now) + self.window_seconds - int(now))
+        return max(1, self.window_end(now) - int(now))
 
 
 @dataclass(frozen=True)
@@ -56,7 +67,10 @@ def _upsert(dialect: str) -> Any:
         from sqlalchemy.dialects import sqlite as module  # type: ignore[no-redef]
     bucket = BUCKETS.c
     stmt = module.insert(BUCKETS).values(
-        key=bindparam("limit_key"), window_start=bindparam("start"), count=bindparam("amount")
+        key=bindparam("limit_key"),
+        window_start=bindparam("start"),
+        count=bindparam("amount"),
+        expires_at=bindparam("end"),
     )
     same_window = bucket.window_start == stmt.excluded.window_start
     return stmt.on_conflict_do_update(
@@ -64,6 +78,7 @@ def _upsert(dialect: str) -> Any:
         set_={
             "count": case((same_window, bucket.count + stmt.excluded.count), else_=stmt.excluded.count),
             "window_start": stmt.excluded.window_start,
+            "expires_at": stmt.excluded.expires_at,
         },
         # a new window always fits; the current one only while the sum stays within the limit
         where=or_(~same_window, bucket.count + stmt.excluded.count <= bindparam("max_hits")),
@@ -84,12 +99,20 @@ async def take(
 ) -> Taken | None:
     """Count `amount` against the limit when the window's count stays within it, in one statement that
     joins the session's transaction (the caller commits); None when it does not fit (nothing counted)."""
+    global _next_purge
     now = time.time() if now is None else now
     if amount > limit.max_hits:
         return None
+    wall = time.time()  # a purge goes by the clock, whatever `now` a caller (a test) passes
+    if wall >= _next_purge and session.bind is not None:
+        _next_purge = wall + PURGE_EVERY_SECONDS
+        task = asyncio.get_running_loop().create_task(_purge_beside(session.bind, wall))
+        _purges.add(task)
+        task.add_done_callback(_purges.discard)
     start = limit.window_start(now)
     dialect = session.bind.dialect.name if session.bind else "sqlite"
     values = {"limit_key": limit.key, "start": start, "amount": amount, "max_hits": limit.max_hits}
+    values["end"] = limit.window_end(now)
     counted = (await session.execute(_upsert(dialect), values)).scalar_one_or_none()
     return None if counted is None else Taken(limit, amount, start)
 
@@ -109,6 +132,28 @@ async def used(session: AsyncSession, limit: Limit, now: float | None = None) ->
     now = time.time() if now is None else now
     row = await session.scalar(select(RateLimitBucket).where(RateLimitBucket.key == limit.key))
     return row.count if row is not None and row.window_start == limit.window_start(now) else 0
+
+
+async def purge(session: AsyncSession, now: float | None = None) -> None:
+    """Delete the counters whose window has ended (they count nothing: the next hit of such a key starts
+    a new window from zero either way), except those another transaction holds (PostgreSQL: it is
+    counting them again; they go at a later purge): the purge waits for no one, so it can never be half of
+    a deadlock. Joins the session's transaction."""
+    now = time.time() if now is None else now
+    ended = select(BUCKETS.c.key).where(BUCKETS.c.expires_at <= int(now)).with_for_update(skip_locked=True)
+    await session.execute(delete(BUCKETS).where(BUCKETS.c.key.in_(ended)))
+
+
+async def _purge_beside(bind: Any, now: float) -> None:
+    """`purge` in a session and transaction of its own on the same engine, committed: not inside a
+    request's transaction, whose locks it would keep until that request commits. A failure is logged, not
+    raised: the counters stay until the next purge."""
+    try:
+        async with AsyncSession(bind, expire_on_commit=False) as session, writing(session):
+            await purge(session, now)
+            await session.commit()
+    except Exception:
+        log.warning("the ended rate-limit counters were not purged", exc_info=True)
 
 
 async def reset(session: AsyncSession, *keys: str) -> None:

@@ -37,7 +37,9 @@ def test_writers_of_one_process_take_turns_on_sqlite_and_not_on_postgresql(use_d
                 inside += 1
                 most = max(most, inside)
                 await session.execute(
-                    text("INSERT INTO rate_limit_buckets (key, window_start, count) VALUES (:k, 0, 1)"),
+                    text(
+                        "INSERT INTO rate_limit_buckets (key, window_start, count, expires_at) VALUES (:k, 0, 1, 9999999999)"
+                    ),
                     {"k": f"{prefix}{i}"},
                 )
                 await asyncio.sleep(0.01)  # the transaction stays open while the others run
@@ -71,7 +73,9 @@ def test_more_writers_than_pooled_connections_all_get_through(use_database: str)
                 await session.execute(text("SELECT 1"))  # holds its connection while it waits
             async with writing(session) as connection:
                 await connection.execute(
-                    text("INSERT INTO rate_limit_buckets (key, window_start, count) VALUES (:k, 0, 1)"),
+                    text(
+                        "INSERT INTO rate_limit_buckets (key, window_start, count, expires_at) VALUES (:k, 0, 1, 9999999999)"
+                    ),
                     {"k": f"{prefix}{i}"},
                 )
                 await asyncio.sleep(0.005)
@@ -93,7 +97,9 @@ def test_a_failed_write_block_is_rolled_back_on_both_databases(use_database: str
     """writing(): what a block wrote before it failed is gone, and the session writes on afterwards."""
     upgrade(use_database)
     key = f"rolled-back-{uuid.uuid4().hex[:8]}"
-    insert = text("INSERT INTO rate_limit_buckets (key, window_start, count) VALUES (:k, 0, 1)")
+    insert = text(
+        "INSERT INTO rate_limit_buckets (key, window_start, count, expires_at) VALUES (:k, 0, 1, 9999999999)"
+    )
     count = text("SELECT count(*) FROM rate_limit_buckets WHERE key LIKE :p")
 
     async def scenario() -> tuple[int, int]:

@@ -95,3 +95,24 @@ def test_linear_conversations_become_chains(database_url: str) -> None:
     assert contents == [f"m{i}" for i in range(1, 7)] and stamps == 0
     downgrade(database_url, "base")
     upgrade(database_url)
+
+
+def test_counters_from_before_0005_are_kept_a_week_from_their_window(database_url: str) -> None:
+    """0005 on a database that holds rate-limit counters: each gets its window's start plus seven days,
+    longer than any default window, so no count is forgotten early; the counts stay."""
+    downgrade(database_url, "base")
+    upgrade(database_url, "0004")
+    engine = create_engine(sync_url(database_url))
+    with engine.begin() as c:
+        c.execute(
+            text("INSERT INTO rate_limit_buckets (key, window_start, count) VALUES ('login:ip:1', 1800, 3)")
+        )
+    engine.dispose()
+    upgrade(database_url)
+    engine = create_engine(sync_url(database_url))
+    with engine.connect() as c:
+        rows = c.execute(text("SELECT key, count, expires_at FROM rate_limit_buckets")).all()
+    engine.dispose()
+    assert [tuple(row) for row in rows] == [("login:ip:1", 3, 1800 + 7 * 24 * 3600)]
+    downgrade(database_url, "base")
+    upgrade(database_url)

@@ -1,6 +1,8 @@
 """The limits' counters: one atomic count-and-check per statement, on SQLite and PostgreSQL."""
 
 import asyncio
+import math
+import time
 import uuid
 
 import pytest
@@ -10,6 +12,13 @@ from shared.database import build_engine, writing
 from shared.errors import APIError
 from shared.migrate import upgrade
 from shared.settings import Settings
+
+
+@pytest.fixture(autouse=True)
+def no_purge_unless_asked(monkeypatch) -> None:
+    """These tests count at made-up times long past: a purge, which goes by the clock, would delete their
+    counters halfway. The purge's own tests start one themselves."""
+    monkeypatch.setattr(ratelimit, "_next_purge", math.inf)
 
 
 async def _run(url: str, coro_factory):
@@ -145,3 +154,91 @@ def test_admit_chat_in_a_burst_reserves_no_more_than_the_day(database_url: str) 
 
     admitted, used = asyncio.run(_run(database_url, scenario))
     assert (admitted, used) == (3, 300)
+
+
+async def _keys(sessions, prefix: str) -> dict[str, tuple[int, int]]:
+    from sqlalchemy import select
+
+    buckets = ratelimit.BUCKETS.c
+    async with sessions() as session:
+        rows = await session.execute(
+            select(buckets.key, buckets.count, buckets.expires_at).where(buckets.key.like(f"{prefix}%"))
+        )
+        return {key: (count, expires) for key, count, expires in rows}
+
+
+def test_purge_deletes_the_counters_whose_window_ended_and_keeps_the_rest(database_url: str) -> None:
+    """Every key ever counted kept its row: the table only grew. Now a counter records when its window ends,
+    and a purge deletes it from then on; a counter of a window still running keeps its count."""
+    upgrade(database_url)
+    prefix = f"test:{uuid.uuid4()}:"
+    now = time.time()
+    ended = ratelimit.Limit(prefix + "ended", max_hits=5, window_seconds=60)
+    running = ratelimit.Limit(prefix + "running", max_hits=5, window_seconds=3600)
+
+    async def scenario(sessions):
+        await _take(sessions, ended, 2, now=now - 120)  # its window ended a minute ago at least
+        await _take(sessions, running, 2, now=now)
+        before = await _keys(sessions, prefix)
+        async with sessions() as session, writing(session):
+            await ratelimit.purge(session, now)
+            await session.commit()
+        return before, await _keys(sessions, prefix), await _take(sessions, running, 4, now=now)
+
+    before, after, over = asyncio.run(_run(database_url, scenario))
+    assert before[ended.key] == (2, ended.window_end(now - 120))
+    assert after == {running.key: (2, running.window_end(now))}
+    assert over is None  # the purge left the running window's count: 2 + 4 is still over 5
+
+
+def test_take_starts_one_purge_in_a_transaction_of_its_own(database_url: str, monkeypatch) -> None:
+    """The first count after PURGE_EVERY_SECONDS starts a purge beside the request (its own session,
+    committed on its own), and the counts within the next PURGE_EVERY_SECONDS start none."""
+    upgrade(database_url)
+    prefix = f"test:{uuid.uuid4()}:"
+    now = time.time()
+    old = [ratelimit.Limit(f"{prefix}old{i}", max_hits=5, window_seconds=60) for i in range(3)]
+    fresh = ratelimit.Limit(prefix + "fresh", max_hits=5, window_seconds=60)
+
+    async def scenario(sessions):
+        for limit in old:
+            await _take(sessions, limit, now=now - 600)
+        monkeypatch.setattr(ratelimit, "_next_purge", 0.0)
+        async with sessions() as session, writing(session):
+            await ratelimit.take(session, fresh, now=now)
+            started = set(ratelimit._purges)
+            await session.rollback()  # the request fails: the purge, a transaction of its own, still counts
+        await asyncio.gather(*started)
+        next_purge = ratelimit._next_purge
+        await _take(sessions, fresh, now=now)
+        return started, next_purge, set(ratelimit._purges), await _keys(sessions, prefix)
+
+    started, next_purge, second, keys = asyncio.run(_run(database_url, scenario))
+    assert len(started) == 1 and not second
+    assert next_purge >= now + ratelimit.PURGE_EVERY_SECONDS
+    assert set(keys) == {fresh.key}
+
+
+def test_a_purge_skips_a_counter_another_transaction_holds(database_url: str) -> None:
+    """PostgreSQL: a purge never waits for a row another transaction is counting (so it cannot be half of a
+    deadlock with a request's transaction, whose locks it would otherwise take in another order); the row
+    goes at a later purge. SQLite lets one transaction write at a time: the purge waits its turn there."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("SQLite: one writer at a time, no row locks")
+    upgrade(database_url)
+    prefix = f"test:{uuid.uuid4()}:"
+    now = time.time()
+    held, free = (ratelimit.Limit(prefix + name, max_hits=5, window_seconds=60) for name in ("held", "free"))
+
+    async def scenario(sessions):
+        for limit in (held, free):
+            await _take(sessions, limit, now=now - 600)
+        async with sessions() as holder:
+            await ratelimit.take(holder, held, now=now - 600)  # its row locked, not committed
+            async with sessions() as session:
+                await asyncio.wait_for(ratelimit.purge(session, now), timeout=30)
+                await session.commit()
+            await holder.commit()
+        return await _keys(sessions, prefix)
+
+    assert set(asyncio.run(_run(database_url, scenario))) == {held.key}
