@@ -30,6 +30,9 @@ HEARTBEAT_SECONDS = 1.0  # an answer with nothing new (still queued) is written 
 # an answer in progress saved this recently is being written (POST /api/chat refuses a reply to it); one
 # quiet for longer lost its generator (the stale rule finalizes it later)
 LIVE_SECONDS = 10 * HEARTBEAT_SECONDS
+# a final save that failed (the database away) is tried again after each of these pauses, about ten
+# minutes in all, so the whole answer is kept once the database is back (not only its last partial save)
+FINAL_SAVE_RETRIES_SECONDS = (0.5, 1.0, 2.0) + (5.0,) * 119
 _ENDED_HERE: dict[int, None] = {}  # answers whose generation ended in this process, newest last
 _ENDED_KEPT = 10_000
 
@@ -190,8 +193,12 @@ class Generation:
         try:
             await save_answer(self, reason)
         except Exception as exc:
-            log.exception("could not save the answer")
-            message = f"The answer could not be saved: {type(exc).__name__}"
+            log.exception("could not save the answer: trying again in the background")
+            _keep(asyncio.get_running_loop().create_task(save_answer_later(self, reason)))
+            message = (
+                f"The answer could not be saved yet ({type(exc).__name__}); it will be saved when the "
+                "database is back"
+            )
             return sse("error", {"code": "save_failed", "message": message})
         if error:
             return sse(
@@ -201,7 +208,7 @@ class Generation:
         return sse("done", done | {"tokens_per_second": round(tokens / seconds, 1)})
 
 
-async def save_answer(generation: Generation, finish_reason: str) -> None:
+async def save_answer(generation: Generation, finish_reason: str, quiet: bool = False) -> None:
     """The final save with the day's tokens settled; best-effort for the limit: when that transaction
     fails, the answer is saved again alone. An answer or a conversation deleted meanwhile updates
     nothing, and nothing is ever inserted."""
@@ -211,10 +218,28 @@ async def save_answer(generation: Generation, finish_reason: str) -> None:
             generation.saved(), user_id=turn.user_id, finish_reason=finish_reason, reserved=turn.reserved
         )
     except Exception:
-        log.warning("could not save the answer and settle its tokens: saving it alone", exc_info=True)
+        level = logging.DEBUG if quiet else logging.WARNING
+        log.log(level, "could not save the answer and settle its tokens: saving it alone", exc_info=True)
         await rows.save_final(
             generation.saved(), user_id=turn.user_id, finish_reason=finish_reason, reserved=None
         )
+
+
+async def save_answer_later(generation: Generation, finish_reason: str) -> None:
+    """The final save tried again after each of FINAL_SAVE_RETRIES_SECONDS, until one succeeds. Each try is the whole final save, settlement included: a failed one committed nothing. Given
+    up, the answer keeps its last partial save, which the stale rule finalizes as interrupted; saved after
+    that, the whole answer replaces it."""
+    answer_id = generation.turn.ids.assistant_message_id
+    for pause in FINAL_SAVE_RETRIES_SECONDS:
+        await asyncio.sleep(pause)
+        try:
+            await save_answer(generation, finish_reason, quiet=True)
+        except Exception as exc:
+            log.debug("answer %d still not saved: %s", answer_id, exc)
+            continue
+        log.info("answer %d saved after the database came back", answer_id)
+        return
+    log.error("answer %d was not saved: the database stayed away; its last partial save stays", answer_id)
 
 
 class Saver:

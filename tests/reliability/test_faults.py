@@ -170,12 +170,15 @@ def test_database_going_away_is_a_clear_503_and_the_app_recovers(cluster: Cluste
         body = {"conversation_id": conversation_id, "message": "During the outage", **LONG}
         with httpx.stream("POST", f"{url}/api/chat", json=body, headers=headers, timeout=120) as response:
             stream = events(response)
-            assert next(stream)[0] == "meta"  # the user message is committed before generation starts
+            kind, meta = next(stream)
+            assert kind == "meta"  # the user message is committed before generation starts
             cluster.stop()  # the database goes away while the answer is being generated
             rest = list(stream)
-        # an answer that ended before the database went away is saved; one that ended after says it was not
+        # an answer that ended before the database went away is saved; one that ended after says it is not
+        # saved yet, and is saved whole once the database is back
         last, data = rest[-1]
         assert (last, data.get("code")) in (("done", None), ("error", "save_failed")), rest[-1]
+        streamed = "".join(d["text"] for kind, d in rest if kind == "token")
 
         down = {
             "health": httpx.get(f"{url}/api/health"),
@@ -204,7 +207,15 @@ def test_database_going_away_is_a_clear_503_and_the_app_recovers(cluster: Cluste
             url, headers, conversation_id=conversation_id, message="After the outage", max_new_tokens=4
         )
         assert after[-1][0] == "done"
-        saved = conversation(url, headers, conversation_id)
+        deadline = time.monotonic() + 60
+        while True:  # a failed final save is tried again every few seconds until the database takes it
+            saved = conversation(url, headers, conversation_id)
+            (answer,) = [m for m in saved["messages"] if m["id"] == meta["assistant_message_id"]]
+            whole = answer["content"] == streamed and answer["finish_reason"] not in (None, "interrupted")
+            if whole or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        assert whole, (answer, streamed)
         assert_consistent(saved, ["Before the outage", "During the outage", "After the outage"])
         if last == "done":
             assert data["assistant_message_id"] in [m["id"] for m in saved["messages"]]

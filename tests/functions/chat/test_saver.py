@@ -2,7 +2,9 @@
 PostgreSQL; a finished answer is never overwritten, a stop or a deleted conversation stops its stream."""
 
 import asyncio
+import contextlib
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 
@@ -288,41 +290,69 @@ def test_a_final_save_whose_settlement_fails_still_saves_the_answer(
     the answer saved and the whole reservation counted."""
     (stream,) = _streams(client, use_database, 1, reserve=10)
     _grow(stream, 7)
-    engine = create_engine(sync_url(use_database))
-    sqlite = use_database.startswith("sqlite")
+    with refusing_updates(use_database, "rate_limit_buckets"):
+        asyncio.run(save_answer(stream, "eos"))
+    assert _saved(use_database, stream.turn.ids.assistant_message_id) == (" t7", 1, "7", "eos")
+    assert _tokens_and_stop(use_database, stream.turn.ids.conversation_id)[0] == 10
+
+
+def test_a_final_save_that_fails_is_tried_again_until_the_whole_answer_is_saved(
+    client: TestClient, use_database: str, monkeypatch
+) -> None:
+    """The database refuses the final save (a trigger refuses every update of an answer here, as an outage
+    would): the save is tried again in the background, and once the database takes it the whole answer is
+    saved with its finish reason and the day's tokens settled, not left at its last partial save."""
+    monkeypatch.setattr(generation, "FINAL_SAVE_RETRIES_SECONDS", (0.01,) * 1000)
+    (stream,) = _streams(client, use_database, 1, reserve=10)
+    answer_id = stream.turn.ids.assistant_message_id
+    for token in (7, 8, 9):
+        _grow(stream, token)
+
+    async def scenario() -> tuple[str, int, str | None, str | None]:
+        with refusing_updates(use_database, "messages"):
+            retrying = asyncio.create_task(generation.save_answer_later(stream, "eos"))
+            await asyncio.sleep(0.2)  # tries made meanwhile are refused
+            refused = _saved(use_database, answer_id)
+        await asyncio.wait_for(retrying, timeout=60)
+        return refused
+
+    assert asyncio.run(scenario()) == ("", 0, None, None)
+    assert _saved(use_database, answer_id) == (" t7 t8 t9", 3, "7 8 9", "eos")
+    assert _tokens_and_stop(use_database, stream.turn.ids.conversation_id)[0] == 3
+
+
+@contextlib.contextmanager
+def refusing_updates(database_url: str, table: str) -> Iterator[None]:
+    """While inside, the database refuses every update of `table` (a trigger raises)."""
+    engine = create_engine(sync_url(database_url))
+    sqlite = database_url.startswith("sqlite")
     with engine.begin() as connection:
         if sqlite:
             connection.execute(
                 text(
-                    "CREATE TRIGGER refuse_counts BEFORE UPDATE ON rate_limit_buckets "
-                    "BEGIN SELECT RAISE(ABORT, 'refused'); END"
+                    f"CREATE TRIGGER refuse BEFORE UPDATE ON {table} BEGIN SELECT RAISE(ABORT, 'refused'); END"
                 )
             )
         else:
             connection.execute(
                 text(
-                    "CREATE FUNCTION refuse_counts() RETURNS trigger AS "
+                    "CREATE FUNCTION refuse() RETURNS trigger AS "
                     "$$ BEGIN RAISE EXCEPTION 'refused'; END $$ LANGUAGE plpgsql"
                 )
             )
             connection.execute(
-                text(
-                    "CREATE TRIGGER refuse_counts BEFORE UPDATE ON rate_limit_buckets "
-                    "FOR EACH ROW EXECUTE FUNCTION refuse_counts()"
-                )
+                text(f"CREATE TRIGGER refuse BEFORE UPDATE ON {table} FOR EACH ROW EXECUTE FUNCTION refuse()")
             )
     try:
-        asyncio.run(save_answer(stream, "eos"))
+        yield
     finally:
         with engine.begin() as connection:
             if sqlite:
-                connection.execute(text("DROP TRIGGER refuse_counts"))
+                connection.execute(text("DROP TRIGGER refuse"))
             else:
-                connection.execute(text("DROP TRIGGER refuse_counts ON rate_limit_buckets"))
-                connection.execute(text("DROP FUNCTION refuse_counts()"))
+                connection.execute(text(f"DROP TRIGGER refuse ON {table}"))
+                connection.execute(text("DROP FUNCTION refuse()"))
         engine.dispose()
-    assert _saved(use_database, stream.turn.ids.assistant_message_id) == (" t7", 1, "7", "eos")
-    assert _tokens_and_stop(use_database, stream.turn.ids.conversation_id)[0] == 10
 
 
 class _Answering:
