@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from sqlalchemy import ColumnElement, Table, bindparam, case, delete, or_, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from shared.crud import lock_user
 from shared.database import writing
@@ -26,6 +26,10 @@ from shared.settings import Settings
 
 BUCKETS = cast(Table, RateLimitBucket.__table__)  # Core: no ORM machinery per hit
 PURGE_EVERY_SECONDS = 600  # how often one process deletes the counters whose window has ended
+PURGE_BATCH = 500  # counters deleted per transaction: a big purge holds the write lock in short turns
+# PostgreSQL ends a purge's transaction left idle this long: a Lambda instance frozen after its response,
+# halfway through one, would otherwise keep its rows locked until the instance ran again
+PURGE_IDLE_TIMEOUT = "10s"
 _next_purge = 0.0  # time.time() after which this process's next `take` starts a purge
 _purges: set[asyncio.Task[None]] = set()  # the purges running (a task needs a reference until it ends)
 log = logging.getLogger("slm.ratelimit")
@@ -134,24 +138,38 @@ async def used(session: AsyncSession, limit: Limit, now: float | None = None) ->
     return row.count if row is not None and row.window_start == limit.window_start(now) else 0
 
 
-async def purge(session: AsyncSession, now: float | None = None) -> None:
-    """Delete the counters whose window has ended (they count nothing: the next hit of such a key starts
-    a new window from zero either way), except those another transaction holds (PostgreSQL: it is
-    counting them again; they go at a later purge): the purge waits for no one, so it can never be half of
-    a deadlock. Joins the session's transaction."""
+async def purge(session: AsyncSession, now: float | None = None) -> int:
+    """Delete up to PURGE_BATCH of the counters whose window has ended (they count nothing: the next hit of
+    such a key starts a new window from zero either way), except those another transaction holds
+    (PostgreSQL: it is counting them again; they go at a later purge): the purge waits for no one, so it
+    can never be half of a deadlock. Joins the session's transaction; returns how many it deleted."""
     now = time.time() if now is None else now
-    ended = select(BUCKETS.c.key).where(BUCKETS.c.expires_at <= int(now)).with_for_update(skip_locked=True)
-    await session.execute(delete(BUCKETS).where(BUCKETS.c.key.in_(ended)))
+    ended = (
+        select(BUCKETS.c.key)
+        .where(BUCKETS.c.expires_at <= int(now))
+        .limit(PURGE_BATCH)
+        .with_for_update(skip_locked=True)
+    )
+    result = await session.execute(delete(BUCKETS).where(BUCKETS.c.key.in_(ended)))
+    return int(result.rowcount)  # type: ignore[attr-defined]
 
 
 async def _purge_beside(bind: Any, now: float) -> None:
-    """`purge` in a session and transaction of its own on the same engine, committed: not inside a
-    request's transaction, whose locks it would keep until that request commits. A failure is logged, not
-    raised: the counters stay until the next purge."""
+    """`purge` in sessions and transactions of its own on the same engine, a batch each, committed: not
+    inside a request's transaction, whose locks it would keep until that request commits. A failure is
+    logged, not raised: the counters stay until the next purge."""
+    if isinstance(bind, AsyncConnection):  # a session bound to a connection: its engine, not its transaction
+        bind = bind.engine
     try:
-        async with AsyncSession(bind, expire_on_commit=False) as session, writing(session):
-            await purge(session, now)
-            await session.commit()
+        deleted = PURGE_BATCH
+        while deleted == PURGE_BATCH:
+            async with AsyncSession(bind, expire_on_commit=False) as session, writing(session) as connection:
+                if connection.dialect.name == "postgresql":
+                    await connection.exec_driver_sql(
+                        f"SET LOCAL idle_in_transaction_session_timeout = '{PURGE_IDLE_TIMEOUT}'"
+                    )
+                deleted = await purge(session, now)
+                await session.commit()
     except Exception:
         log.warning("the ended rate-limit counters were not purged", exc_info=True)
 

@@ -193,11 +193,13 @@ def test_purge_deletes_the_counters_whose_window_ended_and_keeps_the_rest(databa
 
 def test_take_starts_one_purge_in_a_transaction_of_its_own(database_url: str, monkeypatch) -> None:
     """The first count after PURGE_EVERY_SECONDS starts a purge beside the request (its own session,
-    committed on its own), and the counts within the next PURGE_EVERY_SECONDS start none."""
+    committed on its own, in batches: 2 counters per transaction here), and the counts within the next
+    PURGE_EVERY_SECONDS start none."""
     upgrade(database_url)
+    monkeypatch.setattr(ratelimit, "PURGE_BATCH", 2)
     prefix = f"test:{uuid.uuid4()}:"
     now = time.time()
-    old = [ratelimit.Limit(f"{prefix}old{i}", max_hits=5, window_seconds=60) for i in range(3)]
+    old = [ratelimit.Limit(f"{prefix}old{i}", max_hits=5, window_seconds=60) for i in range(5)]
     fresh = ratelimit.Limit(prefix + "fresh", max_hits=5, window_seconds=60)
 
     async def scenario(sessions):
