@@ -2,13 +2,16 @@
 
 import functools
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, func, insert, select
+from sqlalchemy import Table, bindparam, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.attributes import set_committed_value
 
+from shared.database import writing
 from shared.errors import APIError, not_found
-from shared.models import Conversation, User
+from shared.models import Conversation, Message, User
+from shared.tree import stale_answers
 
 
 async def get_own_conversation(
@@ -76,3 +79,25 @@ def too_many_conversations(cap: int) -> APIError:
     return APIError(
         429, "conversation_limit", f"An account has at most {cap} conversations: delete some to start another"
     )
+
+
+async def finalize_stale_answers(
+    session: AsyncSession, messages: Sequence[Message], stale_seconds: float
+) -> None:
+    """The answers of `messages` in progress that no generator has saved for `stale_seconds` (the stale
+    rule, shared.tree.stale_answers) become "interrupted", keeping what was saved, committed at once. The
+    statement finalizes an answer only while it is still in progress, so a final save that lands between
+    the read and this write (one tried again after an outage) is never overwritten; the objects are set
+    as saved, not left for the session to write."""
+    if not (dead := stale_answers(messages, stale_seconds)):
+        return
+    table = cast(Table, Message.__table__)
+    async with writing(session) as connection:
+        await connection.execute(
+            update(table)
+            .where(table.c.id.in_([m.id for m in dead]), table.c.finish_reason.is_(None))
+            .values(finish_reason="interrupted")
+        )
+        await session.commit()
+    for m in dead:
+        set_committed_value(m, "finish_reason", "interrupted")

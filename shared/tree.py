@@ -54,14 +54,6 @@ def stale_answers(messages: Iterable[Message], stale_seconds: float) -> list[Mes
     ]
 
 
-def finalize_stale(messages: Iterable[Message], stale_seconds: float) -> list[Message]:
-    """The stale answers become "interrupted", keeping what was saved. The caller commits."""
-    stale = stale_answers(messages, stale_seconds)
-    for m in stale:
-        m.finish_reason = "interrupted"
-    return stale
-
-
 def active_branch(conversation: Conversation) -> tuple[Tree, list[Message]]:
     tree = Tree(conversation.messages)
     current = conversation.current_message_id

@@ -18,7 +18,7 @@ from fastapi.responses import StreamingResponse
 from sqlalchemy.orm import selectinload
 
 from functions.chat import arrivals, follow, metrics, rows
-from functions.chat.generation import LIVE_SECONDS, Generation, Turn, ended_here
+from functions.chat.generation import LIVE_SECONDS, Generation, Turn, ended_here, saving_later
 from functions.chat.openai_api import router as openai_router
 from functions.chat.schemas import ChatCreate, sampling_params
 from functions.chat.service import AdmittedModel, LoadedModel, holder
@@ -26,7 +26,7 @@ from functions.chat.sse import SSE_HEADERS
 from model.tokenizer import PromptTooLong, fit_prompt, message_token_count
 from shared import ratelimit
 from shared.app import Component, create_app
-from shared.crud import get_own_conversation
+from shared.crud import finalize_stale_answers, get_own_conversation
 from shared.database import writing
 from shared.deps import ConversationId, CurrentUser, SessionDep, SettingsDep
 from shared.errors import APIError, error_responses, not_found
@@ -66,7 +66,7 @@ async def create_chat(
     else:
         options = [selectinload(Conversation.messages)]
         conversation = await get_own_conversation(session, user, body.conversation_id, options=options)
-        await rows.finalize_stale_answers(session, conversation.messages, settings.stale_answer_seconds)
+        await finalize_stale_answers(session, conversation.messages, settings.stale_answer_seconds)
     question, parent_id, turns = where_it_goes(body, conversation)
     params = sampling_params(body)
     try:
@@ -125,8 +125,13 @@ async def create_chat(
 
 def being_written(answer: Message) -> bool:
     """An answer in progress whose generator is alive: saved within LIVE_SECONDS, and not one this
-    process finished (its final save may have failed while the database was away)."""
-    if answer.finish_reason is not None or ended_here(answer.id):
+    process finished (its final save may have failed while the database was away), unless this process
+    is still trying that final save again (the database holds less than the whole answer)."""
+    if answer.finish_reason is not None:
+        return False
+    if saving_later(answer.id):
+        return True
+    if ended_here(answer.id):
         return False
     return answer.updated_at >= utcnow() - timedelta(seconds=LIVE_SECONDS)
 
@@ -200,7 +205,7 @@ async def follow_chat(
     conversation = await get_own_conversation(
         session, user, conversation_id, options=[selectinload(Conversation.messages)]
     )
-    await rows.finalize_stale_answers(session, conversation.messages, get_settings().stale_answer_seconds)
+    await finalize_stale_answers(session, conversation.messages, get_settings().stale_answer_seconds)
     tree, branch = active_branch(conversation)
     # the active branch's answer (the one a page shows, also an older version switched back to), else the newest
     answer = branch[-1] if branch and branch[-1].role == "assistant" else tree.latest_answer()

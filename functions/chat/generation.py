@@ -35,12 +35,21 @@ LIVE_SECONDS = 10 * HEARTBEAT_SECONDS
 FINAL_SAVE_RETRIES_SECONDS = (0.5, 1.0, 2.0) + (5.0,) * 119
 _ENDED_HERE: dict[int, None] = {}  # answers whose generation ended in this process, newest last
 _ENDED_KEPT = 10_000
+_SAVING_LATER: set[int] = (
+    set()
+)  # answers whose final save failed and is being tried again (save_answer_later)
 
 
 def ended_here(answer_id: int) -> bool:
     """Whether this process generated the answer and its generation is over, even where its final save
     failed (the database was away) and the row still says it is in progress."""
     return answer_id in _ENDED_HERE
+
+
+def saving_later(answer_id: int) -> bool:
+    """Whether this process is still trying the answer's final save again (the database was away): the
+    answer is whole here, not yet in the database."""
+    return answer_id in _SAVING_LATER
 
 
 def _ended(answer_id: int) -> None:
@@ -194,6 +203,7 @@ class Generation:
             await save_answer(self, reason)
         except Exception as exc:
             log.exception("could not save the answer: trying again in the background")
+            _SAVING_LATER.add(message_id)  # from now: the task starts at the loop's next turn
             _keep(asyncio.get_running_loop().create_task(save_answer_later(self, reason)))
             message = (
                 f"The answer could not be saved yet ({type(exc).__name__}); it will be saved when the "
@@ -208,20 +218,28 @@ class Generation:
         return sse("done", done | {"tokens_per_second": round(tokens / seconds, 1)})
 
 
-async def save_answer(generation: Generation, finish_reason: str, quiet: bool = False) -> None:
+async def save_answer(
+    generation: Generation, finish_reason: str, quiet: bool = False, again: bool = False
+) -> None:
     """The final save with the day's tokens settled; best-effort for the limit: when that transaction
     fails, the answer is saved again alone. An answer or a conversation deleted meanwhile updates
-    nothing, and nothing is ever inserted."""
+    nothing, and nothing is ever inserted. `again`: a try after one that failed, which may have committed
+    all the same (the connection lost with the commit on its way): then this one writes nothing, so the
+    tokens are never given back twice."""
     turn = generation.turn
     try:
         await rows.save_final(
-            generation.saved(), user_id=turn.user_id, finish_reason=finish_reason, reserved=turn.reserved
+            generation.saved(),
+            user_id=turn.user_id,
+            finish_reason=finish_reason,
+            reserved=turn.reserved,
+            again=again,
         )
     except Exception:
         level = logging.DEBUG if quiet else logging.WARNING
         log.log(level, "could not save the answer and settle its tokens: saving it alone", exc_info=True)
         await rows.save_final(
-            generation.saved(), user_id=turn.user_id, finish_reason=finish_reason, reserved=None
+            generation.saved(), user_id=turn.user_id, finish_reason=finish_reason, reserved=None, again=again
         )
 
 
@@ -230,16 +248,20 @@ async def save_answer_later(generation: Generation, finish_reason: str) -> None:
     up, the answer keeps its last partial save, which the stale rule finalizes as interrupted; saved after
     that, the whole answer replaces it."""
     answer_id = generation.turn.ids.assistant_message_id
-    for pause in FINAL_SAVE_RETRIES_SECONDS:
-        await asyncio.sleep(pause)
-        try:
-            await save_answer(generation, finish_reason, quiet=True)
-        except Exception as exc:
-            log.debug("answer %d still not saved: %s", answer_id, exc)
-            continue
-        log.info("answer %d saved after the database came back", answer_id)
-        return
-    log.error("answer %d was not saved: the database stayed away; its last partial save stays", answer_id)
+    _SAVING_LATER.add(answer_id)
+    try:
+        for pause in FINAL_SAVE_RETRIES_SECONDS:
+            await asyncio.sleep(pause)
+            try:
+                await save_answer(generation, finish_reason, quiet=True, again=True)
+            except Exception as exc:
+                log.debug("answer %d still not saved: %s", answer_id, exc)
+                continue
+            log.info("answer %d saved after the database came back", answer_id)
+            return
+        log.error("answer %d was not saved: the database stayed away; its last partial save stays", answer_id)
+    finally:
+        _SAVING_LATER.discard(answer_id)
 
 
 class Saver:

@@ -17,10 +17,9 @@ from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from shared import ratelimit
-from shared.crud import insert_within_cap, lock_user, too_many_conversations
+from shared.crud import finalize_stale_answers, insert_within_cap, lock_user, too_many_conversations
 from shared.database import get_sessionmaker, writing
 from shared.models import Conversation, Message, utcnow
-from shared.tree import finalize_stale, stale_answers
 
 CONVERSATIONS, MESSAGES = cast(Table, Conversation.__table__), cast(Table, Message.__table__)
 
@@ -42,6 +41,9 @@ _SAVE_PARTIAL = (
     update(MESSAGES)
     .where(*_ANSWER, MESSAGES.c.finish_reason.is_(None))
     .values(**_GROWN, updated_at=bindparam("now"))
+)
+_FINISHED = select(MESSAGES.c.id).where(
+    *_ANSWER, MESSAGES.c.finish_reason.is_not(None), MESSAGES.c.finish_reason != "interrupted"
 )
 _SAVE_FINAL = (
     update(MESSAGES)
@@ -176,17 +178,22 @@ async def save_partial(answers: list[Saved]) -> set[int]:
 
 
 async def save_final(
-    answer: Saved, *, user_id: int, finish_reason: str, reserved: ratelimit.Taken | None
+    answer: Saved, *, user_id: int, finish_reason: str, reserved: ratelimit.Taken | None, again: bool = False
 ) -> None:
     """The final save, one transaction: the answer with its finish reason, its conversation's updated_at,
     and the tokens of the day's reservation `reserved` it did not use given back
     (None: the answer is saved without settling). Settling, it locks the user first on PostgreSQL, as a
     turn does before its counters and its rows (ratelimit.reserve_chat): in the other order, the save and
-    the conversation's next turn each waited for the other."""
+    the conversation's next turn each waited for the other. `again` (a try after a failed one): nothing
+    is written when the answer already has its finish reason (the failed try committed after all)."""
     now = utcnow()
     async with get_sessionmaker()() as session, writing(session) as connection:
         if reserved is not None:
             await lock_user(session, user_id)
+        if again and await connection.scalar(
+            _FINISHED, {"message_id": answer.answer_id, "of": answer.conversation_id}
+        ):
+            return
         await connection.execute(_SAVE_FINAL, {"reason": finish_reason, "now": now, **_grown(answer)})
         values = {"of": answer.conversation_id, "owner": user_id, "now": now}
         await connection.execute(_TOUCH_CONVERSATION, values)
@@ -202,15 +209,6 @@ async def settle(reserved: ratelimit.Taken, generated: int) -> None:
         await session.commit()
 
 
-async def finalize_stale_answers(
-    session: AsyncSession, messages: list[Message], stale_seconds: float
-) -> None:
-    """Commit the answers of `messages` that stopped moving as interrupted (shared.tree.finalize_stale)."""
-    if finalize_stale(messages, stale_seconds):
-        async with writing(session):
-            await session.commit()
-
-
 async def read_answers(keys: dict[int, int], stale: timedelta) -> dict[int, Message]:
     """The answers {id: conversation id} as saved, in one short read (the connection goes back to the
     pool at once); an answer in progress that no generator has saved for `stale` is finalized as
@@ -218,14 +216,5 @@ async def read_answers(keys: dict[int, int], stale: timedelta) -> dict[int, Mess
     async with get_sessionmaker()() as session:
         found = await session.scalars(select(Message).where(Message.id.in_(keys)))
         answers = [m for m in found if keys.get(m.id) == m.conversation_id]
-        if dead := stale_answers(answers, stale.total_seconds()):
-            async with writing(session) as connection:
-                await connection.execute(
-                    update(MESSAGES)
-                    .where(MESSAGES.c.id.in_([m.id for m in dead]), MESSAGES.c.finish_reason.is_(None))
-                    .values(finish_reason="interrupted")
-                )
-                await session.commit()
-            for m in dead:  # as saved (the session closes without writing these objects)
-                m.finish_reason = "interrupted"
+        await finalize_stale_answers(session, answers, stale.total_seconds())
         return {m.id: m for m in answers}

@@ -14,7 +14,12 @@ from sqlalchemy.orm import selectinload
 
 from shared import stops
 from shared.app import Component, create_app
-from shared.crud import get_own_conversation, insert_within_cap, too_many_conversations
+from shared.crud import (
+    finalize_stale_answers,
+    get_own_conversation,
+    insert_within_cap,
+    too_many_conversations,
+)
 from shared.database import writing
 from shared.deps import ConversationId, CurrentUser, SessionDep, SettingsDep
 from shared.errors import error_responses, not_found
@@ -31,7 +36,7 @@ from shared.schemas import (
     StopPublic,
 )
 from shared.settings import get_settings
-from shared.tree import Tree, active_branch, context_window, finalize_stale, history
+from shared.tree import Tree, active_branch, context_window, history
 
 router = APIRouter(prefix="/api/conversations", tags=["conversations"], responses=error_responses(401, 404))
 DEFAULT_TITLE = "New chat"
@@ -107,8 +112,7 @@ async def read_conversation(
     conversation = await get_own_conversation(
         session, user, conversation_id, options=[selectinload(Conversation.messages)]
     )
-    if finalize_stale(conversation.messages, get_settings().stale_answer_seconds):
-        await session.commit()
+    await finalize_stale_answers(session, conversation.messages, get_settings().stale_answer_seconds)
     return detail(conversation)
 
 
@@ -154,17 +158,17 @@ async def export_conversation(
     conversation_id: ConversationId, user: CurrentUser, session: SessionDep
 ) -> Response:
     """The active branch as JSONL `{"messages": [{"role", "content"}]}`, the format the trainer reads:
-    its turns as a prompt holds them (an answer without text says nothing), less an answer still being
-    written, whose text so far would train as a finished answer (one no generator saves any more is
-    "interrupted" first, as when the conversation is read, and exported with what was saved)."""
+    its turns as a prompt holds them (an answer without text says nothing), each answer as it ended (also
+    one stopped or cut short: what the user saw), less an answer still being written, whose text is not
+    yet what the conversation will hold. An answer no generator saves any more is finalized as
+    interrupted first, as when the conversation is read, and exported with what was saved."""
     conversation = await get_own_conversation(
         session, user, conversation_id, options=[selectinload(Conversation.messages)]
     )
-    if finalize_stale(conversation.messages, get_settings().stale_answer_seconds):
-        await session.commit()
+    await finalize_stale_answers(session, conversation.messages, get_settings().stale_answer_seconds)
     _, branch = active_branch(conversation)
-    finished = [m for m in branch if m.role != "assistant" or m.finish_reason is not None]
-    line = json.dumps({"messages": history(finished)}, ensure_ascii=False)
+    ended = [m for m in branch if m.role != "assistant" or m.finish_reason is not None]
+    line = json.dumps({"messages": history(ended)}, ensure_ascii=False)
     return Response(
         line + "\n",
         media_type="application/x-ndjson",

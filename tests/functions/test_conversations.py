@@ -110,9 +110,10 @@ def test_export_conversation_as_jsonl(client: TestClient, use_database: str) -> 
 def test_export_leaves_out_an_answer_being_written_and_answers_without_text(
     client: TestClient, use_database: str, monkeypatch
 ) -> None:
-    """An export is training data: an answer still being written would train its first words as a whole
-    answer, and an answer that failed before its first word as an answer of nothing. Once no generator
-    saves it any more, the answer is "interrupted" and exported with what was saved, as a prompt holds it."""
+    """An export writes each answer as it ended (stopped ones too: what the user saw), as a prompt holds
+    it: an answer that failed before its first word says nothing, and an answer still being written is
+    left out (its text is not yet what the conversation will hold). Once no generator saves it any more
+    it is interrupted, and exported with what was saved."""
     from datetime import timedelta
 
     from sqlalchemy import create_engine, update
@@ -122,26 +123,30 @@ def test_export_leaves_out_an_answer_being_written_and_answers_without_text(
 
     alice = register(client)
     cid = create(client, alice)["id"]
-    turns = [("user", "hi"), ("assistant", ""), ("user", "hello?"), ("assistant", "Hello! How")]
+    asked = ["hi", "hello?", "count", "more"]
+    answers = {"": "error", "Hel": "stopped", "1, 2, 3": "length"}
+    pairs = zip(asked, [*answers, "Hello! How"], strict=True)
+    turns = [turn for q, a in pairs for turn in (("user", q), ("assistant", a))]
     ids = add_messages(use_database, cid, turns)
     engine = create_engine(sync_url(use_database))
     with engine.begin() as connection:
-        connection.execute(update(Message).where(Message.id == ids[1]).values(finish_reason="error"))
+        for answer_id, reason in zip(ids[1::2], answers.values(), strict=False):
+            connection.execute(update(Message).where(Message.id == answer_id).values(finish_reason=reason))
         connection.execute(
             update(Message)
-            .where(Message.id == ids[3])
+            .where(Message.id == ids[-1])
             .values(finish_reason=None, updated_at=utcnow() - timedelta(seconds=5))
         )
     engine.dispose()
     url = f"/api/conversations/{cid}/export"
-    asked = [{"role": "user", "content": "hi"}, {"role": "user", "content": "hello?"}]
-    assert json.loads(client.get(url, headers=alice.headers).text) == {"messages": asked}
+    kept = [{"role": role, "content": text} for role, text in turns if text]
+    assert json.loads(client.get(url, headers=alice.headers).text) == {"messages": kept[:-1]}
     monkeypatch.setenv("SLM_STALE_ANSWER_SECONDS", "2")
     from shared.settings import get_settings
 
     get_settings.cache_clear()
-    answered = asked + [{"role": "assistant", "content": "Hello! How"}]
-    assert json.loads(client.get(url, headers=alice.headers).text) == {"messages": answered}
+    assert json.loads(client.get(url, headers=alice.headers).text) == {"messages": kept}
+    assert kept[-1] == {"role": "assistant", "content": "Hello! How"} and len(kept) == 7
     detail = client.get(f"/api/conversations/{cid}", headers=alice.headers).json()
     assert detail["messages"][-1]["finish_reason"] == "interrupted"
 
@@ -332,3 +337,55 @@ def count_messages(database_url: str, conversation_id: int) -> int:
         ).scalar_one()
     engine.dispose()
     return int(count)
+
+
+def test_the_stale_rule_never_overwrites_a_final_save_that_lands_after_the_read(
+    client: TestClient, use_database: str
+) -> None:
+    """A request reads two answers the stale rule calls dead; before it writes "interrupted", the final
+    save of one of them lands (tried again after an outage). That answer keeps its finish reason; the
+    other is finalized, in the database and in the objects read."""
+    import asyncio
+    from datetime import timedelta
+
+    from sqlalchemy import create_engine, select, update
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    from shared.crud import finalize_stale_answers
+    from shared.database import build_engine
+    from shared.migrate import sync_url
+    from shared.models import Message, utcnow
+
+    alice = register(client)
+    cid = create(client, alice)["id"]
+    _, late, _, dead = add_messages(
+        use_database, cid, [("user", "q1"), ("assistant", "a1"), ("user", "q2"), ("assistant", "a2")]
+    )
+    sync = create_engine(sync_url(use_database))
+    with sync.begin() as connection:
+        old = utcnow() - timedelta(seconds=60)
+        connection.execute(
+            update(Message).where(Message.id.in_([late, dead])).values(finish_reason=None, updated_at=old)
+        )
+
+    async def scenario() -> dict[int, str | None]:
+        engine = build_engine(use_database)
+        try:
+            async with AsyncSession(engine, expire_on_commit=False) as session:
+                messages = list(await session.scalars(select(Message).where(Message.conversation_id == cid)))
+                with sync.begin() as connection:  # the final save lands between the read and the write
+                    connection.execute(update(Message).where(Message.id == late).values(finish_reason="eos"))
+                await finalize_stale_answers(session, messages, 30)
+                return {m.id: m.finish_reason for m in messages if m.id == dead}
+        finally:
+            await engine.dispose()
+
+    in_memory = asyncio.run(scenario())
+    with sync.connect() as connection:
+        saved = dict(
+            connection.execute(
+                select(Message.id, Message.finish_reason).where(Message.id.in_([late, dead]))
+            ).all()
+        )
+    sync.dispose()
+    assert saved == {late: "eos", dead: "interrupted"} and in_memory == {dead: "interrupted"}

@@ -3,7 +3,7 @@
 from datetime import timedelta
 
 from shared.models import Conversation, Message, utcnow
-from shared.tree import Tree, active_branch, context_window, finalize_stale, stale_answers
+from shared.tree import Tree, active_branch, context_window, stale_answers
 
 
 def message(id: int, role: str, parent: int | None, **kwargs) -> Message:
@@ -48,5 +48,3 @@ def test_an_answer_that_stopped_moving_is_stale_and_finalized_as_interrupted() -
     question = message(4, "user", None, finish_reason=None, updated_at=old)
     assert stale_answers([moving, dead, ended, question], 30) == [dead]
     assert dead.finish_reason is None  # the rule alone changes nothing
-    assert finalize_stale([moving, dead, ended, question], 30) == [dead]
-    assert dead.finish_reason == "interrupted" and moving.finish_reason is None

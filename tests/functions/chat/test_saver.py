@@ -6,6 +6,7 @@ import contextlib
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import timedelta
 from types import SimpleNamespace
 
 from fastapi.testclient import TestClient
@@ -300,25 +301,61 @@ def test_a_final_save_that_fails_is_tried_again_until_the_whole_answer_is_saved(
     client: TestClient, use_database: str, monkeypatch
 ) -> None:
     """The database refuses the final save (a trigger refuses every update of an answer here, as an outage
-    would): the save is tried again in the background, and once the database takes it the whole answer is
-    saved with its finish reason and the day's tokens settled, not left at its last partial save."""
-    monkeypatch.setattr(generation, "FINAL_SAVE_RETRIES_SECONDS", (0.01,) * 1000)
+    would): the stream ends with save_failed, the save is tried again in the background, a reply to the
+    answer meanwhile is refused as to an answer being written (its prompt would hold less than the whole
+    answer), and once the database takes the save the whole answer is saved with its finish reason and the
+    day's tokens settled, not left at its last partial save."""
+    from functions.chat.app import being_written
+
     (stream,) = _streams(client, use_database, 1, reserve=10)
     answer_id = stream.turn.ids.assistant_message_id
     for token in (7, 8, 9):
         _grow(stream, token)
+    row = SimpleNamespace(id=answer_id, finish_reason=None, updated_at=utcnow() - timedelta(minutes=5))
+    refusal, seen = contextlib.ExitStack(), []
 
-    async def scenario() -> tuple[str, int, str | None, str | None]:
-        with refusing_updates(use_database, "messages"):
-            retrying = asyncio.create_task(generation.save_answer_later(stream, "eos"))
-            await asyncio.sleep(0.2)  # tries made meanwhile are refused
-            refused = _saved(use_database, answer_id)
-        await asyncio.wait_for(retrying, timeout=60)
-        return refused
+    def pauses() -> Iterator[float]:
+        """The retries' pauses: three tries are refused, then (between two tries: no transaction open)
+        the database takes updates again."""
+        for _ in range(3):
+            yield 0.01
+        seen.extend([_saved(use_database, answer_id), being_written(row)])
+        refusal.close()
+        while True:
+            yield 0.01
 
-    assert asyncio.run(scenario()) == ("", 0, None, None)
+    monkeypatch.setattr(generation, "FINAL_SAVE_RETRIES_SECONDS", pauses())
+    refusal.enter_context(refusing_updates(use_database, "messages"))
+
+    async def scenario() -> bytes:
+        event = await Generation._end(stream, "eos", None, 1.0)  # type: ignore[arg-type]
+        generation._ended(answer_id)  # as Generation._run does next
+        retrying = [task for task in generation._running if task.get_loop() is asyncio.get_running_loop()]
+        await asyncio.wait_for(asyncio.gather(*retrying), timeout=60)
+        return event
+
+    try:
+        event = asyncio.run(scenario())
+    finally:
+        refusal.close()
+    assert b"event: error" in event and b"save_failed" in event
+    assert seen == [("", 0, None, None), True]  # nothing saved yet; a reply meanwhile is a 409
     assert _saved(use_database, answer_id) == (" t7 t8 t9", 3, "7 8 9", "eos")
     assert _tokens_and_stop(use_database, stream.turn.ids.conversation_id)[0] == 3
+    assert not generation.saving_later(answer_id) and not being_written(row)  # ended here, saved
+
+
+def test_a_final_save_tried_again_after_one_that_committed_gives_nothing_back_twice(
+    client: TestClient, use_database: str
+) -> None:
+    """A try that failed may have committed all the same (the connection lost as the commit went out):
+    the next try finds the answer finished and writes nothing, so the unused tokens are given back once."""
+    (stream,) = _streams(client, use_database, 1, reserve=10)
+    _grow(stream, 7)
+    asyncio.run(save_answer(stream, "eos"))
+    asyncio.run(save_answer(stream, "length", again=True))
+    assert _saved(use_database, stream.turn.ids.assistant_message_id) == (" t7", 1, "7", "eos")
+    assert _tokens_and_stop(use_database, stream.turn.ids.conversation_id)[0] == 1
 
 
 @contextlib.contextmanager
