@@ -20,7 +20,10 @@ from shared.security import BCRYPT_MAX_BYTES
 # Python's whitespace (str.isspace, what strip() and split() remove), spelled out so that the checks here and
 # the patterns documented in the OpenAPI schema (ECMA regex, whose \s is another set) mean the same.
 SPACES = r"\t\n\x0b\x0c\r\x1c-\x1f \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
-_PART = f"[^@\\x00{SPACES}]+"
+# characters that print as nothing (zero-width spaces and joiners, direction marks and overrides, the soft
+# hyphen, the BOM): "ada\u200b@example.com" would be another account that looks like ada's
+INVISIBLE = r"\u00ad\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff"
+_PART = f"[^@\\x00{SPACES}{INVISIBLE}]+"
 EMAIL_RE = re.compile(f"^{_PART}@{_PART}\\.{_PART}$")
 EMAIL_PATTERN = (
     f"^[{SPACES}]*{_PART}@{_PART}\\.{_PART}[{SPACES}]*$"  # what the API accepts: trimmed, EMAIL_RE
@@ -94,6 +97,10 @@ def _normalised_email(value: str) -> str:
 
 def _email(value: str) -> str:
     value = _normalised_email(value)
+    if hidden := re.search(f"[{INVISIBLE}]", value):
+        raise ValueError(
+            f"An email address must not contain invisible characters (U+{ord(hidden.group()):04X} here)"
+        )
     if not EMAIL_RE.match(value):
         raise ValueError("Enter a valid email address, like name@example.com")
     return value

@@ -49,6 +49,25 @@ def test_register_refuses_short_password_and_bad_email(auth_client: TestClient) 
     assert set(fields) == {"email", "password"}
 
 
+def test_register_refuses_an_email_with_invisible_characters(auth_client: TestClient) -> None:
+    """A zero-width space, a direction mark or a soft hyphen prints as nothing: "ada\u200b@example.com"
+    would be a second account that looks like ada's. The schema's pattern says so too."""
+    for hidden in ("\u200b", "\u200e", "\u00ad", "\ufeff", "\u2066"):
+        response = auth_client.post(
+            "/api/auth/register", json={"email": f"ada{hidden}@example.com", "password": PASSWORD}
+        )
+        assert response.status_code == 422, hidden
+        assert f"U+{ord(hidden):04X}" in response.json()["error"]["fields"]["email"]
+    pattern = auth_client.get("/api/openapi.json").json()["components"]["schemas"]["UserCreate"]
+    assert "\\u200b" in pattern["properties"]["email"]["pattern"]
+    assert (
+        auth_client.post(
+            "/api/auth/register", json={"email": "adá@example.com", "password": PASSWORD}
+        ).status_code
+        == 201
+    )
+
+
 def test_login_returns_token(auth_client: TestClient) -> None:
     account = register(auth_client)
     response = auth_client.post("/api/auth/login", json={"email": account.email, "password": PASSWORD})
