@@ -29,10 +29,12 @@ import json
 import math
 import os
 import random
+import signal
 import sys
+import threading
 import time
-from collections.abc import Callable
-from contextlib import nullcontext
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -292,6 +294,24 @@ def writable_folder(out: Path) -> None:
         raise SystemExit(f"--out {out}: cannot write the checkpoint there ({e.strerror or e})") from None
 
 
+@contextmanager
+def interrupts_deferred() -> Iterator[None]:
+    """A Ctrl-C inside the block takes effect at its end (KeyboardInterrupt there), so the optimizers'
+    update is never cut halfway (some weights stepped, others not) and the step counter always matches
+    the weights a checkpoint saves. Outside the main thread (where no signal arrives) it does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous if previous is not None else signal.default_int_handler)
+    if caught:
+        raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     ddp, rank, world, device = setup(args)
@@ -403,11 +423,12 @@ def main(argv: list[str] | None = None) -> None:
                 loss.backward()
                 loss_sum += loss.item()
             torch.nn.utils.clip_grad_norm_(model.parameters(), args.grad_clip)
-            opt.step()
-            opt.zero_grad(set_to_none=True)
-            run.step += 1
-            run.tokens += tokens_per_step
-            run.train_loss = loss_sum if not run.train_loss else 0.95 * run.train_loss + 0.05 * loss_sum
+            with interrupts_deferred():  # the update and its count move together, or neither does
+                opt.step()
+                opt.zero_grad(set_to_none=True)
+                run.step += 1
+                run.tokens += tokens_per_step
+                run.train_loss = loss_sum if not run.train_loss else 0.95 * run.train_loss + 0.05 * loss_sum
             if args.eval_every and run.step % args.eval_every == 0:
                 run.val_loss = evaluate()
                 if rank == 0:

@@ -218,6 +218,35 @@ def test_ctrl_c_saves_the_run_and_resume_goes_on(
     assert torch.load(tmp_path / "run" / STATE, weights_only=False)["step"] == 4
 
 
+def test_ctrl_c_during_the_update_lets_it_finish_and_count_it(
+    corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+):
+    """A real SIGINT between the two optimizers' steps of the third update: it takes effect once that
+    update is whole and counted, so the checkpoint's step matches its weights (before, the Muon weights
+    moved, AdamW's did not, and the counter said 2)."""
+    import os
+    import signal
+
+    from model.optim import Optimizers
+
+    def step_with_ctrl_c(self: Optimizers) -> None:
+        adamw = next(o for o in self.optimizers if isinstance(o, torch.optim.AdamW))
+        updates = max((int(s["step"]) for s in adamw.state.values()), default=0)
+        for i, optimizer in enumerate(self.optimizers):
+            optimizer.step()
+            if i == 0 and updates == 2:
+                os.kill(os.getpid(), signal.SIGINT)  # delivered at once: between two bytecodes of this thread
+
+    monkeypatch.setattr(Optimizers, "step", step_with_ctrl_c)
+    with pytest.raises(SystemExit) as stopped:
+        _run(corpus, tmp_path / "run", "--stage", "pretrain", *TINY, "--max-steps", "6")
+    assert stopped.value.code == 130 and "interrupted at step 3" in capsys.readouterr().err
+    state = torch.load(tmp_path / "run" / STATE, weights_only=False)
+    (adamw,) = [o["state"] for o in state["optimizer"] if "step" in next(iter(o["state"].values()))]
+    assert state["step"] == 3 and {int(s["step"]) for s in adamw.values()} == {3}
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # Ctrl-C works as before after
+
+
 @pytest.mark.parametrize(
     "flags, words",
     [
