@@ -299,7 +299,10 @@ def interrupts_deferred() -> Iterator[None]:
     """A Ctrl-C inside the block takes effect at its end (KeyboardInterrupt there), so the optimizers'
     update is never cut halfway (some weights stepped, others not) and the step counter always matches
     the weights a checkpoint saves. Outside the main thread (where no signal arrives) it does nothing."""
-    if threading.current_thread() is not threading.main_thread():
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) in (
+        signal.SIG_IGN,
+        None,
+    ):  # no signal arrives here, or Ctrl-C is ignored (a job started in the background): leave it so
         yield
         return
     caught: list[int] = []
@@ -307,7 +310,7 @@ def interrupts_deferred() -> Iterator[None]:
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous if previous is not None else signal.default_int_handler)
+        signal.signal(signal.SIGINT, previous)
     if caught:
         raise KeyboardInterrupt
 

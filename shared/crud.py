@@ -87,17 +87,22 @@ async def finalize_stale_answers(
     """The answers of `messages` in progress that no generator has saved for `stale_seconds` (the stale
     rule, shared.tree.stale_answers) become "interrupted", keeping what was saved, committed at once. The
     statement finalizes an answer only while it is still in progress, so a final save that lands between
-    the read and this write (one tried again after an outage) is never overwritten; the objects are set
-    as saved, not left for the session to write."""
+    the read and this write (one tried again after an outage) is never overwritten; the objects read are
+    set as the database holds them, not left for the session to write."""
     if not (dead := stale_answers(messages, stale_seconds)):
         return
     table = cast(Table, Message.__table__)
     async with writing(session) as connection:
-        await connection.execute(
+        finalized = await connection.execute(
             update(table)
             .where(table.c.id.in_([m.id for m in dead]), table.c.finish_reason.is_(None))
             .values(finish_reason="interrupted")
+            .returning(table.c.id)
         )
+        interrupted = set(finalized.scalars())
         await session.commit()
     for m in dead:
-        set_committed_value(m, "finish_reason", "interrupted")
+        if m.id in interrupted:
+            set_committed_value(m, "finish_reason", "interrupted")
+        else:  # its final save landed meanwhile (or it was deleted): as it is now
+            await session.refresh(m)

@@ -141,4 +141,5 @@ class RateLimitBucket(Base):
     window_start: Mapped[int] = mapped_column(BigInteger)  # unix seconds
     count: Mapped[int] = mapped_column(Integer, default=0)
     # unix seconds when the window ends: past it the row counts nothing and is purged (ratelimit.purge)
-    expires_at: Mapped[int] = mapped_column(BigInteger, index=True)
+    # (server_default: see migration 0005, for code from before it that writes no expires_at)
+    expires_at: Mapped[int] = mapped_column(BigInteger, index=True, server_default="4102444800")

@@ -66,7 +66,9 @@ async def create_chat(
     else:
         options = [selectinload(Conversation.messages)]
         conversation = await get_own_conversation(session, user, body.conversation_id, options=options)
-        await finalize_stale_answers(session, conversation.messages, settings.stale_answer_seconds)
+        await finalize_stale_answers(
+            session, not_saving_later(conversation.messages), settings.stale_answer_seconds
+        )
     question, parent_id, turns = where_it_goes(body, conversation)
     params = sampling_params(body)
     try:
@@ -123,15 +125,19 @@ async def create_chat(
     return StreamingResponse(generation.events(), media_type="text/event-stream", headers=SSE_HEADERS)
 
 
+def not_saving_later(messages: list[Message]) -> list[Message]:
+    """The messages the stale rule may finalize here: not an answer whose final save this process is
+    trying again (not saved for a while, but whole here: it is saved once the database is back)."""
+    return [m for m in messages if not saving_later(m.id)]
+
+
 def being_written(answer: Message) -> bool:
     """An answer in progress whose generator is alive: saved within LIVE_SECONDS, and not one this
     process finished (its final save may have failed while the database was away), unless this process
     is still trying that final save again (the database holds less than the whole answer)."""
-    if answer.finish_reason is not None:
-        return False
-    if saving_later(answer.id):
+    if saving_later(answer.id):  # also once another process's stale rule has called it interrupted
         return True
-    if ended_here(answer.id):
+    if answer.finish_reason is not None or ended_here(answer.id):
         return False
     return answer.updated_at >= utcnow() - timedelta(seconds=LIVE_SECONDS)
 
@@ -205,7 +211,9 @@ async def follow_chat(
     conversation = await get_own_conversation(
         session, user, conversation_id, options=[selectinload(Conversation.messages)]
     )
-    await finalize_stale_answers(session, conversation.messages, get_settings().stale_answer_seconds)
+    await finalize_stale_answers(
+        session, not_saving_later(conversation.messages), get_settings().stale_answer_seconds
+    )
     tree, branch = active_branch(conversation)
     # the active branch's answer (the one a page shows, also an older version switched back to), else the newest
     answer = branch[-1] if branch and branch[-1].role == "assistant" else tree.latest_answer()

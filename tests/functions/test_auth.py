@@ -52,7 +52,7 @@ def test_register_refuses_short_password_and_bad_email(auth_client: TestClient) 
 def test_register_refuses_an_email_with_invisible_characters(auth_client: TestClient) -> None:
     """A zero-width space, a direction mark or a soft hyphen prints as nothing: "ada\u200b@example.com"
     would be a second account that looks like ada's. The schema's pattern says so too."""
-    for hidden in ("\u200b", "\u200e", "\u00ad", "\ufeff", "\u2066"):
+    for hidden in ("\u200b", "\u200e", "\u00ad", "\ufeff", "\u2066", "\ufe0f", "\u034f", "\u3164"):
         response = auth_client.post(
             "/api/auth/register", json={"email": f"ada{hidden}@example.com", "password": PASSWORD}
         )

@@ -311,3 +311,19 @@ def test_a_run_never_writes_over_a_checkpoint_unless_asked(corpus: Path, tmp_pat
     assert (tmp_path / "run" / "model.safetensors").read_bytes() == before
     _run(corpus, tmp_path / "run", "--stage", "pretrain", *TINY, "--max-steps", "2", "--force")
     assert torch.load(tmp_path / "run" / STATE, weights_only=False)["step"] == 2
+
+
+def test_ctrl_c_stays_ignored_where_it_was_ignored():
+    """A run started in the background (SIGINT ignored) is not stopped by a SIGINT during an update."""
+    import os
+    import signal
+
+    from model.train import interrupts_deferred
+
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        with interrupts_deferred():
+            os.kill(os.getpid(), signal.SIGINT)
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, previous)

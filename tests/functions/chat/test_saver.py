@@ -305,7 +305,7 @@ def test_a_final_save_that_fails_is_tried_again_until_the_whole_answer_is_saved(
     answer meanwhile is refused as to an answer being written (its prompt would hold less than the whole
     answer), and once the database takes the save the whole answer is saved with its finish reason and the
     day's tokens settled, not left at its last partial save."""
-    from functions.chat.app import being_written
+    from functions.chat.app import being_written, not_saving_later
 
     (stream,) = _streams(client, use_database, 1, reserve=10)
     answer_id = stream.turn.ids.assistant_message_id
@@ -319,7 +319,10 @@ def test_a_final_save_that_fails_is_tried_again_until_the_whole_answer_is_saved(
         the database takes updates again."""
         for _ in range(3):
             yield 0.01
-        seen.extend([_saved(use_database, answer_id), being_written(row)])
+        seen.extend([_saved(use_database, answer_id), being_written(row), not_saving_later([row])])
+        row.finish_reason = "interrupted"  # another process's stale rule: the 409 holds here all the same
+        seen.append(being_written(row))
+        row.finish_reason = None
         refusal.close()
         while True:
             yield 0.01
@@ -339,7 +342,8 @@ def test_a_final_save_that_fails_is_tried_again_until_the_whole_answer_is_saved(
     finally:
         refusal.close()
     assert b"event: error" in event and b"save_failed" in event
-    assert seen == [("", 0, None, None), True]  # nothing saved yet; a reply meanwhile is a 409
+    # nothing saved yet; a reply meanwhile is a 409, and this process's stale rule leaves the answer be
+    assert seen == [("", 0, None, None), True, [], True]
     assert _saved(use_database, answer_id) == (" t7 t8 t9", 3, "7 8 9", "eos")
     assert _tokens_and_stop(use_database, stream.turn.ids.conversation_id)[0] == 3
     assert not generation.saving_later(answer_id) and not being_written(row)  # ended here, saved
