@@ -7,7 +7,7 @@
 import { useCallback, useEffect, useLayoutEffect, useRef, useState } from "react";
 
 import { ApiError } from "@/lib/api";
-import { type ChatEvent, type ChatRequest, followChat, requestStop, StreamBroken, streamChat } from "@/lib/chat";
+import { type ChatEvent, type ChatRequest, errorShown, followChat, requestStop, StreamBroken, streamChat } from "@/lib/chat";
 import { type ConversationDetail, readConversation, type StoredMessage, switchBranch } from "@/lib/conversations";
 import { forRequest, type Sampling } from "@/lib/settings";
 
@@ -126,13 +126,7 @@ export function useChatStream(callbacks: StreamCallbacks) {
           });
           break;
         case "error":
-          patch(target, {
-            streaming: false,
-            waiting: null,
-            finishReason: "error",
-            error: `The answer failed: ${event.data.message}`,
-            retry: true,
-          });
+          patch(target, { streaming: false, waiting: null, finishReason: "error", ...errorShown(event.data) });
           break;
       }
     },

@@ -31,6 +31,13 @@ export interface StreamError {
   message: string;
 }
 
+/** How an answer shows a stream's `error` event: a failed answer may be tried again; one whose final save
+ * failed (`save_failed`: the database was away) is whole, and the server saves it when the database is back. */
+export function errorShown(error: StreamError): { error: string; retry: boolean } {
+  if (error.code === "save_failed") return { error: error.message, retry: false };
+  return { error: `The answer failed: ${error.message}`, retry: true };
+}
+
 export type ChatEvent =
   | { type: "meta"; data: Meta }
   | { type: "warning"; data: Warning }
