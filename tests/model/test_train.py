@@ -238,13 +238,18 @@ def test_ctrl_c_during_the_update_lets_it_finish_and_count_it(
                 os.kill(os.getpid(), signal.SIGINT)  # delivered at once: between two bytecodes of this thread
 
     monkeypatch.setattr(Optimizers, "step", step_with_ctrl_c)
-    with pytest.raises(SystemExit) as stopped:
-        _run(corpus, tmp_path / "run", "--stage", "pretrain", *TINY, "--max-steps", "6")
+    # as in a terminal: a test run started in the background (nohup, CI) inherits SIGINT ignored
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(SystemExit) as stopped:
+            _run(corpus, tmp_path / "run", "--stage", "pretrain", *TINY, "--max-steps", "6")
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # Ctrl-C works as before after
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert stopped.value.code == 130 and "interrupted at step 3" in capsys.readouterr().err
     state = torch.load(tmp_path / "run" / STATE, weights_only=False)
     (adamw,) = [o["state"] for o in state["optimizer"] if "step" in next(iter(o["state"].values()))]
     assert state["step"] == 3 and {int(s["step"]) for s in adamw.values()} == {3}
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # Ctrl-C works as before after
 
 
 @pytest.mark.parametrize(
