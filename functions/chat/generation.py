@@ -35,9 +35,8 @@ LIVE_SECONDS = 10 * HEARTBEAT_SECONDS
 FINAL_SAVE_RETRIES_SECONDS = (0.5, 1.0, 2.0) + (5.0,) * 119
 _ENDED_HERE: dict[int, None] = {}  # answers whose generation ended in this process, newest last
 _ENDED_KEPT = 10_000
-_SAVING_LATER: set[int] = (
-    set()
-)  # answers whose final save failed and is being tried again (save_answer_later)
+# answers whose final save failed and is being tried again (save_answer_later)
+_SAVING_LATER: set[int] = set()
 
 
 def ended_here(answer_id: int) -> bool:
@@ -244,9 +243,10 @@ async def save_answer(
 
 
 async def save_answer_later(generation: Generation, finish_reason: str) -> None:
-    """The final save tried again after each of FINAL_SAVE_RETRIES_SECONDS, until one succeeds. Each try is the whole final save, settlement included: a failed one committed nothing. Given
-    up, the answer keeps its last partial save, which the stale rule finalizes as interrupted; saved after
-    that, the whole answer replaces it."""
+    """The final save tried again after each of FINAL_SAVE_RETRIES_SECONDS, until one succeeds. Each try
+    is the whole final save, settlement included: a failed one committed nothing. Given up, the answer
+    keeps its last partial save, which the stale rule finalizes as interrupted; saved after that, the
+    whole answer replaces it."""
     answer_id = generation.turn.ids.assistant_message_id
     _SAVING_LATER.add(answer_id)
     try:
