@@ -18,7 +18,7 @@ from sqlalchemy import text
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.database import dispose_engine, get_engine
-from shared.errors import COMMON_ERRORS, error_body, install_error_handlers
+from shared.errors import COMMON_ERRORS, error_body, install_error_handlers, internal_error
 from shared.settings import get_settings
 
 log = logging.getLogger("slm")
@@ -108,6 +108,33 @@ class SecurityHeadersMiddleware:
         await self.app(scope, receive, send_with_headers)
 
 
+class UnhandledErrorMiddleware:
+    """The 500 for an exception no handler took, sent from inside every other middleware so that it carries
+    their headers (the security headers, CORS) as every other answer does: Starlette sends the answer of
+    a handler for Exception from its outermost layer, past all of them. An exception after the answer
+    started goes on to that layer, as before (the stream is cut; nothing else can be sent)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        started = False
+
+        async def send_marking(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_marking)
+        except Exception as exc:
+            if started:
+                raise
+            await internal_error(exc)(scope, receive, send)
+
+
 def _replay(messages: list[Message], then: Receive | None = None) -> Receive:
     """A receive() that returns the buffered messages first, then defers to the real one."""
 
@@ -179,6 +206,8 @@ def create_app(title: str, components: Sequence[Component]) -> FastAPI:
     # the route table that nginx and template.yaml follow is unchanged)
     app.add_api_route("/api/health", read_health, methods=["HEAD"], include_in_schema=False)
 
+    # innermost of the middleware (each added one wraps the ones before it)
+    app.add_middleware(UnhandledErrorMiddleware)
     if settings.cors_origin:
         app.add_middleware(
             CORSMiddleware,

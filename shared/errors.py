@@ -143,9 +143,16 @@ async def _pool_full(_: Request, exc: Exception) -> JSONResponse:
     )
 
 
-async def _unhandled(_: Request, exc: Exception) -> JSONResponse:
+def internal_error(exc: Exception) -> JSONResponse:
+    """The 500 for an exception nothing else handled, logged with its traceback."""
     log.exception("unhandled error", exc_info=exc)
     return error_response(500, "internal_error", "Internal server error")
+
+
+async def _unhandled(_: Request, exc: Exception) -> JSONResponse:
+    # only what escapes shared.app.UnhandledErrorMiddleware lands here: an exception in a middleware
+    # outside it (this answer, sent by Starlette's outermost layer, carries no middleware's headers)
+    return internal_error(exc)
 
 
 def install_error_handlers(app: FastAPI) -> None:
