@@ -354,9 +354,32 @@ def test_login_is_rate_limited_by_nginx(stack: Stack) -> None:
             )
             statuses.append(response.status_code)
             if response.status_code == 429:
-                assert "nginx" in response.text  # nginx's own page, not the app's JSON error
+                refused = response
                 break
     assert statuses[0] == 401 and statuses[-1] == 429, statuses
+    # nginx's own refusal, in the API's one error shape (it was nginx's HTML page), with the headers of
+    # every answer and when to come back (the login zone refills one every 6 s)
+    assert_nginx_error(refused, "rate_limited")
+    assert refused.headers["retry-after"] == "6"
+
+
+def assert_nginx_error(response: httpx.Response, code: str) -> None:
+    assert response.headers["content-type"] == "application/json", response.text
+    assert response.json()["error"]["code"] == code and response.json()["error"]["message"]
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
+    assert response.headers["strict-transport-security"].startswith("max-age=")
+
+
+def test_a_body_over_nginx_limit_is_the_api_error_shape(stack: Stack) -> None:
+    """client_max_body_size (1 MiB) answers before any function: in the one error shape too, on the
+    locations with error pages of their own (login) as on the rest."""
+    body = b'{"email": "' + b"x" * (2 * 2**20) + b'"}'
+    with stack.client() as client:
+        for path in ("/api/auth/login", "/api/conversations"):
+            response = client.post(path, content=body, headers={"Content-Type": "application/json"})
+            assert response.status_code == 413, (path, response.text)
+            assert_nginx_error(response, "payload_too_large")
 
 
 API_BURST = 100  # nginx's burst of the API zone (slm_api), beyond its 20 requests a second per address
@@ -375,14 +398,17 @@ def test_static_files_do_not_spend_the_api_limit(stack: Stack) -> None:
 
 
 def test_the_api_is_limited_per_address(stack: Stack) -> None:
-    """The API zone still holds: a flood from one address past its burst gets nginx's 429 (no
-    Retry-After: the functions' own limits send one). The module's last test on the stack: the zone
-    refills at 20 a second."""
+    """The API zone still holds: a flood from one address past its burst gets nginx's 429, in the one
+    error shape. The module's last test on the stack: the zone refills at 20 a second."""
     time.sleep(API_BURST / 20)  # the earlier tests' API calls drained from the zone: the whole burst is ours
     with stack.client() as client:
-        statuses = [client.get("/api/health").status_code for _ in range(3 * API_BURST)]
+        answers = [client.get("/api/health") for _ in range(3 * API_BURST)]
+    statuses = [a.status_code for a in answers]
     refused = statuses.count(429)
     assert statuses[:API_BURST] == [200] * API_BURST and refused >= API_BURST // 2, statuses
+    last = answers[statuses.index(429)]
+    assert_nginx_error(last, "rate_limited")
+    assert last.headers["retry-after"] == "1"
     time.sleep(API_BURST / 20)  # the zone empties again for whatever runs next
 
 
