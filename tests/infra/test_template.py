@@ -131,6 +131,11 @@ def test_cors_allows_only_the_frontend_origin(cfn) -> None:
         }
     ]
     assert cfn["Conditions"]["HostFrontend"] == {"Fn::Equals": [{"Ref": "FrontendOrigin"}, ""]}
+    # the Function URL answers chat's preflights itself (the app's CORS never sees them): the OpenAI
+    # JavaScript SDK's own headers on /v1 must pass there, as they do under the app (test_abuse -k cors)
+    sdk = {"authorization", "content-type", "x-stainless-os", "x-stainless-lang", "x-stainless-retry-count"}
+    sdk |= {"x-stainless-arch", "x-stainless-package-version", "x-stainless-runtime", "x-stainless-timeout"}
+    assert sdk | {"last-event-id"} <= set(url["Properties"]["Cors"]["AllowHeaders"])
 
 
 def test_functions_read_their_secrets_from_secrets_manager(cfn) -> None:
