@@ -85,7 +85,7 @@ async def finalize_stale_answers(
     session: AsyncSession, messages: Sequence[Message], stale_seconds: float
 ) -> None:
     """The answers of `messages` in progress that no generator has saved for `stale_seconds` (the stale
-    rule, shared.tree.stale_answers) become "interrupted", keeping what was saved, committed at once. The
+    rule, shared.tree.stale_answers) end as failed ("error", as DESIGN saves every failure), keeping what was saved, committed at once. The
     statement finalizes an answer only while it is still in progress, so a final save that lands between
     the read and this write (one tried again after an outage) is never overwritten; the objects read are
     set as the database holds them, not left for the session to write."""
@@ -96,13 +96,13 @@ async def finalize_stale_answers(
         finalized = await connection.execute(
             update(table)
             .where(table.c.id.in_([m.id for m in dead]), table.c.finish_reason.is_(None))
-            .values(finish_reason="interrupted")
+            .values(finish_reason="error")
             .returning(table.c.id)
         )
-        interrupted = set(finalized.scalars())
+        failed = set(finalized.scalars())
         await session.commit()
     for m in dead:
-        if m.id in interrupted:
-            set_committed_value(m, "finish_reason", "interrupted")
+        if m.id in failed:
+            set_committed_value(m, "finish_reason", "error")
         else:  # its final save landed meanwhile (or it was deleted): as it is now
             await session.refresh(m)

@@ -104,7 +104,8 @@ class Message(Base):
     )
     role: Mapped[str] = mapped_column(String(16))  # "user" | "assistant"
     content: Mapped[str] = mapped_column(Text)
-    # an answer: null while it is generated, then eos | length | stopped | error | interrupted
+    # an answer: null while it is generated, then eos | length | stopped | error (a failure,
+    # its process's death included)
     finish_reason: Mapped[str | None] = mapped_column(String(16), default=None)
     token_count: Mapped[int | None] = mapped_column(Integer, default=None)
     # an answer: the prompt it was generated from, as the stream's meta.context said it
@@ -113,7 +114,7 @@ class Message(Base):
     # an answer: its generated token ids, space-separated (the events route replays from them)
     token_ids: Mapped[str | None] = mapped_column(Text, default=None)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
-    # the last save: an answer in progress that stops moving is finalized as "interrupted"
+    # the last save: an answer in progress that stops moving is finalized as "error"
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
 
     conversation: Mapped[Conversation] = relationship(back_populates="messages")

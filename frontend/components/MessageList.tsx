@@ -52,7 +52,6 @@ function stats(m: UiMessage): string {
   if (m.tokensPerSecond != null) parts.push(`${m.tokensPerSecond.toFixed(1)} tokens/s`);
   if (m.finishReason === "length") parts.push("hit max tokens");
   else if (m.finishReason === "stopped") parts.push("stopped");
-  else if (m.finishReason === "interrupted") parts.push("interrupted");
   else if (m.finishReason === "error") parts.push("failed");
   return parts.join(" · ");
 }

@@ -135,7 +135,7 @@ def being_written(answer: Message) -> bool:
     """An answer in progress whose generator is alive: saved within LIVE_SECONDS, and not one this
     process finished (its final save may have failed while the database was away), unless this process
     is still trying that final save again (the database holds less than the whole answer)."""
-    if saving_later(answer.id):  # also once another process's stale rule has called it interrupted
+    if saving_later(answer.id):  # also once another process's stale rule has called it failed
         return True
     if answer.finish_reason is not None or ended_here(answer.id):
         return False

@@ -227,7 +227,8 @@ def _end(snapshot: Snapshot) -> bytes:
             "error",
             {
                 "code": "generation_failed",
-                "message": "The answer failed",
+                "message": "Generation stopped before the end (the server failed or restarted); "
+                "what was saved is kept",
                 "assistant_message_id": snapshot.id,
             },
         )

@@ -245,7 +245,7 @@ async def save_answer(
 async def save_answer_later(generation: Generation, finish_reason: str) -> None:
     """The final save tried again after each of FINAL_SAVE_RETRIES_SECONDS, until one succeeds. Each try
     is the whole final save, settlement included: a failed one committed nothing. Given up, the answer
-    keeps its last partial save, which the stale rule finalizes as interrupted; saved after that, the
+    keeps its last partial save, which the stale rule ends as failed ("error"); saved after that, the
     whole answer replaces it."""
     answer_id = generation.turn.ids.assistant_message_id
     _SAVING_LATER.add(answer_id)

@@ -42,9 +42,16 @@ _SAVE_PARTIAL = (
     .where(*_ANSWER, MESSAGES.c.finish_reason.is_(None))
     .values(**_GROWN, updated_at=bindparam("now"))
 )
-_FINISHED = select(MESSAGES.c.id).where(
-    *_ANSWER, MESSAGES.c.finish_reason.is_not(None), MESSAGES.c.finish_reason != "interrupted"
-)
+# a final save already there (an earlier try committed after all), for a save that ends the answer as
+# failed and for one that does not: another process's stale rule may have ended an answer whose final
+# save is being tried again as failed ("error") meanwhile, over its last partial save, and the whole
+# answer is written over that
+_FINISHED = {
+    True: select(MESSAGES.c.id).where(*_ANSWER, MESSAGES.c.finish_reason.is_not(None)),
+    False: select(MESSAGES.c.id).where(
+        *_ANSWER, MESSAGES.c.finish_reason.is_not(None), MESSAGES.c.finish_reason != "error"
+    ),
+}
 _SAVE_FINAL = (
     update(MESSAGES)
     .where(*_ANSWER)
@@ -185,13 +192,16 @@ async def save_final(
     (None: the answer is saved without settling). Settling, it locks the user first on PostgreSQL, as a
     turn does before its counters and its rows (ratelimit.reserve_chat): in the other order, the save and
     the conversation's next turn each waited for the other. `again` (a try after a failed one): nothing
-    is written when the answer already has its finish reason (the failed try committed after all)."""
+    is written when the answer already has its finish reason (the failed try committed after all), but
+    an answer that another process's stale rule ended as failed meanwhile is written over, whole, by a
+    save that does not end it as failed too."""
     now = utcnow()
     async with get_sessionmaker()() as session, writing(session) as connection:
         if reserved is not None:
             await lock_user(session, user_id)
         if again and await connection.scalar(
-            _FINISHED, {"message_id": answer.answer_id, "of": answer.conversation_id}
+            _FINISHED[finish_reason == "error"],
+            {"message_id": answer.answer_id, "of": answer.conversation_id},
         ):
             return
         await connection.execute(_SAVE_FINAL, {"reason": finish_reason, "now": now, **_grown(answer)})
@@ -212,7 +222,7 @@ async def settle(reserved: ratelimit.Taken, generated: int) -> None:
 async def read_answers(keys: dict[int, int], stale: timedelta) -> dict[int, Message]:
     """The answers {id: conversation id} as saved, in one short read (the connection goes back to the
     pool at once); an answer in progress that no generator has saved for `stale` is finalized as
-    interrupted first. A deleted answer is missing from the result."""
+    failed first. A deleted answer is missing from the result."""
     async with get_sessionmaker()() as session:
         found = await session.scalars(select(Message).where(Message.id.in_(keys)))
         answers = [m for m in found if keys.get(m.id) == m.conversation_id]

@@ -529,11 +529,12 @@ test("when the connection breaks mid-answer, the partial answer stays, with a Re
     assert.equal(await lastAnswer(page).getAttribute("data-streaming"), "false");
     await lastAnswer(page).getByRole("button", { name: "Previous version" }).click();
     await page.waitForFunction(position, "1/2");
-    // the follow finalizes it as interrupted once nothing has saved it for the threshold
-    await lastAnswer(page).getByTestId("message-stats").filter({ hasText: "interrupted" }).waitFor({ timeout: 45_000 });
+    // the follow ends it as failed (the stream's error event) once nothing has saved it for the threshold
+    await lastAnswer(page).getByTestId("message-stats").filter({ hasText: "failed" }).waitFor({ timeout: 45_000 });
     // what the killed server had saved (every quarter second): a start of what was shown
     const saved = (await lastAnswer(page).getByTestId("message-text").textContent()).trim();
-    assert.match(await lastAnswer(page).getByTestId("message-stats").textContent(), /interrupted/);
+    assert.match(await lastAnswer(page).getByTestId("message-stats").textContent(), /failed/);
+    assert.match(await lastAnswer(page).getByRole("alert").textContent(), /The answer failed: Generation stopped before the end/);
     assert.ok(saved.length > 0 && partial.startsWith(saved.slice(0, 20)), `saved ${JSON.stringify(saved.slice(0, 40))}`);
   } finally {
     await page.context().close();

@@ -116,3 +116,54 @@ def test_counters_from_before_0005_are_kept_a_week_from_their_window(database_ur
     assert [tuple(row) for row in rows] == [("login:ip:1", 3, 1800 + 7 * 24 * 3600)]
     downgrade(database_url, "base")
     upgrade(database_url)
+
+
+def test_answers_the_stale_rule_called_interrupted_become_failed_at_0006(database_url: str) -> None:
+    """0006 on a database whose stale rule wrote "interrupted" (the stream protocol has no such reason):
+    those answers become "error", as a failure is saved now; every other reason and the content stay."""
+    downgrade(database_url, "base")
+    upgrade(database_url, "0005")
+    engine = create_engine(sync_url(database_url))
+    now = "2026-12-07 09:00:00+00:00"
+    reasons = {2: "interrupted", 4: "eos", 6: "stopped", 8: None}
+    with engine.begin() as c:
+        c.execute(
+            text(
+                "INSERT INTO users (id, email, password_hash, subject, created_at) "
+                "VALUES (1, 'a@b.co', 'x', 's1', :t)"
+            ),
+            {"t": now},
+        )
+        c.execute(
+            text(
+                "INSERT INTO conversations (id, user_id, title, created_at, updated_at) VALUES (1, 1, 'c', :t, :t)"
+            ),
+            {"t": now},
+        )
+        for mid in range(1, 9):
+            c.execute(
+                text(
+                    "INSERT INTO messages (id, conversation_id, parent_id, role, content, finish_reason, "
+                    "created_at, updated_at) VALUES (:id, 1, :parent, :role, :content, :f, :t, :t)"
+                ),
+                {
+                    "id": mid,
+                    "parent": mid - 1 if mid > 1 else None,
+                    "role": "assistant" if mid % 2 == 0 else "user",
+                    "content": f"m{mid}",
+                    "f": reasons.get(mid),
+                    "t": now,
+                },
+            )
+    engine.dispose()
+    upgrade(database_url)
+    engine = create_engine(sync_url(database_url))
+    with engine.connect() as c:
+        rows = c.execute(text("SELECT id, finish_reason, content FROM messages ORDER BY id")).all()
+    engine.dispose()
+    assert [tuple(row) for row in rows] == [
+        (1, None, "m1"), (2, "error", "m2"), (3, None, "m3"), (4, "eos", "m4"),
+        (5, None, "m5"), (6, "stopped", "m6"), (7, None, "m7"), (8, None, "m8"),
+    ]  # fmt: skip
+    downgrade(database_url, "base")
+    upgrade(database_url)

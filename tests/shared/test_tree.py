@@ -40,7 +40,7 @@ def test_context_window_is_what_the_last_answers_stream_said_and_null_before() -
     assert context_window([message(1, "user", None), message(2, "assistant", 1)]) is None
 
 
-def test_an_answer_that_stopped_moving_is_stale_and_finalized_as_interrupted() -> None:
+def test_an_answer_that_stopped_moving_is_stale() -> None:
     old = utcnow() - timedelta(seconds=60)
     moving = message(1, "assistant", None, finish_reason=None)
     dead = message(2, "assistant", None, finish_reason=None, updated_at=old)

@@ -320,7 +320,7 @@ def test_a_final_save_that_fails_is_tried_again_until_the_whole_answer_is_saved(
         for _ in range(3):
             yield 0.01
         seen.extend([_saved(use_database, answer_id), being_written(row), not_saving_later([row])])
-        row.finish_reason = "interrupted"  # another process's stale rule: the 409 holds here all the same
+        row.finish_reason = "error"  # another process's stale rule: the 409 holds here all the same
         seen.append(being_written(row))
         row.finish_reason = None
         refusal.close()
@@ -360,6 +360,29 @@ def test_a_final_save_tried_again_after_one_that_committed_gives_nothing_back_tw
     asyncio.run(save_answer(stream, "length", again=True))
     assert _saved(use_database, stream.turn.ids.assistant_message_id) == (" t7", 1, "7", "eos")
     assert _tokens_and_stop(use_database, stream.turn.ids.conversation_id)[0] == 1
+
+
+def test_a_final_save_tried_again_writes_the_whole_answer_over_a_stale_rules_failure(
+    client: TestClient, use_database: str
+) -> None:
+    """While the final save was tried again, another process's stale rule ended the answer as failed, over
+    its last partial save: the try that lands writes the whole answer and its finish reason over that,
+    and settles the day's tokens."""
+    (stream,) = _streams(client, use_database, 1, reserve=10)
+    answer_id = stream.turn.ids.assistant_message_id
+    _grow(stream, 7)
+    asyncio.run(save_partial([stream]))
+    engine = create_engine(sync_url(use_database))
+    with engine.begin() as connection:  # what shared.crud.finalize_stale_answers writes
+        connection.execute(
+            text("UPDATE messages SET finish_reason = 'error' WHERE id = :m"), {"m": answer_id}
+        )
+    engine.dispose()
+    assert _saved(use_database, answer_id) == (" t7", 1, "7", "error")
+    _grow(stream, 8)
+    asyncio.run(save_answer(stream, "eos", again=True))
+    assert _saved(use_database, answer_id) == (" t7 t8", 2, "7 8", "eos")
+    assert _tokens_and_stop(use_database, stream.turn.ids.conversation_id)[0] == 2
 
 
 @contextlib.contextmanager
