@@ -5,7 +5,9 @@ use up nginx's per-address registration allowance), the memory of every containe
 PostgreSQL restarted with nothing lost, and last the stack taken down with nothing left.
 """
 
+import json
 import os
+import re
 import secrets
 import ssl
 import subprocess
@@ -81,10 +83,12 @@ class Stack:
         return {"email": email, "token": response.json()["access_token"]}
 
 
-# nginx's own 429s (infra/nginx/templates/default.conf.template), told from the functions' by their message
-NGINX_REFUSALS = (
-    "Too many requests from this address",
-    "Too many logins and registrations from this address",
+# the messages of nginx's own 429s, read from its template: told from the functions' 429s by them
+NGINX_REFUSALS = tuple(
+    json.loads(body)["error"]["message"]
+    for body in re.findall(
+        r"return 429 '(.*)';", (REPO / "infra/nginx/templates/default.conf.template").read_text()
+    )
 )
 
 
@@ -92,7 +96,7 @@ def nginx_limited(response: httpx.Response) -> bool:
     if response.status_code != 429:
         return False
     response.read()  # a streamed answer's body too
-    return response.json()["error"]["message"].startswith(NGINX_REFUSALS)
+    return response.json()["error"]["message"] in NGINX_REFUSALS
 
 
 def auth(user: dict) -> dict[str, str]:
