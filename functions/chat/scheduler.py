@@ -50,6 +50,9 @@ class Job:
     # called once after each scheduler step that emitted to this job: delivers what emit buffered
     flush: Callable[[], None] | None = None
     owner: int | None = None  # whose share of the scheduler this job takes (a user id)
+    # the queue position its client was last told (submit's answer, then each change): a client hears of
+    # a new position once, not once a decode step
+    position: int = -1
 
 
 class QueueFull(Exception):
@@ -100,6 +103,7 @@ class Scheduler:
             job.queued_at = time.perf_counter()
             self._waiting.append(job)
             position = 0 if len(self._waiting) <= len(self._free) else len(self._waiting) - len(self._free)
+            job.position = position
             self._cv.notify()
         return position
 
@@ -144,7 +148,9 @@ class Scheduler:
                     job.slot = heapq.heappop(self._free)
                     admitted.append(job)
                 for position, job in enumerate(self._waiting, start=1):
-                    self._emit(job, Queued(position))
+                    if job.position != position:
+                        job.position = position
+                        self._emit(job, Queued(position))
             for job in stopped:
                 self._finish(job, "stopped")
             try:

@@ -76,7 +76,9 @@ def test_a_full_queue_is_503_on_both_chat_routes(small_server: LiveServer, sqlit
         for cid in [c["id"] for c in listed]:  # stop both: the running one and the queued one
             assert httpx.post(f"{url}/api/conversations/{cid}/stop", headers=headers).status_code == 202
         assert [name for name, _ in running][-1] == "done"
-        assert [name for name, _ in waiting][-1] == "done"
+        rest = [name for name, _ in waiting]
+        # its place (1 all along) was told once, by its first meta, not again at every decode step
+        assert rest[-1] == "done" and "meta" not in rest, rest
     for cid in [c["id"] for c in listed]:
         saved = wait_until_finished(url, headers, cid)["messages"][-1]
         assert saved["finish_reason"] == "stopped" and saved["token_count"] < 300
