@@ -29,6 +29,7 @@ from model.sampling import SamplingParams, forbid_eos, new_generator, repeat_gua
 log = logging.getLogger("slm.chat")
 HOLD_SECONDS = 0.025  # the longest the running streams' next step waits for arrivals (40 steps/s at worst)
 HOLD_POLL_SECONDS = 0.002  # how often a held step looks whether the arrivals are in
+SHUT_DOWN = "the server shut down before the answer ended"  # what close() fails the streams left with
 GATHER_SECONDS = 0.02  # the longest a queued prompt waits for the prompts of a burst still on their way
 
 
@@ -108,7 +109,8 @@ class Scheduler:
         return position
 
     def close(self) -> None:
-        """Stop the loop thread after its current step (streams still active end with "stopped")."""
+        """Stop the loop thread after its current step. Streams still active or queued fail (their answers
+        are saved as "error", as DESIGN saves every failure): nobody asked them to stop."""
         with self._cv:
             self._closed = True
             self._cv.notify()
@@ -165,7 +167,7 @@ class Scheduler:
                     self._finish(job, "error", f"generation failed: {type(exc).__name__}: {exc}")
             self._flush()
         for job in list(self._active.values()) + list(self._waiting):
-            self._finish(job, "stopped")
+            self._finish(job, "error", SHUT_DOWN)
         self._flush()
 
     def _hold(self) -> bool:
