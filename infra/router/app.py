@@ -9,6 +9,8 @@ from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, Response
+from starlette.routing import Match
+from starlette.types import Scope
 
 from functions.auth.app import component as auth
 from functions.chat.app import component as chat
@@ -46,6 +48,16 @@ def _file(root: Path, candidate: str) -> Path | None:
         return None
 
 
+METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+
+
+def served_methods(scope: Scope, skip: tuple[object, ...]) -> set[str]:
+    """The methods that the app's routes (but the endpoints in `skip`) serve at this request's path: each
+    one that some route matches in full, asked with that method instead."""
+    routes = [r for r in scope["app"].router.routes if getattr(r, "endpoint", None) not in skip]
+    return {m for m in METHODS if any(r.matches({**scope, "method": m})[0] is Match.FULL for r in routes)}
+
+
 def serve_frontend(app: FastAPI, root: Path) -> None:
     """Serve Next.js's static export: /chat -> chat.html, /x/ -> x/index.html, unknown -> 404.html; every
     page with its Content-Security-Policy."""
@@ -66,6 +78,21 @@ def serve_frontend(app: FastAPI, root: Path) -> None:
         if (missing := _file(root, "404.html")) is not None:
             return _page(missing, status_code=404)
         return error_response(404, "not_found", "No such page")
+
+    # any other method: a path no function serves is a 404, as through nginx or a function alone (without
+    # this route, the GET catch-all above matched every path but for its method: a 405 for POST /api/nope)
+    @app.api_route(
+        "/{path:path}", methods=["POST", "PUT", "PATCH", "DELETE", "OPTIONS"], include_in_schema=False
+    )
+    async def no_such_route(path: str, request: Request) -> Response:
+        api = path.startswith(API_PREFIXES) or path in ("api", "v1")
+        allowed = (
+            served_methods(request.scope, skip=(read_frontend, no_such_route)) if api else {"GET", "HEAD"}
+        )
+        if not allowed:
+            return error_response(404, "not_found", "No such route")
+        allow = {"Allow": ", ".join(sorted(allowed))}
+        return error_response(405, "method_not_allowed", "Method not allowed on this route", headers=allow)
 
     def _page(file: Path, status_code: int = 200) -> FileResponse:
         headers = {"Content-Security-Policy": policy} if file.suffix == ".html" else None

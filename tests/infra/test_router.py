@@ -86,6 +86,28 @@ def test_serves_the_static_export(tmp_path: Path) -> None:
     assert api.status_code == 404 and api.json()["error"]["code"] == "not_found"
 
 
+def test_other_methods_are_a_404_off_the_routes_and_a_405_on_them(client: TestClient) -> None:
+    """As through nginx: a path no function serves is a 404 whatever the method (the pages' GET catch-all
+    made it a 405), a function's path with a method it does not serve a 405 with the methods it does,
+    and a page a 405 to anything but GET and HEAD."""
+    for method, path in [
+        ("POST", "/api/nope"),
+        ("POST", "/v1/completions"),
+        ("DELETE", "/api"),
+        ("PUT", "/v1"),
+    ]:
+        missing = client.request(method, path)
+        assert (missing.status_code, missing.json()["error"]["code"]) == (404, "not_found"), (method, path)
+        assert missing.headers["x-content-type-options"] == "nosniff"
+    wrong = client.delete("/api/auth/login")
+    assert (wrong.status_code, wrong.json()["error"]["code"]) == (405, "method_not_allowed")
+    assert wrong.headers["allow"] == "POST"
+    assert client.put("/api/conversations/1").headers["allow"] == "DELETE, GET, PATCH"
+    page = client.post("/chat")
+    assert (page.status_code, page.headers["allow"]) == (405, "GET, HEAD")
+    assert client.post("/api/auth/login", json={}).status_code == 422  # a served route is still itself
+
+
 def test_missing_frontend_build_says_how_to_build_it(tmp_path: Path) -> None:
     app = FastAPI()
     serve_frontend(app, tmp_path / "out")
