@@ -262,6 +262,7 @@ def keys_of(user_id: int, email: str) -> list[ColumnElement[bool]]:
     prefixes = [p.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") for p in login_keys(email)]
     return [
         key == f"login:untrusted:{email}",
+        key == f"login:known:{email}",  # the checks from the account's own browsers
         *(key.like(f"{prefix}%", escape="\\") for prefix in prefixes),
         key == f"chat:user:{user_id}",
         key == f"tokens:user:{user_id}",

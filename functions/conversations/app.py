@@ -160,8 +160,8 @@ async def export_conversation(
     """The active branch as JSONL `{"messages": [{"role", "content"}]}`, the format the trainer reads:
     its turns as a prompt holds them (an answer without text says nothing), each answer as it ended (also
     one stopped or cut short: what the user saw), less an answer still being written, whose text is not
-    yet what the conversation will hold. An answer no generator saves any more is finalized as
-    interrupted first, as when the conversation is read, and exported with what was saved."""
+    yet what the conversation will hold. An answer no generator saves any more ends as failed ("error")
+    first, as when the conversation is read, and is exported with what was saved."""
     conversation = await get_own_conversation(
         session, user, conversation_id, options=[selectinload(Conversation.messages)]
     )

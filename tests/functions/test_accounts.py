@@ -73,6 +73,7 @@ def test_deleting_the_account_removes_every_row_of_the_user(client: TestClient, 
             client.post("/api/auth/keys", json={"name": "laptop"}, headers=account.headers).status_code == 201
         )
     client.post("/api/auth/login", json={"email": alice.email, "password": "a wrong password"})  # a counter
+    login(client, alice.email, PASSWORD)  # this browser now knows alice: its checks count as her own
     assert (
         rows(use_database, "SELECT COUNT(*) FROM rate_limit_buckets WHERE key LIKE :k", k=f"%{alice.email}%")
         >= 1
@@ -81,6 +82,8 @@ def test_deleting_the_account_removes_every_row_of_the_user(client: TestClient, 
         "DELETE", "/api/auth/me", json={"password": "not the password"}, headers=alice.headers
     )
     assert wrong.status_code == 401
+    known = "SELECT COUNT(*) FROM rate_limit_buckets WHERE key = :k"
+    assert rows(use_database, known, k=f"login:known:{alice.email}") == 1
     gone = client.request("DELETE", "/api/auth/me", json={"password": PASSWORD}, headers=alice.headers)
     assert gone.status_code == 204
     # every counter of the account is gone, those of the password checks made just before included
