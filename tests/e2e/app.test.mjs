@@ -535,6 +535,7 @@ test("when the connection breaks mid-answer, the partial answer stays, with a Re
     const saved = (await lastAnswer(page).getByTestId("message-text").textContent()).trim();
     assert.match(await lastAnswer(page).getByTestId("message-stats").textContent(), /failed/);
     assert.match(await lastAnswer(page).getByRole("alert").textContent(), /The answer failed: Generation stopped before the end/);
+    await page.screenshot({ path: path.join(ARTIFACTS, "answer-failed-1280.png") });
     assert.ok(saved.length > 0 && partial.startsWith(saved.slice(0, 20)), `saved ${JSON.stringify(saved.slice(0, 40))}`);
   } finally {
     await page.context().close();
