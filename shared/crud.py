@@ -85,10 +85,10 @@ async def finalize_stale_answers(
     session: AsyncSession, messages: Sequence[Message], stale_seconds: float
 ) -> None:
     """The answers of `messages` in progress that no generator has saved for `stale_seconds` (the stale
-    rule, shared.tree.stale_answers) end as failed ("error", as DESIGN saves every failure), keeping what was saved, committed at once. The
-    statement finalizes an answer only while it is still in progress, so a final save that lands between
-    the read and this write (one tried again after an outage) is never overwritten; the objects read are
-    set as the database holds them, not left for the session to write."""
+    rule, shared.tree.stale_answers) end as failed ("error", as DESIGN saves every failure), keeping what
+    was saved, committed at once. The statement finalizes an answer only while it is still in progress,
+    so a final save that lands between the read and this write (one tried again after an outage) is never
+    overwritten; the objects read are set as the database holds them, not left for the session to write."""
     if not (dead := stale_answers(messages, stale_seconds)):
         return
     table = cast(Table, Message.__table__)

@@ -52,7 +52,7 @@ class Settings(BaseSettings):
     max_api_keys_per_user: int = Field(default=20, gt=0)
     chat_max_messages_per_minute: int = Field(default=20, gt=0)  # per user, /api/chat and /v1 together
     chat_max_tokens_per_day: int = Field(default=50_000, gt=0)  # generated tokens per user per UTC day
-    # an answer in progress that has not been saved for this long (its generator died) is saved as failed ("error")
+    # an answer in progress not saved for this long (its generator died) ends as failed ("error")
     stale_answer_seconds: float = Field(default=30, gt=0)
     chat_max_batch: int = Field(default=16, ge=1, le=64)  # streams one decode step advances together
     # the chat function's engine: "onnx" (ONNX Runtime, no torch in the process: ~190 MB less), "torch"
