@@ -109,7 +109,7 @@ class Message(Base):
     finish_reason: Mapped[str | None] = mapped_column(String(16), default=None)
     token_count: Mapped[int | None] = mapped_column(Integer, default=None)
     # an answer: the prompt it was generated from, as the stream's meta.context said it
-    # ({"tokens", "limit", "window", "dropped_messages"}), so the context divider survives a reload
+    # ({"tokens", "limit", "window", "budget", "dropped_messages"}), so the context divider survives a reload
     context: Mapped[dict[str, int] | None] = mapped_column(JSON, default=None)
     # an answer: its generated token ids, space-separated (the events route replays from them)
     token_ids: Mapped[str | None] = mapped_column(Text, default=None)

@@ -279,8 +279,9 @@ class MessagePublic(Output):
 
 class ContextPublic(BaseModel):
     tokens: int = Field(description="the last answer's prompt, in tokens")
-    limit: int = Field(description="tokens a prompt may take (the window less the room kept for the answer)")
-    window: int = Field(description="the model's context window in tokens")
+    limit: int = Field(description="the model's context window in tokens")
+    window: int = Field(description="the same as limit (the name it had first)")
+    budget: int = Field(description="tokens a prompt may take (the window less the room kept for the answer)")
     dropped_messages: int = Field(description="the oldest messages of the branch the model no longer sees")
 
 

@@ -62,10 +62,21 @@ def active_branch(conversation: Conversation) -> tuple[Tree, list[Message]]:
 
 def context_window(branch: Sequence[Message]) -> dict[str, int] | None:
     """Where the model's memory begins on this branch: the context the last answer's prompt was saved
-    with (what its stream's `meta.context` said: tokens, limit, window, dropped messages); None before
+    with (what its stream's `meta.context` said: tokens, limit, window, budget, dropped messages); None before
     any answer was (the window is the served model's, which the conversations function does not load)."""
     answers = [m for m in branch if m.role == "assistant" and m.context]
     if not answers:
         return None
-    context = answers[-1].context or {}
-    return {k: int(context.get(k, 0)) for k in ("tokens", "limit", "window", "dropped_messages")}
+    return public_context(answers[-1].context or {})
+
+
+CONTEXT_FIELDS = ("tokens", "limit", "window", "budget", "dropped_messages")
+
+
+def public_context(saved: dict[str, int]) -> dict[str, int]:
+    """meta.context as DESIGN has it (`limit`: the model's window) from an answer's saved context. Answers
+    saved before `budget` existed said the prompt's budget as `limit`, beside `window`: read as today's."""
+    context = dict(saved)
+    if "budget" not in context and "window" in context:
+        context["budget"], context["limit"] = context.get("limit", 0), context["window"]
+    return {k: int(context.get(k, 0)) for k in CONTEXT_FIELDS}

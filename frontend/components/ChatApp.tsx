@@ -251,7 +251,7 @@ export default function ChatApp() {
           <MessageList
             messages={chat.messages}
             dropped={chat.context?.dropped ?? 0}
-            contextLimit={chat.context?.window ?? 0}
+            contextLimit={chat.context?.limit ?? 0}
             actions={actions}
             busy={chat.streaming}
           />
@@ -264,7 +264,11 @@ export default function ChatApp() {
           refused={refused}
           gauge={
             chat.context && (
-              <span data-testid="context-gauge" className="whitespace-nowrap" title="Tokens of the model's memory the last prompt used">
+              <span
+                data-testid="context-gauge"
+                className="whitespace-nowrap"
+                title={`Tokens of the model's memory the last prompt used: a prompt may take ${chat.context.budget}, the rest is kept for the answer`}
+              >
                 memory {chat.context.tokens}/{chat.context.limit} tokens
               </span>
             )

@@ -19,8 +19,8 @@ const STOP_GRACE_MS = 1500; // after asking to stop, how long the stream may tak
 
 export interface ContextUse {
   tokens: number; // the last prompt
-  limit: number; // what a prompt may take
-  window: number; // the model's whole context window
+  limit: number; // the model's whole context window (DESIGN's meta.context.limit)
+  budget: number; // what a prompt may take of it (the rest is kept for the answer)
   dropped: number; // the oldest messages it no longer sees
 }
 
@@ -103,7 +103,7 @@ export function useChatStream(callbacks: StreamCallbacks) {
           );
           if (event.data.context) {
             const c = event.data.context;
-            setContext({ tokens: c.tokens, limit: c.limit, window: c.window ?? c.limit, dropped: c.dropped_messages });
+            setContext({ tokens: c.tokens, limit: c.limit, budget: c.budget ?? c.limit, dropped: c.dropped_messages });
           }
           break;
         }
@@ -165,7 +165,7 @@ export function useChatStream(callbacks: StreamCallbacks) {
       const shown = detail ? detail.messages.map(fromStored) : [];
       setMessages(shown);
       const c = detail?.context;
-      setContext(c ? { tokens: c.tokens, limit: c.limit, window: c.window, dropped: c.dropped_messages } : null);
+      setContext(c ? { tokens: c.tokens, limit: c.limit, budget: c.budget, dropped: c.dropped_messages } : null);
       const last = shown.at(-1);
       if (id !== null && last?.streaming) void follow(last.key, id);
     },

@@ -9,7 +9,7 @@ export interface Meta {
   conversation_id: number;
   user_message_id: number;
   assistant_message_id?: number;
-  context?: { tokens: number; limit: number; window?: number; dropped_messages: number };
+  context?: { tokens: number; limit: number; window?: number; budget?: number; dropped_messages: number };
   queue_position?: number;
   cold_start?: boolean;
   in_progress?: boolean; // the events route: whether the answer is still being generated

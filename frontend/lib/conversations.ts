@@ -24,8 +24,8 @@ export interface StoredMessage {
 export interface ConversationDetail extends Conversation {
   current_message_id: number | null;
   messages: StoredMessage[]; // the active branch, root first
-  // the last answer's prompt: its tokens, what a prompt may take, the model's window, the messages it no longer sees
-  context: { tokens: number; limit: number; window: number; dropped_messages: number } | null; // null before any answer
+  // the last answer's prompt: its tokens, the model's window (limit; window is its first name), what a prompt may take of it, the messages it no longer sees
+  context: { tokens: number; limit: number; window: number; budget: number; dropped_messages: number } | null; // null before any answer
 }
 
 export interface ConversationPage {

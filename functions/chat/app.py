@@ -75,10 +75,11 @@ async def create_chat(
         prompt = fit_prompt(model.tokenizer, turns, model.block_size, params.max_new_tokens)
     except PromptTooLong as exc:
         raise APIError(422, "message_too_long", str(exc), fields={"message": str(exc)}) from exc
-    context = {
+    context = {  # DESIGN's meta.context: `limit` is the model's window; `budget` what the prompt may take of it
         "tokens": len(prompt.ids),
-        "limit": prompt.limit,
+        "limit": model.block_size,
         "window": model.block_size,
+        "budget": prompt.limit,
         "dropped_messages": prompt.dropped,
     }
     message_tokens = message_token_count(model.tokenizer, turns[-1]) if question is None else 0

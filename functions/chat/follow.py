@@ -23,6 +23,7 @@ from model.tokenizer import TextStreamer, Tokenizer
 from shared.errors import APIError
 from shared.models import Message
 from shared.settings import get_settings
+from shared.tree import public_context
 
 log = logging.getLogger("slm.chat")
 FOLLOW_POLL_SECONDS = 0.25  # as often as a generating process saves its answers
@@ -181,7 +182,8 @@ async def follow(
                 "conversation_id": conversation_id,
                 "user_message_id": snapshot.parent_id,
                 "assistant_message_id": snapshot.id,
-                "context": snapshot.context,  # DESIGN's meta has it: the same as the answer's own stream
+                # DESIGN's meta has it: the same as the answer's own stream
+                "context": None if snapshot.context is None else public_context(snapshot.context),
                 "in_progress": snapshot.finish_reason is None,
             },
         )

@@ -3,7 +3,7 @@
 from datetime import timedelta
 
 from shared.models import Conversation, Message, utcnow
-from shared.tree import Tree, active_branch, context_window, stale_answers
+from shared.tree import Tree, active_branch, context_window, public_context, stale_answers
 
 
 def message(id: int, role: str, parent: int | None, **kwargs) -> Message:
@@ -31,13 +31,23 @@ def test_the_active_branch_is_the_path_to_the_current_message_and_siblings_are_v
 
 def test_context_window_is_what_the_last_answers_stream_said_and_null_before() -> None:
     """No copy of the model's window lives here: the context is the one saved with the last answer."""
-    said = {"tokens": 212, "limit": 256, "window": 384, "dropped_messages": 4}
-    older = {"tokens": 10, "limit": 256, "window": 384, "dropped_messages": 0}
+    said = {"tokens": 212, "limit": 384, "window": 384, "budget": 256, "dropped_messages": 4}
+    older = {"tokens": 10, "limit": 384, "window": 384, "budget": 256, "dropped_messages": 0}
     branch = [message(1, "user", None), message(2, "assistant", 1, context=older)]
     branch += [message(3, "user", 2), message(4, "assistant", 3, context=said)]
     assert context_window(branch) == said
     assert context_window(branch[:1]) is None  # a question not answered yet: nothing to say
     assert context_window([message(1, "user", None), message(2, "assistant", 1)]) is None
+
+
+def test_a_context_saved_before_budget_existed_reads_as_designs() -> None:
+    """Answers saved before `budget` said the prompt's budget as `limit` beside `window`: read back with
+    DESIGN's `limit` (the window), the budget under its own name."""
+    saved = {"tokens": 212, "limit": 256, "window": 384, "dropped_messages": 4}
+    branch = [message(1, "user", None), message(2, "assistant", 1, context=saved)]
+    expected = {"tokens": 212, "limit": 384, "window": 384, "budget": 256, "dropped_messages": 4}
+    assert context_window(branch) == public_context(saved) == expected
+    assert public_context(expected) == expected  # today's shape is read as it is
 
 
 def test_an_answer_that_stopped_moving_is_stale() -> None:
