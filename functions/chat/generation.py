@@ -37,6 +37,8 @@ _ENDED_HERE: dict[int, None] = {}  # answers whose generation ended in this proc
 _ENDED_KEPT = 10_000
 # answers whose final save failed and is being tried again (save_answer_later)
 _SAVING_LATER: set[int] = set()
+# how a stream ends whose answer was deleted (with its conversation) while it was generated
+DELETED = "The conversation was deleted: the answer was not saved"
 
 
 def ended_here(answer_id: int) -> bool:
@@ -199,7 +201,7 @@ class Generation:
         """The final save, then the stream's last event: done, or error."""
         message_id, tokens = self.turn.ids.assistant_message_id, len(self.answer.ids)
         try:
-            await save_answer(self, reason)
+            kept = await save_answer(self, reason)
         except Exception as exc:
             log.exception("could not save the answer: trying again in the background")
             _SAVING_LATER.add(message_id)  # from now: the task starts at the loop's next turn
@@ -209,6 +211,8 @@ class Generation:
                 "database is back"
             )
             return sse("error", {"code": "save_failed", "message": message})
+        if not kept:  # deleted with its conversation meanwhile: as its followers hear it
+            return sse("error", {"code": "not_found", "message": DELETED})
         if error:
             return sse(
                 "error", {"code": "generation_failed", "message": error, "assistant_message_id": message_id}
@@ -219,15 +223,15 @@ class Generation:
 
 async def save_answer(
     generation: Generation, finish_reason: str, quiet: bool = False, again: bool = False
-) -> None:
+) -> bool:
     """The final save with the day's tokens settled; best-effort for the limit: when that transaction
     fails, the answer is saved again alone. An answer or a conversation deleted meanwhile updates
     nothing, and nothing is ever inserted. `again`: a try after one that failed, which may have committed
     all the same (the connection lost with the commit on its way): then this one writes nothing, so the
-    tokens are never given back twice."""
+    tokens are never given back twice. Returns whether the answer is in the database (False: deleted)."""
     turn = generation.turn
     try:
-        await rows.save_final(
+        return await rows.save_final(
             generation.saved(),
             user_id=turn.user_id,
             finish_reason=finish_reason,
@@ -237,7 +241,7 @@ async def save_answer(
     except Exception:
         level = logging.DEBUG if quiet else logging.WARNING
         log.log(level, "could not save the answer and settle its tokens: saving it alone", exc_info=True)
-        await rows.save_final(
+        return await rows.save_final(
             generation.saved(), user_id=turn.user_id, finish_reason=finish_reason, reserved=None, again=again
         )
 

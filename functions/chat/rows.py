@@ -186,7 +186,7 @@ async def save_partial(answers: list[Saved]) -> set[int]:
 
 async def save_final(
     answer: Saved, *, user_id: int, finish_reason: str, reserved: ratelimit.Taken | None, again: bool = False
-) -> None:
+) -> bool:
     """The final save, one transaction: the answer with its finish reason, its conversation's updated_at,
     and the tokens of the day's reservation `reserved` it did not use given back
     (None: the answer is saved without settling). Settling, it locks the user first on PostgreSQL, as a
@@ -194,7 +194,8 @@ async def save_final(
     the conversation's next turn each waited for the other. `again` (a try after a failed one): nothing
     is written when the answer already has its finish reason (the failed try committed after all), but
     an answer that another process's stale rule ended as failed meanwhile is written over, whole, by a
-    save that does not end it as failed too."""
+    save that does not end it as failed too. Returns whether the answer is in the database (False: it
+    was deleted with its conversation meanwhile, and nothing was written but the tokens given back)."""
     now = utcnow()
     async with get_sessionmaker()() as session, writing(session) as connection:
         if reserved is not None:
@@ -203,13 +204,14 @@ async def save_final(
             _FINISHED[finish_reason == "error"],
             {"message_id": answer.answer_id, "of": answer.conversation_id},
         ):
-            return
-        await connection.execute(_SAVE_FINAL, {"reason": finish_reason, "now": now, **_grown(answer)})
+            return True
+        saved = await connection.execute(_SAVE_FINAL, {"reason": finish_reason, "now": now, **_grown(answer)})
         values = {"of": answer.conversation_id, "owner": user_id, "now": now}
         await connection.execute(_TOUCH_CONVERSATION, values)
         if reserved is not None:
             await ratelimit.settle(session, reserved, len(answer.ids))
         await session.commit()
+    return saved.rowcount > 0
 
 
 async def settle(reserved: ratelimit.Taken, generated: int) -> None:

@@ -15,6 +15,7 @@ import httpx
 import pytest
 from sqlalchemy import create_engine, text
 
+from functions.chat.generation import DELETED
 from model.checkpoint import DEFAULT_CHECKPOINT
 from model.tokenizer import Tokenizer
 from shared.migrate import sync_url
@@ -90,7 +91,7 @@ def test_a_conversation_deleted_mid_answer_never_writes_into_another_users_answe
     assert done[0] == "done" and done[1]["finish_reason"] == "length"
     saved = conversation(server.url, bob, bobs_meta["conversation_id"])["messages"][-1]
     assert saved["content"] == streamed_text(bobs) and saved["token_count"] == 300
-    assert ended_by_the_deletion_or_whole(meta, rest)
+    assert how_it_ended(meta, rest) == "deleted"  # the deletion stops its answer in this process at once
     assert bobs_meta["conversation_id"] > meta["conversation_id"]  # ids are never handed out again
     assert bobs_meta["assistant_message_id"] > meta["assistant_message_id"]
     left = sql(
@@ -119,7 +120,7 @@ def test_an_account_deleted_mid_answer_leaves_nothing_behind(server: LiveServer)
     rest = list(stream)
     response.close()
     client.close()
-    stopped = ended_by_the_deletion_or_whole(meta, rest)
+    ended = how_it_ended(meta, rest)
     database = server.database_url
     assert sql(database, "SELECT COUNT(*) FROM users WHERE id = :u", u=me["id"]) == [(0,)]
     assert sql(database, "SELECT COUNT(*) FROM conversations WHERE user_id = :u", u=me["id"]) == [(0,)]
@@ -134,21 +135,23 @@ def test_an_account_deleted_mid_answer_leaves_nothing_behind(server: LiveServer)
         e=f"%{me['email']}%",
     )
     assert counters == []
-    record(f"trust-deleted-account-{backend_of(server)}", {"stopped_mid_answer": stopped})
+    record(f"trust-deleted-account-{backend_of(server)}", {"ended": ended})
 
 
-def ended_by_the_deletion_or_whole(meta: dict[str, Any], rest: list[tuple[str, dict[str, Any]]]) -> bool:
-    """The stream after a deletion ends with `done`: `stopped` when the deletion came while it generated
-    (the deletion announces the stop and the answer ends at its next step), or all 300 tokens (`length`)
-    when the last decode step came first. Which one a run meets is a matter of timing, so both are
-    accepted here; that a deletion stops an answer at once is tested in process
-    (tests/functions/chat/test_saver.py), and the rows checked after hold either way. True when stopped."""
-    name, done = rest[-1]
-    assert name == "done" and done["assistant_message_id"] == meta["assistant_message_id"], rest[-1]
-    assert done["finish_reason"] in ("stopped", "length"), done
-    if done["finish_reason"] == "length":
-        assert done["tokens"] == 300, done
-    return bool(done["finish_reason"] == "stopped")
+def how_it_ended(meta: dict[str, Any], rest: list[tuple[str, dict[str, Any]]]) -> str:
+    """How a stream ends whose conversation (or account) was deleted while it generated: "deleted", an
+    `error` not_found, when its final save found the answer gone (nothing of it was saved, and the stream
+    does not say `done` of a message that no longer exists, as its followers hear it too); "whole", a
+    `done` with all 300 tokens (`length`), when the answer ended and was saved before the deletion came.
+    Which one a run meets is a matter of timing where the deletion does not stop the answer at once;
+    the rows checked after hold either way."""
+    name, end = rest[-1]
+    if name == "error":
+        assert end == {"code": "not_found", "message": DELETED}, end
+        return "deleted"
+    assert name == "done" and end["assistant_message_id"] == meta["assistant_message_id"], rest[-1]
+    assert end["finish_reason"] == "length" and end["tokens"] == 300, end
+    return "whole"
 
 
 def backend_of(server: LiveServer) -> str:

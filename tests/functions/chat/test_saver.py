@@ -166,13 +166,15 @@ def test_a_stop_or_a_deleted_conversation_stops_the_stream_and_a_finished_answer
     _grow(finished, 2)
 
     async def scenario() -> set[int]:
-        await save_answer(finished, "eos")  # the final save, before a late partial one
+        assert await save_answer(finished, "eos")  # the final save, before a late partial one
         late = Stream(finished.turn)
         _grow(late, 1)
         return await save_partial([going, stopped, deleted, late])
 
     stop = asyncio.run(scenario())
     assert stop == {stopped.turn.ids.assistant_message_id, deleted.turn.ids.assistant_message_id}
+    # the deleted answer's final save finds nothing to write, and says so (its stream ends with not_found)
+    assert asyncio.run(save_answer(deleted, "stopped")) is False
     assert _saved(use_database, going.turn.ids.assistant_message_id) == (" t1", 1, "1", None)
     assert _saved(use_database, finished.turn.ids.assistant_message_id) == (" t1 t2", 2, "1 2", "eos")
 
