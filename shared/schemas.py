@@ -214,10 +214,13 @@ def _title(value: str | None) -> str | None:
     return value
 
 
+# the length checked on the string itself: pydantic words it for a string then ("at most 200 characters");
+# on `str | None` it read "at most 200 items after validation"
+Title = Annotated[str, Field(max_length=TITLE_MAX, json_schema_extra=NOT_BLANK), STORABLE]
+
+
 class ConversationCreate(Input):
-    title: Annotated[str, STORABLE] | None = Field(
-        default=None, max_length=TITLE_MAX, json_schema_extra=NOT_BLANK
-    )
+    title: Title | None = None
 
     _check_title = field_validator("title")(_title)
 
@@ -241,9 +244,7 @@ class ConversationUpdate(Input):
         },
     )
 
-    title: Annotated[str, STORABLE] | None = Field(
-        default=None, max_length=TITLE_MAX, json_schema_extra=NOT_BLANK
-    )
+    title: Title | None = None
     current_message_id: MessageId | None = Field(
         default=None, description="switch branch: the active branch becomes root → this message → its newest"
     )

@@ -6,10 +6,10 @@ from shared import coldstart
 coldstart.pause()  # no cyclic collection while the modules below are imported (see resume below)
 
 import json
-from typing import Annotated, cast
+from typing import Annotated, Any, cast
 
 from fastapi import APIRouter, Query, Response, status
-from sqlalchemy import Table, func, select
+from sqlalchemy import Table, func, select, update
 from sqlalchemy.orm import selectinload
 
 from shared import stops
@@ -73,10 +73,11 @@ async def read_conversations(
     "", status_code=status.HTTP_201_CREATED, response_model=ConversationPublic, responses=error_responses(429)
 )
 async def create_conversation(
-    body: ConversationCreate, user: CurrentUser, session: SessionDep, settings: SettingsDep
+    user: CurrentUser, session: SessionDep, settings: SettingsDep, body: ConversationCreate | None = None
 ) -> ConversationPublic:
-    """A new conversation; at most max_conversations_per_user of them."""
-    cap, now, title = settings.max_conversations_per_user, utcnow(), body.title or DEFAULT_TITLE
+    """A new conversation (no body, or `{}`: titled "New chat"); at most max_conversations_per_user of them."""
+    title = (body.title if body is not None else None) or DEFAULT_TITLE
+    cap, now = settings.max_conversations_per_user, utcnow()
     values = {"user_id": user.id, "title": title, "created_at": now, "updated_at": now}
     async with writing(session):
         conversation_id = await insert_within_cap(session, CONVERSATIONS, user.id, cap, values)
@@ -124,13 +125,17 @@ async def update_conversation(
     conversation = await get_own_conversation(
         session, user, conversation_id, options=[selectinload(Conversation.messages)]
     )
+    values: dict[str, Any] = {}
     if body.current_message_id is not None:
         tree = Tree(conversation.messages)
         if body.current_message_id not in tree.by_id:
             raise not_found("Message")
-        conversation.current_message_id = tree.newest_leaf(body.current_message_id)
+        values["current_message_id"] = tree.newest_leaf(body.current_message_id)
     if body.title is not None:
-        conversation.title = body.title
+        values["title"] = body.title
+    else:  # a branch switch alone is no new activity: the list's order (updated_at) stays where it was
+        values["updated_at"] = Conversation.updated_at
+    await session.execute(update(Conversation).where(Conversation.id == conversation.id).values(**values))
     await session.commit()
     await session.refresh(conversation)
     return conversation
@@ -183,7 +188,9 @@ async def stop_conversation(
     """Stop the answer in flight: a flag in the database that the generator (in any process or Lambda
     instance, or still waiting in the queue) reads every few tokens; it ends the answer as `stopped`."""
     conversation = await get_own_conversation(session, user, conversation_id)
-    conversation.stop_requested_at = utcnow()
+    # a stop is no new activity: the list's order (updated_at) stays where it was
+    stop = {"stop_requested_at": utcnow(), "updated_at": Conversation.updated_at}
+    await session.execute(update(Conversation).where(Conversation.id == conversation.id).values(**stop))
     await session.commit()
     stops.announce(conversation.id)  # an answer generated in this same process ends at once
     return StopPublic(conversation_id=conversation.id, stop_requested=True)

@@ -21,6 +21,26 @@ def test_create_conversation_defaults_title(client: TestClient) -> None:
     assert {"id", "title", "created_at", "updated_at"} <= set(conversation)
 
 
+def test_create_conversation_without_a_body(client: TestClient) -> None:
+    """Every field is optional: no body at all is a new chat, as `{}` is."""
+    alice = register(client)
+    response = client.post("/api/conversations", headers=alice.headers)
+    assert response.status_code == 201, response.text
+    assert response.json()["title"] == "New chat"
+
+
+def test_a_title_too_long_is_refused_in_characters(client: TestClient) -> None:
+    alice = register(client)
+    for method, url in (
+        ("POST", "/api/conversations"),
+        ("PATCH", f"/api/conversations/{create(client, alice)['id']}"),
+    ):
+        response = client.request(method, url, json={"title": "x" * 201}, headers=alice.headers)
+        assert response.status_code == 422
+        error = response.json()["error"]
+        assert error["code"] == "validation_error" and "at most 200 characters" in error["message"], error
+
+
 def test_list_conversations_newest_first_and_paginated(client: TestClient) -> None:
     alice = register(client)
     ids = [create(client, alice, f"chat {i}")["id"] for i in range(5)]
@@ -218,6 +238,27 @@ def branched(client: TestClient, account: Account, database_url: str) -> tuple[i
     q1b, a1b = add_messages(database_url, cid, [("user", "q1b"), ("assistant", "a1b")], parent_id=None)
     (a2b,) = add_messages(database_url, cid, [("assistant", "a2b")], parent_id=q2)
     return cid, {"q1": q1, "a1": a1, "q2": q2, "a2": a2, "q1b": q1b, "a1b": a1b, "a2b": a2b}
+
+
+def test_a_stop_or_a_branch_switch_keeps_the_lists_order(client: TestClient, use_database: str) -> None:
+    """Neither is new activity: the conversation stays where it was among the newest first (a rename moves
+    it up, as a new message does)."""
+    alice = register(client)
+    cid, m = branched(client, alice, use_database)
+    newer = create(client, alice, "newer")["id"]
+
+    def listed() -> list[tuple[int, str]]:
+        items = client.get("/api/conversations", headers=alice.headers).json()["items"]
+        return [(c["id"], c["updated_at"]) for c in items]
+
+    before = listed()
+    assert [c for c, _ in before] == [newer, cid]
+    assert client.post(f"/api/conversations/{cid}/stop", headers=alice.headers).status_code == 202
+    switched = client.patch(
+        f"/api/conversations/{cid}", json={"current_message_id": m["a2"]}, headers=alice.headers
+    )
+    assert switched.status_code == 200 and switched.json()["updated_at"] == before[1][1]
+    assert listed() == before
 
 
 def test_the_active_branch_with_siblings_and_switching(client: TestClient, use_database: str) -> None:
