@@ -88,10 +88,12 @@ def test_serves_the_static_export(tmp_path: Path) -> None:
 
 def test_other_methods_are_a_404_off_the_routes_and_a_405_on_them(client: TestClient) -> None:
     """As through nginx: a path no function serves is a 404 whatever the method (the pages' GET catch-all
-    made it a 405), a function's path with a method it does not serve a 405 with the methods it does,
+    made it a 405), a function's path with a method it does not serve (GET included) a 405 with the
+    methods it does,
     and a page a 405 to anything but GET and HEAD."""
     for method, path in [
         ("POST", "/api/nope"),
+        ("GET", "/api/nope"),
         ("POST", "/v1/completions"),
         ("DELETE", "/api"),
         ("PUT", "/v1"),
@@ -103,6 +105,16 @@ def test_other_methods_are_a_404_off_the_routes_and_a_405_on_them(client: TestCl
     assert (wrong.status_code, wrong.json()["error"]["code"]) == (405, "method_not_allowed")
     assert wrong.headers["allow"] == "POST"
     assert client.put("/api/conversations/1").headers["allow"] == "DELETE, GET, PATCH"
+    # GET on a path a function serves with other methods: a 405 too (the pages' catch-all said 404)
+    for path, allow in [
+        ("/api/chat", "POST"),
+        ("/api/auth/login", "POST"),
+        ("/v1/chat/completions", "POST"),
+        ("/api/auth/keys/1", "DELETE"),
+    ]:
+        got = client.get(path)
+        assert (got.status_code, got.json()["error"]["code"]) == (405, "method_not_allowed"), path
+        assert got.headers["allow"] == allow, path
     page = client.post("/chat")
     assert (page.status_code, page.headers["allow"]) == (405, "GET, HEAD")
     assert client.post("/api/auth/login", json={}).status_code == 422  # a served route is still itself
