@@ -80,8 +80,9 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return {status: {"model": ErrorPublic, "description": HTTPStatus(status).phrase} for status in statuses}
 
 
-# What any route may answer: a body that is not JSON, too large or invalid, an error, the database away.
-COMMON_ERRORS = error_responses(400, 413, 422, 500, 503)
+# What any route may answer: a body that is not JSON (or not sent as JSON), too large or invalid, an
+# error, the database away.
+COMMON_ERRORS = error_responses(400, 413, 415, 422, 500, 503)
 
 
 def not_found(what: str = "Resource") -> APIError:
@@ -109,11 +110,26 @@ async def _http_error(_: Request, exc: Exception) -> JSONResponse:
     return error_response(exc.status_code, code, detail, headers=getattr(exc, "headers", None))
 
 
-async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
+def _json_type(content_type: str) -> bool:
+    """Whether a Content-Type names JSON (application/json, or a type ending in +json), as FastAPI reads it."""
+    kind = content_type.split(";", 1)[0].strip().lower()
+    return kind == "application/json" or (kind.startswith("application/") and kind.endswith("+json"))
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     errors = exc.errors()
     if any(e.get("type") == "json_invalid" for e in errors):
         return error_response(400, "invalid_json", "The request body is not valid JSON")
+    content_type = request.headers.get("content-type")
+    if (
+        content_type
+        and not _json_type(content_type)
+        and any(e.get("loc", ())[:1] == ("body",) for e in errors)
+    ):
+        # FastAPI reads such a body as no JSON at all: "Input should be a valid dictionary" said nothing useful
+        message = f"The request body must be JSON (Content-Type: application/json), not {content_type.split(';')[0]}"
+        return error_response(415, "unsupported_media_type", message)
     fields: dict[str, str] = {}
     for e in errors:
         message = str(e.get("msg", "invalid")).removeprefix("Value error, ")

@@ -36,6 +36,31 @@ def test_body_that_is_not_json_is_400(client: TestClient) -> None:
     assert_error(response, 400, "invalid_json")
 
 
+@pytest.mark.parametrize(
+    "content_type", ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data"]
+)
+def test_a_body_sent_as_another_media_type_is_415(client: TestClient, content_type: str) -> None:
+    """A form or plain text where JSON is read says so, rather than "Input should be a valid dictionary"."""
+    response = client.post(
+        "/api/auth/login", content=b"email=a%40b.c&password=x", headers={"Content-Type": content_type}
+    )
+    error = assert_error(response, 415, "unsupported_media_type")
+    assert "application/json" in error["message"] and content_type in error["message"]
+    alice = register(client)
+    title = client.post(
+        "/api/conversations", content=b"title=x", headers={**alice.headers, "Content-Type": "text/plain"}
+    )
+    assert_error(title, 415, "unsupported_media_type")
+    # JSON under a +json type, or with a charset, is read as JSON
+    for json_type in ("application/json; charset=utf-8", "application/merge-patch+json"):
+        named = client.post(
+            "/api/conversations",
+            content=b'{"title": "x"}',
+            headers={**alice.headers, "Content-Type": json_type},
+        )
+        assert named.status_code == 201 and named.json()["title"] == "x", (json_type, named.text)
+
+
 def test_body_over_the_size_limit_is_413(client: TestClient) -> None:
     big = {"email": "a@example.com", "password": "p" * (70 * 1024)}
     assert_error(client.post("/api/auth/register", json=big), 413, "payload_too_large")

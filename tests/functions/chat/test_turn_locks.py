@@ -105,7 +105,7 @@ def test_a_turn_and_the_final_save_of_the_answer_before_it_never_deadlock(use_da
     send right as an answer ends): the save writes the answer and the conversation, then gives back the
     unused tokens; the turn counts its tokens, then writes its rows into the same conversation."""
 
-    async def scenario() -> tuple[BaseException | None, BaseException | None]:
+    async def scenario() -> tuple[BaseException | None, bool | BaseException]:
         user = await _user_who_chatted()
         ids, reserved = await _turn(user)  # an answer in progress
         answer = rows.Saved(
@@ -115,7 +115,7 @@ def test_a_turn_and_the_final_save_of_the_answer_before_it_never_deadlock(use_da
             ids=[5],
             asked_at=ids.asked_at,
         )
-        saving: list[asyncio.Task[None]] = []
+        saving: list[asyncio.Task[bool]] = []
 
         async def final_save_meanwhile() -> None:
             save = rows.save_final(answer, user_id=user.id, finish_reason="eos", reserved=reserved)
@@ -132,7 +132,7 @@ def test_a_turn_and_the_final_save_of_the_answer_before_it_never_deadlock(use_da
         return failed, saved
 
     failed, saved = _run(use_database, scenario)
-    assert failed is None and saved is None, (failed, saved)  # both went through, one after the other
+    assert failed is None and saved is True, (failed, saved)  # both went through, one after the other
 
 
 def test_a_turn_that_starts_a_conversation_locks_its_user_once(use_database: str) -> None:
