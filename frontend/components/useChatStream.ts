@@ -96,7 +96,7 @@ export function useChatStream(callbacks: StreamCallbacks) {
                 id: answerId,
                 parentId: userId,
                 siblingIds,
-                content: following && event.data.in_progress ? "" : m.content, // the replay starts at token 0
+                content: following ? "" : m.content, // a follow replays the answer from token 0
                 waiting: { queuePosition: event.data.queue_position ?? 0, coldStart: event.data.cold_start ?? false },
               };
             }),

@@ -205,8 +205,8 @@ async def follow_chat(
 ) -> StreamingResponse:
     """Follow the conversation's answer from the database (from any process): the active branch's, else the
     newest: `meta`, every `token` after `Last-Event-ID` (or `?after=N`), replayed from what is saved and
-    then live while the answer is in progress, then `done`. With no id and nothing in progress: `done` at
-    once. Waiting holds no database connection (functions/chat/follow.py)."""
+    then live while the answer is in progress, then `done`; with no id, the whole answer (also one that
+    has ended). Waiting holds no database connection (functions/chat/follow.py)."""
     if last_event_id:
         after = int(last_event_id)
     conversation = await get_own_conversation(

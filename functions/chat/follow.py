@@ -171,8 +171,8 @@ def start(
 async def follow(
     tokenizer: Tokenizer, watch: Watch, conversation_id: int, after: int | None
 ) -> AsyncIterator[bytes]:
-    """meta, the tokens after index `after` (all of them when None and the answer is in progress), then
-    done (or error when the answer is deleted meanwhile)."""
+    """meta, the tokens after index `after` (all of them when None: a follower with nothing yet gets the
+    whole answer, in progress or ended), then done (or error when the answer is deleted meanwhile)."""
     try:
         version, snapshot = watch.followed.version, watch.followed.snapshot
         assert snapshot is not None
@@ -187,9 +187,6 @@ async def follow(
                 "in_progress": snapshot.finish_reason is None,
             },
         )
-        if after is None and snapshot.finish_reason is not None:
-            yield _end(snapshot)
-            return
         sent = after if after is not None else -1  # the last token index the client has
         streamer, fed = TextStreamer(tokenizer), sent + 1  # tokens up to `fed` are in the streamer or sent
         prefix = True  # the first tokens after the client's position may complete a character it has

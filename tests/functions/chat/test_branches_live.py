@@ -177,11 +177,13 @@ def test_an_answer_is_followed_from_another_process_after_a_last_event_id(
     saved = wait_until_finished(live_server.url, headers, meta["conversation_id"])["messages"][-1]
     assert saved["token_count"] == 160
     assert text_of(seen) + text_of(followed) == saved["content"]
-    # from the start (?after=-1), and with no id once it has ended: done at once
+    # from the start (?after=-1), and with no id also once it has ended: a follower with nothing yet gets
+    # the whole answer (it used to get `done` alone, and a page that had read the answer half-written kept it so)
     replay = follow(second_server.url, headers, meta["conversation_id"], after=-1)
     assert text_of(replay) == saved["content"] and replay[-1][1]["tokens"] == 160
     ended = follow(live_server.url, headers, meta["conversation_id"])
-    assert [item[0] for item in ended] == ["meta", "done"] and ended[0][1]["in_progress"] is False
+    assert ended[0][0] == "meta" and ended[0][1]["in_progress"] is False and ended[-1][0] == "done"
+    assert text_of(ended) == saved["content"] and [t[2] for t in ended if t[0] == "token"][0] == 0
     bad = httpx.get(url, headers={**headers, "Last-Event-ID": "seven"})
     assert bad.status_code == 422
 
