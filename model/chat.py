@@ -127,7 +127,15 @@ def main(argv: list[str] | None = None) -> None:
     q = "int8" if meta.get("quantization") else "fp32"
     size = meta.get("parameters") or model.num_params()  # int8 layers hold no nn.Parameter
     print(f"SLM {size / 1e6:.1f}M parameters ({q}) from {args.checkpoint}. /reset, /quit")
-    chat_loop(Engine(model, max_batch=1, eos_id=tok.eos_id), tok, params, words=WordTable(tok))
+    read = input if sys.stdin.isatty() else echoed_input  # piped: the transcript shows what was asked
+    chat_loop(Engine(model, max_batch=1, eos_id=tok.eos_id), tok, params, read, words=WordTable(tok))
+
+
+def echoed_input(prompt: str) -> str:
+    """input() for piped input, which a terminal does not echo: the line is printed after its prompt."""
+    line = input(prompt)
+    print(line, flush=True)
+    return line
 
 
 if __name__ == "__main__":

@@ -114,6 +114,8 @@ def test_chat_cli_answers_piped_messages_with_the_default_checkpoint():
     answers = [chunk.split("\n")[0] for chunk in out.split("bot> ")[1:]]
     assert answers == [expected, expected] and expected.strip()
     assert "(new conversation)" in out
+    # piped, each message is shown after its prompt, as a terminal echoes it: the transcript reads as typed
+    assert "\nyou> Hello!\nbot> " in out and "\nyou> /reset\n(new conversation)" in out
     alone = tok.decode(list(engine.generate(prompt, SamplingParams(temperature=0.0, max_new_tokens=16))))
     out = _chat_cli("--temperature", "0", "--max-new-tokens", "16", "--loop-guard", "0", stdin="Hello!\n")
     assert out.split("bot> ")[1].split("\n")[0] == alone  # --loop-guard 0: the model alone
