@@ -71,7 +71,8 @@ MEASURED_SLOTS = 4  # an engine of fewer slots leaves the measuring to a bigger 
 MEASURED_PASSES = 12  # passes of each kernel at each size (medians; the kernels take turns)
 # a timing taken while other work keeps the host this busy (1-minute load average per CPU) is used but
 # not kept: a build or a training run beside a first start once left "0" on record for a CPU whose
-# MatMulNBits is the faster kernel for one row (7.5 ms a pass against 3.1 on a quiet machine)
+# MatMulNBits is the faster kernel for one row (7.5 ms a pass against 3.1 on a quiet machine); a start
+# that finds the host this busy already takes the default without timing (~0.3 s of its cold start)
 BUSY_LOAD = 0.75
 # prompts that arrive together share a prefill pass (prefill_passes): one pass instead of several costs
 # their per-pass overhead once; these bound its padding and its intermediates' memory
@@ -603,6 +604,13 @@ class OrtEngine(Slots):
             and engine.max_batch >= MEASURED_SLOTS
         ):  # graphs in this user's cache with nothing measured on this CPU yet: a first start, which has
             # just built them (seconds); a read-only image's cache on another CPU keeps the default
+            if busy := host_busy():  # a timing now would rank the kernels by the other work: not taken
+                log.warning(
+                    "the kernels were not timed beside other work (%s): the default is used, and they are "
+                    "timed at the next start",
+                    busy,
+                )
+                return engine
             engine.small_pass, medians = measure_small_pass(engine)
             if busy := host_busy():
                 log.warning(
