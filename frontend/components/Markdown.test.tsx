@@ -19,6 +19,19 @@ describe("Markdown", () => {
     expect(out).toContain("link");
   });
 
+  it("keeps the model's line breaks, and its blank lines as paragraphs", () => {
+    const out = html("Line one\nLine two\n\nNext paragraph");
+    expect(out).toContain("<p>Line one<br/>\nLine two</p>");
+    expect(out).toContain("<p>Next paragraph</p>");
+  });
+
+  it("shows an image as a link (the page loads none from elsewhere) and a table in a scroll box", () => {
+    const out = html("![a cat](https://example.com/cat.png)\n\n| A | B |\n|---|---|\n| 1 | 2 |");
+    expect(out).not.toContain("<img");
+    expect(out).toMatch(/<a href="https:\/\/example.com\/cat.png"[^>]*>a cat<\/a>/);
+    expect(out).toMatch(/<div class="overflow-x-auto"><table>/);
+  });
+
   it("gives code blocks a copy button", () => {
     const out = html("```python\nprint('hi')\n```");
     expect(out).toContain('aria-label="Copy code"');

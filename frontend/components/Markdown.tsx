@@ -3,6 +3,7 @@
 import { memo, useRef } from "react";
 import ReactMarkdown, { type Components } from "react-markdown";
 import rehypeSanitize from "rehype-sanitize";
+import remarkBreaks from "remark-breaks";
 import remarkGfm from "remark-gfm";
 
 import CopyButton from "./CopyButton";
@@ -15,7 +16,7 @@ function CodeBlock({ children }: { children?: React.ReactNode }) {
         <CopyButton
           text={() => pre.current?.innerText ?? ""}
           label="Copy code"
-          className="flex items-center gap-1 rounded px-1.5 py-0.5 text-xs text-zinc-500 hover:bg-zinc-200 dark:hover:bg-zinc-800"
+          className="flex items-center gap-1 rounded px-1.5 py-0.5 text-xs text-zinc-500 dark:text-zinc-400 hover:bg-zinc-200 dark:hover:bg-zinc-800"
         />
       </div>
       <pre ref={pre}>{children}</pre>
@@ -30,13 +31,30 @@ const components: Components = {
       {children}
     </a>
   ),
+  // the page's policy loads no image from elsewhere (img-src 'self'): a link, not a broken picture
+  img: ({ src, alt }) =>
+    typeof src === "string" && src ? (
+      <a href={src} target="_blank" rel="noopener noreferrer nofollow">
+        {alt || src}
+      </a>
+    ) : (
+      <>{alt}</>
+    ),
+  // a wide table scrolls on its own instead of breaking its words on a phone
+  table: ({ children }) => (
+    <div className="overflow-x-auto">
+      <table>{children}</table>
+    </div>
+  ),
 };
+
+const remarkPlugins = [remarkGfm, remarkBreaks]; // a line break the model writes is one on the page
 
 /** The model's text as Markdown; raw HTML is not rendered and everything passes rehype-sanitize. */
 function Markdown({ text }: { text: string }) {
   return (
     <div className="markdown">
-      <ReactMarkdown remarkPlugins={[remarkGfm]} rehypePlugins={[rehypeSanitize]} components={components}>
+      <ReactMarkdown remarkPlugins={remarkPlugins} rehypePlugins={[rehypeSanitize]} components={components}>
         {text}
       </ReactMarkdown>
     </div>
