@@ -72,7 +72,7 @@ function Keys() {
   return (
     <section className="space-y-2">
       <h3 className="font-medium">API keys</h3>
-      <p className="text-xs text-zinc-500">
+      <p className="text-xs text-zinc-500 dark:text-zinc-400">
         For OpenAI clients (open-webui, LibreChat, the openai SDK): base URL <code>{v1}</code>, the key as the API key.
       </p>
       <form
@@ -106,11 +106,11 @@ function Keys() {
       )}
       <Status text={error} />
       <ul className="space-y-1 text-sm" aria-label="API keys">
-        {keys?.length === 0 && <li className="text-zinc-500">No keys.</li>}
+        {keys?.length === 0 && <li className="text-zinc-500 dark:text-zinc-400">No keys.</li>}
         {keys?.map((k) => (
           <li key={k.id} className="flex items-center gap-2" data-testid="api-key">
             <span className="min-w-0 flex-1 truncate">{k.name}</span>
-            <span className="text-xs text-zinc-500">{new Date(k.created_at).toLocaleDateString()}</span>
+            <span className="text-xs text-zinc-500 dark:text-zinc-400">{new Date(k.created_at).toLocaleDateString()}</span>
             <button
               type="button"
               className={button}
@@ -166,7 +166,7 @@ function DangerZone() {
           }
         }}
       >
-        <p className="text-xs text-zinc-500">Deleting the account deletes its conversations and API keys for good.</p>
+        <p className="text-xs text-zinc-500 dark:text-zinc-400">Deleting the account deletes its conversations and API keys for good.</p>
         <input className={input} type="password" autoComplete="current-password" aria-label="Password to delete the account" placeholder="Password" value={password} onChange={(e) => setPassword(e.target.value)} />
         <button type="submit" disabled={!password} className="rounded-lg bg-red-600 px-3 py-1.5 text-sm font-medium text-white hover:bg-red-500 disabled:opacity-50">
           Delete account
@@ -199,7 +199,7 @@ export default function AccountPanel({ email, onClose }: { email: string; onClos
             <CloseIcon />
           </button>
         </div>
-        <p className="truncate text-sm text-zinc-500">{email}</p>
+        <p className="truncate text-sm text-zinc-500 dark:text-zinc-400">{email}</p>
         <PasswordForm />
         <Keys />
         <DangerZone />

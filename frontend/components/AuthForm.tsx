@@ -93,14 +93,14 @@ export default function AuthForm({ mode }: { mode: "login" | "register" }) {
           <button
             type="submit"
             disabled={busy}
-            className="w-full rounded-lg bg-sky-600 px-3 py-2 font-medium text-white hover:bg-sky-500 disabled:opacity-60"
+            className="w-full rounded-lg bg-sky-700 px-3 py-2 font-medium text-white hover:bg-sky-600 disabled:opacity-60"
           >
             {busy ? copy.busy : copy.button}
           </button>
         </fieldset>
         <p className="text-center text-sm text-zinc-500 dark:text-zinc-400">
           {copy.otherText}{" "}
-          <Link href={`/${copy.other}`} className="text-sky-600 underline dark:text-sky-400">
+          <Link href={`/${copy.other}`} className="text-sky-700 underline dark:text-sky-400">
             {copy.other === "login" ? "Log in" : "Register"}
           </Link>
         </p>
@@ -141,7 +141,7 @@ function Field({ name, label, type, autoComplete, value, onChange, error, hint }
           {error}
         </span>
       ) : (
-        hint && <span className="text-xs text-zinc-500">{hint}</span>
+        hint && <span className="text-xs text-zinc-500 dark:text-zinc-400">{hint}</span>
       )}
     </label>
   );

@@ -195,9 +195,9 @@ export default function ChatApp() {
     setThemeState(next);
   }
 
-  if (!session) return <div className="flex h-dvh items-center justify-center text-zinc-500">Loading…</div>;
+  if (!session) return <div className="flex h-dvh items-center justify-center text-zinc-500 dark:text-zinc-400">Loading…</div>;
 
-  const headerButton = "rounded-lg p-2 text-zinc-500 hover:bg-zinc-200 hover:text-zinc-900 disabled:opacity-40 dark:hover:bg-zinc-800 dark:hover:text-zinc-100";
+  const headerButton = "rounded-lg p-2 text-zinc-500 dark:text-zinc-400 hover:bg-zinc-200 hover:text-zinc-900 disabled:opacity-40 dark:hover:bg-zinc-800 dark:hover:text-zinc-100";
   return (
     <div className="flex h-dvh overflow-hidden">
       <Sidebar
@@ -236,11 +236,11 @@ export default function ChatApp() {
         {chat.messages.length === 0 ? (
           <div className="flex flex-1 flex-col items-center justify-center gap-2 p-6 text-center">
             {loadingMessages ? (
-              <p className="text-zinc-500">Loading…</p>
+              <p className="text-zinc-500 dark:text-zinc-400">Loading…</p>
             ) : (
               <>
                 <p className="text-2xl font-semibold">What shall we talk about?</p>
-                <p className="max-w-md text-sm text-zinc-500">
+                <p className="max-w-md text-sm text-zinc-500 dark:text-zinc-400">
                   SLM is a small language model trained from scratch. Its answers stream in as they are written, and keep
                   going if you close the tab; it remembers only the most recent part of the conversation.
                 </p>
@@ -254,6 +254,7 @@ export default function ChatApp() {
             contextLimit={chat.context?.limit ?? 0}
             actions={actions}
             busy={chat.streaming}
+            holdView={chat.holdView}
           />
         )}
         <Composer
@@ -267,9 +268,9 @@ export default function ChatApp() {
               <span
                 data-testid="context-gauge"
                 className="whitespace-nowrap"
-                title={`Tokens of the model's memory the last prompt used: a prompt may take ${chat.context.budget}, the rest is kept for the answer`}
+                title={`Tokens the last prompt used of the ${chat.context.budget} a prompt may take: the model's memory is ${chat.context.limit} tokens, and the rest is kept for the answer (Max tokens)`}
               >
-                memory {chat.context.tokens}/{chat.context.limit} tokens
+                memory {chat.context.tokens}/{chat.context.budget} tokens
               </span>
             )
           }

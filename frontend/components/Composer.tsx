@@ -87,7 +87,7 @@ export default function Composer({ streaming, onSend, onStop, refused, gauge }: 
             disabled={!text.trim()}
             aria-label="Send"
             title="Send (Enter)"
-            className="rounded-full bg-sky-600 p-2 text-white disabled:opacity-40"
+            className="rounded-full bg-sky-700 p-2 text-white disabled:opacity-40"
           >
             <SendIcon />
           </button>
@@ -98,7 +98,7 @@ export default function Composer({ streaming, onSend, onStop, refused, gauge }: 
           {error}
         </p>
       )}
-      <div className="mt-1.5 flex items-center justify-center gap-3 text-xs text-zinc-500">
+      <div className="mt-1.5 flex items-center justify-center gap-3 text-xs text-zinc-500 dark:text-zinc-400">
         <span>A 36M-parameter model trained from scratch: it makes things up.</span>
         {gauge}
       </div>

@@ -34,11 +34,12 @@ interface Props {
   contextLimit: number;
   actions: MessageActions;
   busy: boolean;
+  holdView?: boolean; // a version switch replaced the messages: no jump to the newest question
 }
 
 // at least 24 x 24 px (WCAG's minimum target size): the version arrows were 17 x 20 on a phone
 const small =
-  "flex min-h-6 min-w-6 items-center justify-center gap-1 rounded px-1.5 py-1 text-xs text-zinc-500 hover:bg-zinc-200 disabled:opacity-50 dark:hover:bg-zinc-800";
+  "flex min-h-6 min-w-6 items-center justify-center gap-1 rounded px-1.5 py-1 text-xs text-zinc-500 dark:text-zinc-400 hover:bg-zinc-200 disabled:opacity-50 dark:hover:bg-zinc-800";
 
 function waitingText(waiting: NonNullable<UiMessage["waiting"]>): string {
   if (waiting.queuePosition > 0) return `Waiting in line: position ${waiting.queuePosition}`;
@@ -63,7 +64,7 @@ function Versions({ m, onSwitch }: { m: UiMessage; onSwitch: (id: number) => voi
   const at = m.id === undefined ? ids.length - 1 : ids.indexOf(m.id);
   if (ids.length < 2 || at < 0) return null;
   return (
-    <span className="flex items-center text-xs text-zinc-500" data-testid="versions">
+    <span className="flex items-center text-xs text-zinc-500 dark:text-zinc-400" data-testid="versions">
       <button type="button" className={small} disabled={at === 0} onClick={() => onSwitch(ids[at - 1])} aria-label="Previous version">
         ‹
       </button>
@@ -111,7 +112,7 @@ function UserRow({ m, index, busy, actions }: { m: UiMessage; index: number; bus
           <button type="button" onClick={() => setEditing(null)} className="rounded-lg px-3 py-1 hover:bg-zinc-200 dark:hover:bg-zinc-800">
             Cancel
           </button>
-          <button type="submit" disabled={busy || !editing.trim()} className="rounded-lg bg-sky-600 px-3 py-1 text-white disabled:opacity-50">
+          <button type="submit" disabled={busy || !editing.trim()} className="rounded-lg bg-sky-700 px-3 py-1 text-white disabled:opacity-50">
             Save &amp; send
           </button>
         </div>
@@ -120,7 +121,7 @@ function UserRow({ m, index, busy, actions }: { m: UiMessage; index: number; bus
   }
   return (
     <div className="flex flex-col items-end" data-testid="message-user">
-      <div className="max-w-[85%] whitespace-pre-wrap break-words rounded-2xl rounded-br-md bg-sky-600 px-4 py-2 text-white">{m.content}</div>
+      <div className="max-w-[85%] whitespace-pre-wrap break-words rounded-2xl rounded-br-md bg-sky-700 px-4 py-2 text-white">{m.content}</div>
       <div className="mt-1 flex items-center gap-1">
         <Versions m={m} onSwitch={actions.switchTo} />
         {m.id !== undefined && (
@@ -146,7 +147,7 @@ function AssistantRow({ m, index, last, busy, actions }: { m: UiMessage; index: 
             <Markdown text={m.content} />
           </div>
         ) : m.streaming ? (
-          <span className="text-sm text-zinc-500" role="status">
+          <span className="text-sm text-zinc-500 dark:text-zinc-400" role="status">
             {m.waiting ? waitingText(m.waiting) : "Thinking"}
             <span className="dots">
               <span>.</span>
@@ -155,7 +156,7 @@ function AssistantRow({ m, index, last, busy, actions }: { m: UiMessage; index: 
             </span>
           </span>
         ) : (
-          <span className="text-sm italic text-zinc-500">(no text)</span>
+          <span className="text-sm italic text-zinc-500 dark:text-zinc-400">(no text)</span>
         )}
         {m.streaming && m.content && <span className="ml-0.5 inline-block h-4 w-2 animate-pulse bg-zinc-400 align-middle" />}
       </div>
@@ -185,7 +186,7 @@ function AssistantRow({ m, index, last, busy, actions }: { m: UiMessage; index: 
               <span>{m.retry ? "Retry" : "Regenerate"}</span>
             </button>
           )}
-          <span className="text-xs text-zinc-500" data-testid="message-stats">
+          <span className="text-xs text-zinc-500 dark:text-zinc-400" data-testid="message-stats">
             {stats(m)}
           </span>
         </div>
@@ -215,11 +216,11 @@ const Row = memo(function Row({
   return (
     <div>
       {divider > 0 && (
-        <div role="note" data-testid="context-divider" className="mb-5 flex items-center gap-3 text-xs text-amber-600 dark:text-amber-400">
+        <div role="note" data-testid="context-divider" className="mb-5 flex items-center gap-3 text-xs text-amber-700 dark:text-amber-400">
           <span className="h-px flex-1 bg-amber-500/40" />
           <span className="text-center">
-            The model no longer sees the {divider} message{divider === 1 ? "" : "s"} above: they fell outside its {contextLimit}
-            -token memory
+            The model no longer sees the {divider} message{divider === 1 ? "" : "s"} above: they do not fit in its{" "}
+            {contextLimit}-token memory beside the room kept for the answer (Max tokens in the settings)
           </span>
           <span className="h-px flex-1 bg-amber-500/40" />
         </div>
@@ -233,7 +234,7 @@ const Row = memo(function Row({
   );
 });
 
-export default function MessageList({ messages, dropped, contextLimit, actions, busy }: Props) {
+export default function MessageList({ messages, dropped, contextLimit, actions, busy, holdView = false }: Props) {
   const end = useRef<HTMLDivElement>(null);
   const box = useRef<HTMLDivElement>(null);
   const stick = useRef(true);
@@ -242,14 +243,15 @@ export default function MessageList({ messages, dropped, contextLimit, actions, 
   const content = useRef<HTMLDivElement>(null);
 
   // a question just sent (or another conversation opened) brings the view back down to it, even when the
-  // user had scrolled up to read: the new question and its answer are what they look at next
+  // user had scrolled up to read: the new question and its answer are what they look at next; a version
+  // switched on an earlier message does not (the user reads where they clicked)
   const newestQuestion = messages.findLast((m) => m.role === "user")?.key;
   const shownQuestion = useRef(newestQuestion);
   useEffect(() => {
-    if (newestQuestion !== shownQuestion.current) stick.current = true;
+    if (newestQuestion !== shownQuestion.current && !holdView) stick.current = true;
     shownQuestion.current = newestQuestion;
     if (stick.current) end.current?.scrollIntoView({ block: "end" });
-  }, [messages, newestQuestion]);
+  }, [messages, newestQuestion, holdView]);
 
   useEffect(() => {
     // keep the newest text in view while it grows or the window is resized, unless the user scrolled up

@@ -50,7 +50,7 @@ interface Card {
 
 const num = formatNumber;
 const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
-const th = "px-2 py-1.5 font-medium text-zinc-500";
+const th = "px-2 py-1.5 font-medium text-zinc-500 dark:text-zinc-400";
 const td = "px-2 py-1.5 tabular-nums";
 
 /** A table whose first column names the row; `text` marks the other columns that hold words (left-aligned),
@@ -155,7 +155,7 @@ export default function ModelCard() {
 
   return (
     <main className="mx-auto max-w-4xl space-y-7 px-4 py-8">
-      <Link href="/" className="text-sm text-sky-600 underline dark:text-sky-400">
+      <Link href="/" className="text-sm text-sky-700 underline dark:text-sky-400">
         ← Back to the chat
       </Link>
       {error && (
@@ -163,7 +163,7 @@ export default function ModelCard() {
           Could not load the model card: {error}
         </p>
       )}
-      {!card && !error && <p className="text-zinc-500">Loading…</p>}
+      {!card && !error && <p className="text-zinc-500 dark:text-zinc-400">Loading…</p>}
       {card && (
         <>
           <header className="space-y-2">
@@ -172,7 +172,7 @@ export default function ModelCard() {
               A {millions}-parameter GPT trained from scratch on this project&apos;s own data, with its own tokenizer. It is small: it
               writes fluent-looking text but often gets facts wrong, so do not rely on what it says.
             </p>
-            <p className="text-sm text-zinc-500">
+            <p className="text-sm text-zinc-500 dark:text-zinc-400">
               {parameters.toLocaleString("en")} parameters · {architecture(card.config)}
             </p>
           </header>
@@ -272,12 +272,12 @@ export default function ModelCard() {
                 ])}
               />
               {earlier.length > 0 && (
-                <p className="text-xs text-zinc-500">
+                <p className="text-xs text-zinc-500 dark:text-zinc-400">
                   Earlier stages, whose weights this one continues from, also trained on:{" "}
                   {earlier.map((name) => `${name} (${licences[name] ?? "licence not recorded"})`).join("; ")}.
                 </p>
               )}
-              {licences.weights && <p className="text-xs text-zinc-500">Weights: {licences.weights}.</p>}
+              {licences.weights && <p className="text-xs text-zinc-500 dark:text-zinc-400">Weights: {licences.weights}.</p>}
             </Section>
           )}
 

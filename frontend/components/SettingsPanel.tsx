@@ -104,7 +104,7 @@ export default function SettingsPanel({
                 onChange={(e) => set(name, Number(e.target.value))}
                 className="w-full accent-sky-600"
               />
-              <p className="text-xs text-zinc-500">{limit.help}</p>
+              <p className="text-xs text-zinc-500 dark:text-zinc-400">{limit.help}</p>
             </div>
           );
         })}
@@ -115,7 +115,7 @@ export default function SettingsPanel({
         >
           Reset to defaults
         </button>
-        <p className="text-xs text-zinc-500">Saved in this browser.</p>
+        <p className="text-xs text-zinc-500 dark:text-zinc-400">Saved in this browser.</p>
       </section>
     </div>
   );

@@ -23,7 +23,7 @@ interface Props {
   account: { email: string; logout: () => void };
 }
 
-const iconButton = "rounded p-1 text-zinc-500 hover:bg-zinc-300 hover:text-zinc-900 dark:hover:bg-zinc-700 dark:hover:text-zinc-100";
+const iconButton = "rounded p-1 text-zinc-500 dark:text-zinc-400 hover:bg-zinc-300 hover:text-zinc-900 dark:hover:bg-zinc-700 dark:hover:text-zinc-100";
 
 export default function Sidebar(props: Props) {
   const { list, activeId, actions, account } = props;
@@ -130,7 +130,7 @@ export default function Sidebar(props: Props) {
             ))}
           </ul>
           <div ref={sentinel} className="h-4" />
-          <p className="px-3 pb-3 text-xs text-zinc-500" aria-live="polite">
+          <p className="px-3 pb-3 text-xs text-zinc-500 dark:text-zinc-400" aria-live="polite">
             {error ? (
               <span role="alert" className="text-red-600 dark:text-red-400">
                 {error}
@@ -146,7 +146,7 @@ export default function Sidebar(props: Props) {
         </div>
         {/* the address on a line of its own: beside the three buttons it showed as "bo…" */}
         <div className="space-y-1 border-t border-zinc-200 p-3 text-sm dark:border-zinc-800">
-          <p className="truncate px-2 text-zinc-500" title={account.email}>
+          <p className="truncate px-2 text-zinc-500 dark:text-zinc-400" title={account.email}>
             {account.email}
           </p>
           <div className="flex items-center gap-1">

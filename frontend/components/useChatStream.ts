@@ -40,7 +40,7 @@ function describe(error: unknown): string {
 
 function fromStored(m: StoredMessage): UiMessage {
   return {
-    key: key(),
+    key: `s${m.id}`, // the same row across reloads: a version switch re-renders only what changed
     id: m.id,
     parentId: m.parent_id,
     siblingIds: m.sibling_ids,
@@ -55,6 +55,8 @@ function fromStored(m: StoredMessage): UiMessage {
 export function useChatStream(callbacks: StreamCallbacks) {
   const [messages, setMessages] = useState<UiMessage[]>([]);
   const [context, setContext] = useState<ContextUse | null>(null);
+  // the messages shown were replaced by a version switch: the view stays where the user is reading
+  const [holdView, setHoldView] = useState(false);
   const controller = useRef<AbortController | null>(null);
   const conversation = useRef<number | null>(null); // readable inside stream callbacks
   const stopWanted = useRef(false);
@@ -158,11 +160,12 @@ export function useChatStream(callbacks: StreamCallbacks) {
 
   /** Show a conversation read from the server (null: a new chat); follow its last answer if it is still running. */
   const show = useCallback(
-    (id: number | null, detail: ConversationDetail | null) => {
+    (id: number | null, detail: ConversationDetail | null, hold = false) => {
       controller.current?.abort(); // only our reading stops: the server finishes and saves the answer
       stopWanted.current = false;
       conversation.current = id;
       const shown = detail ? detail.messages.map(fromStored) : [];
+      setHoldView(hold);
       setMessages(shown);
       const c = detail?.context;
       setContext(c ? { tokens: c.tokens, limit: c.limit, budget: c.budget, dropped: c.dropped_messages } : null);
@@ -172,12 +175,12 @@ export function useChatStream(callbacks: StreamCallbacks) {
     [follow],
   );
 
-  const reload = useCallback(async () => {
+  const reload = useCallback(async (hold = false) => {
     const id = conversation.current;
     if (id === null) return;
     try {
       const detail = await readConversation(id);
-      if (conversation.current === id) show(id, detail);
+      if (conversation.current === id) show(id, detail, hold);
     } catch (error) {
       on.current.onBanner(`Could not load the conversation: ${describe(error)}`);
     }
@@ -257,7 +260,7 @@ export function useChatStream(callbacks: StreamCallbacks) {
     if (id === null) return;
     try {
       await switchBranch(id, siblingId);
-      await reload();
+      await reload(true); // the view stays on the message whose version changed
     } catch (error) {
       on.current.onBanner(`Could not switch versions: ${describe(error)}`);
     }
@@ -284,5 +287,5 @@ export function useChatStream(callbacks: StreamCallbacks) {
 
   useEffect(() => () => controller.current?.abort(), []);
 
-  return { messages, context, streaming, show, reload, send, edit, regenerate, switchTo, stop };
+  return { messages, context, holdView, streaming, show, reload, send, edit, regenerate, switchTo, stop };
 }

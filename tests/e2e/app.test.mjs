@@ -573,8 +573,15 @@ test("regenerate adds a version: ‹ 2/2 ›, back to 1/2, and the choice surviv
   state.versionsUrl = page.url();
 });
 
-test("editing the first message starts a new branch; switching back shows the old one", async () => {
+test("editing the first message starts a new branch; switching back shows the old one, where the user reads", async () => {
   const page = state.page;
+  for (const n of [1, 2, 3]) { // the first branch grows taller than the window
+    const message = Array.from({ length: 12 }, (_, i) => `line ${i} of follow-up ${n}`).join("\n");
+    await page.getByRole("textbox", { name: "Message" }).fill(message);
+    await page.getByRole("button", { name: "Send" }).click();
+    await page.getByTestId("message-user").nth(n).waitFor();
+    await waitForAnswerEnd(page);
+  }
   const question = page.getByTestId("message-user").first();
   await question.getByRole("button", { name: "Edit message" }).click();
   await page.getByRole("textbox", { name: "Edit message" }).fill("What is your favorite color?");
@@ -587,8 +594,16 @@ test("editing the first message starts a new branch; switching back shows the ol
   await page.screenshot({ path: path.join(ARTIFACTS, "edited-1280.png") });
   await user.getByRole("button", { name: "Previous version" }).click();
   await page.getByTestId("message-user").filter({ hasText: "What is your favorite food?" }).waitFor();
-  assert.equal(await page.getByTestId("message-user").first().getByTestId("version-position").textContent(), "1/2");
-  assert.equal(await lastAnswer(page).getByTestId("version-position").textContent(), "2/2", "its newest answer comes back with it");
+  const first = page.getByTestId("message-user").first();
+  assert.equal(await first.getByTestId("version-position").textContent(), "1/2");
+  assert.equal(await page.getByTestId("message-user").count(), 4, "the old branch comes back whole");
+  const answer = page.getByTestId("message-assistant").first();
+  assert.equal(await answer.getByTestId("version-position").textContent(), "2/2", "its newest answer comes back with it");
+  // the switch keeps the view on the message whose version changed (it used to jump to the conversation's end)
+  await page.waitForTimeout(200);
+  const box = await first.getByTestId("version-position").boundingBox();
+  assert.ok(box && box.y >= 0 && box.y + box.height <= 800, `the switched message stays in view: ${JSON.stringify(box)}`);
+  await page.screenshot({ path: path.join(ARTIFACTS, "switched-back-1280.png") });
 });
 
 test("a reload while an answer streams: the answer goes on and is shown finishing, saved whole", async () => {
