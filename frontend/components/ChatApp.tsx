@@ -42,6 +42,8 @@ export default function ChatApp() {
   const [title, setTitle] = useState("New chat");
   const [loadingMessages, setLoadingMessages] = useState(false);
   const [banner, setBanner] = useState<string | null>(null);
+  // a conversation that could not be read (the server away): the page stays on it, to try again
+  const [unopened, setUnopened] = useState<{ id: number; why: string } | null>(null);
   const [refused, setRefused] = useState<Refused | null>(null);
   const [sidebarOpen, setSidebarOpen] = useState(false);
   const [settingsOpen, setSettingsOpen] = useState(false);
@@ -49,6 +51,7 @@ export default function ChatApp() {
   const [bounds, setBounds] = useState<Bounds | null>(null);
   const [theme, setThemeState] = useState<Theme>("dark");
   const list = useConversations();
+  const { items } = list;
   const current = useRef<number | null>(null); // the conversation id, readable inside callbacks
   const chat = useChatStream({
     onCreated: (id, serverTitle) => {
@@ -69,6 +72,7 @@ export default function ChatApp() {
       current.current = id;
       setConversationId(id);
       setBanner(null);
+      setUnopened(null);
       setSidebarOpen(false);
       show(null, null); // stops reading the answer streaming in; the server finishes and saves it
       if (id === null) {
@@ -83,20 +87,22 @@ export default function ChatApp() {
         show(id, conversation);
       } catch (error) {
         if (current.current !== id) return;
+        if (!(error instanceof ApiError && error.status === 404)) {
+          // the server is away or failed: stay on the conversation (a message sent now must not start a new one)
+          setUnopened({ id, why: describe(error) });
+          setTitle(items.find((c) => c.id === id)?.title ?? "Conversation");
+          return;
+        }
         current.current = null;
         setConversationId(null);
         setTitle("New chat"); // what the page now is: a message sent from here starts a new conversation
         showConversationInUrl(null);
-        setBanner(
-          error instanceof ApiError && error.status === 404
-            ? "That conversation does not exist (it may have been deleted)."
-            : `Could not open the conversation: ${describe(error)}`,
-        );
+        setBanner("That conversation does not exist (it may have been deleted).");
       } finally {
         setLoadingMessages(false);
       }
     },
-    [show],
+    [show, items],
   );
 
   useEffect(() => {
@@ -131,6 +137,11 @@ export default function ChatApp() {
 
   function send(text: string) {
     setBanner(null);
+    if (unopened) {
+      const error = "This conversation has not opened yet: try again above, or start a New chat";
+      setRefused((old) => ({ text, error, n: (old?.n ?? 0) + 1 }));
+      return;
+    }
     setRefused(null);
     chat.send(text, settings);
   }
@@ -237,6 +248,17 @@ export default function ChatApp() {
           <div className="flex flex-1 flex-col items-center justify-center gap-2 p-6 text-center">
             {loadingMessages ? (
               <p className="text-zinc-500 dark:text-zinc-400">Loading…</p>
+            ) : unopened ? (
+              <div role="alert" data-testid="open-failed" className="flex flex-col items-center gap-3">
+                <p>Could not open the conversation: {unopened.why}</p>
+                <button
+                  type="button"
+                  onClick={() => void open(unopened.id)}
+                  className="rounded-lg bg-sky-700 px-3 py-1.5 text-sm font-medium text-white hover:bg-sky-600"
+                >
+                  Try again
+                </button>
+              </div>
             ) : (
               <>
                 <p className="text-2xl font-semibold">What shall we talk about?</p>

@@ -537,6 +537,25 @@ test("when the connection breaks mid-answer, the partial answer stays, with a Re
     assert.match(await lastAnswer(page).getByRole("alert").textContent(), /The answer failed: Generation stopped before the end/);
     await page.screenshot({ path: path.join(ARTIFACTS, "answer-failed-1280.png") });
     assert.ok(saved.length > 0 && partial.startsWith(saved.slice(0, 20)), `saved ${JSON.stringify(saved.slice(0, 40))}`);
+
+    // a conversation opened while the server is away: the page stays on it (it used to drop to an empty
+    // New chat, where the next message started another conversation), refuses a message, and tries again
+    await stopServer(server);
+    const conversationUrl = page.url();
+    await page.getByTestId("conversation-item").first().click();
+    const failed = page.getByTestId("open-failed");
+    await failed.waitFor();
+    assert.match(await failed.textContent(), /Could not open the conversation: Cannot reach the server/);
+    assert.equal(page.url(), conversationUrl, "still this conversation's page");
+    await page.getByRole("textbox", { name: "Message" }).fill("Are you there?");
+    await page.getByRole("button", { name: "Send" }).click();
+    await page.getByText("This conversation has not opened yet").waitFor();
+    assert.equal(await page.getByRole("textbox", { name: "Message" }).inputValue(), "Are you there?", "the text stays");
+    await page.screenshot({ path: path.join(ARTIFACTS, "open-failed-1280.png") });
+    server = await startServer(port, "server-killed.log");
+    await failed.getByRole("button", { name: "Try again" }).click();
+    await lastAnswer(page).getByTestId("message-text").waitFor();
+    assert.equal(await page.getByTestId("open-failed").count(), 0);
   } finally {
     await page.context().close();
     await stopServer(server);
