@@ -51,7 +51,11 @@ export default function ChatApp() {
   const [bounds, setBounds] = useState<Bounds | null>(null);
   const [theme, setThemeState] = useState<Theme>("dark");
   const list = useConversations();
-  const { items } = list;
+  // the listed titles, read by open() without making it anew (its effect opens the URL's conversation)
+  const titles = useRef(list.items);
+  useLayoutEffect(() => {
+    titles.current = list.items;
+  });
   const current = useRef<number | null>(null); // the conversation id, readable inside callbacks
   const chat = useChatStream({
     onCreated: (id, serverTitle) => {
@@ -90,7 +94,7 @@ export default function ChatApp() {
         if (!(error instanceof ApiError && error.status === 404)) {
           // the server is away or failed: stay on the conversation (a message sent now must not start a new one)
           setUnopened({ id, why: describe(error) });
-          setTitle(items.find((c) => c.id === id)?.title ?? "Conversation");
+          setTitle(titles.current.find((c) => c.id === id)?.title ?? "Conversation");
           return;
         }
         current.current = null;
@@ -102,7 +106,7 @@ export default function ChatApp() {
         setLoadingMessages(false);
       }
     },
-    [show, items],
+    [show],
   );
 
   useEffect(() => {

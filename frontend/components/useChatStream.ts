@@ -166,7 +166,11 @@ export function useChatStream(callbacks: StreamCallbacks) {
       conversation.current = id;
       const shown = detail ? detail.messages.map(fromStored) : [];
       setHoldView(hold);
-      setMessages(shown);
+      // the same conversation read again: an answer's speed, which only its own stream told, stays shown
+      setMessages((old) => {
+        const speed = new Map(old.filter((m) => m.tokensPerSecond != null).map((m) => [m.id, m.tokensPerSecond]));
+        return hold ? shown.map((m) => (speed.has(m.id) ? { ...m, tokensPerSecond: speed.get(m.id) } : m)) : shown;
+      });
       const c = detail?.context;
       setContext(c ? { tokens: c.tokens, limit: c.limit, budget: c.budget, dropped: c.dropped_messages } : null);
       const last = shown.at(-1);
@@ -210,6 +214,8 @@ export function useChatStream(callbacks: StreamCallbacks) {
         setMessages(previous);
         if (refusedText !== null) on.current.onRefused(refusedText, error);
         else on.current.onBanner(error.message);
+        // another tab or device wrote here meanwhile (its answer still being written): show what the server has
+        if (error.code === "answer_in_progress") void reloadRef.current(true);
       } else if (started && conversation.current !== null && error instanceof StreamBroken) {
         void follow(answer.key, conversation.current); // the server goes on: pick the answer up again
         return;
@@ -286,6 +292,20 @@ export function useChatStream(callbacks: StreamCallbacks) {
   }
 
   useEffect(() => () => controller.current?.abort(), []);
+
+  // back to this tab: another tab or device may have added turns meanwhile; show the server's version
+  // (not while this tab streams an answer of its own, and without moving the view)
+  const reloadRef = useRef(reload);
+  useEffect(() => {
+    reloadRef.current = reload;
+  }, [reload]);
+  useEffect(() => {
+    const visible = () => {
+      if (document.visibilityState === "visible" && controller.current === null) void reloadRef.current(true);
+    };
+    document.addEventListener("visibilitychange", visible);
+    return () => document.removeEventListener("visibilitychange", visible);
+  }, []);
 
   return { messages, context, holdView, streaming, show, reload, send, edit, regenerate, switchTo, stop };
 }

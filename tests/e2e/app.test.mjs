@@ -651,6 +651,48 @@ test("a reload while an answer streams: the answer goes on and is shown finishin
   await page.getByRole("button", { name: "Close settings" }).click();
 });
 
+test("a second tab shows what the first added: when looked at again, and when its message meets an answer still written", async () => {
+  const page = state.page;
+  const other = await page.context().newPage(); // the same browser: the same session, another tab
+  try {
+    await other.goto(page.url());
+    await other.getByTestId("message-user").filter({ hasText: "lighthouse" }).waitFor();
+    await page.getByRole("textbox", { name: "Message" }).fill("And then what happened?");
+    await page.getByRole("button", { name: "Send" }).click();
+    await page.getByTestId("message-user").filter({ hasText: "And then what happened?" }).waitFor();
+    await waitForAnswerEnd(page);
+    // the other tab is looked at again (headless tabs stay visible: the event is what a browser sends)
+    await other.evaluate(() => document.dispatchEvent(new Event("visibilitychange")));
+    await other.getByTestId("message-user").filter({ hasText: "And then what happened?" }).waitFor();
+    assert.equal(await other.getByTestId("message-user").count(), 2);
+
+    // the first tab's answer is still being written when the other tab sends: refused (409), and the other
+    // tab then shows that answer, followed, instead of a conversation that no longer is the server's
+    await page.getByRole("button", { name: "Settings" }).click();
+    await setSetting(page, "Max tokens", 383);
+    await setSetting(page, "Min tokens", 383);
+    await page.getByRole("button", { name: "Close settings" }).click();
+    await page.getByRole("textbox", { name: "Message" }).fill("Tell me more.");
+    await page.getByRole("button", { name: "Send" }).click();
+    await lastAnswer(page).getByTestId("message-text").waitFor({ timeout: ANSWER_TIMEOUT });
+    await other.getByRole("textbox", { name: "Message" }).fill("Hello from the other tab");
+    await other.getByRole("button", { name: "Send" }).click();
+    await other.getByText("is still being written").waitFor();
+    await other.getByTestId("message-user").filter({ hasText: "Tell me more." }).waitFor();
+    assert.equal(await other.getByRole("textbox", { name: "Message" }).inputValue(), "Hello from the other tab");
+    await other.screenshot({ path: path.join(ARTIFACTS, "second-tab-1280.png") });
+    await waitForAnswerEnd(page);
+    await waitForAnswerEnd(other); // it followed the first tab's answer to its end
+    assert.equal(await other.getByTestId("message-user").count(), 3);
+  } finally {
+    await other.close();
+    await page.getByRole("button", { name: "Settings" }).click();
+    await setSetting(page, "Min tokens", 0);
+    await setSetting(page, "Max tokens", 200);
+    await page.getByRole("button", { name: "Close settings" }).click();
+  }
+});
+
 test("a message the server refuses stays in the composer with the reason, and nothing is stored", async () => {
   const page = state.page;
   await page.getByRole("button", { name: "New chat" }).click();
