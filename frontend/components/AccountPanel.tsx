@@ -137,6 +137,7 @@ function Keys() {
 function DangerZone() {
   const [password, setPassword] = useState("");
   const [error, setError] = useState<string | null>(null);
+  const [confirming, setConfirming] = useState(false); // a second click, as deleting a conversation asks
   return (
     <section className="space-y-2">
       <h3 className="font-medium">Sessions and account</h3>
@@ -158,19 +159,39 @@ function DangerZone() {
         className="space-y-2"
         onSubmit={async (e) => {
           e.preventDefault();
+          if (!confirming) {
+            setError(null);
+            setConfirming(true);
+            return;
+          }
+          setConfirming(false);
           try {
             await deleteAccount(password);
-            goToLogin();
+            goToLogin("Your account and its conversations were deleted.");
           } catch (err) {
             setError(describe(err));
           }
         }}
       >
         <p className="text-xs text-zinc-500 dark:text-zinc-400">Deleting the account deletes its conversations and API keys for good.</p>
-        <input className={input} type="password" autoComplete="current-password" aria-label="Password to delete the account" placeholder="Password" value={password} onChange={(e) => setPassword(e.target.value)} />
-        <button type="submit" disabled={!password} className="rounded-lg bg-red-600 px-3 py-1.5 text-sm font-medium text-white hover:bg-red-500 disabled:opacity-50">
-          Delete account
-        </button>
+        <input className={input} type="password" autoComplete="current-password" aria-label="Password to delete the account" placeholder="Password" value={password} onChange={(e) => { setPassword(e.target.value); setConfirming(false); }} />
+        {confirming ? (
+          <div role="alertdialog" aria-label="Delete the account for good?" className="space-y-2 rounded-lg border border-red-500/50 p-2">
+            <p className="text-sm">Delete the account, its conversations and its API keys for good? This cannot be undone.</p>
+            <div className="flex gap-2">
+              <button type="submit" className="rounded-lg bg-red-700 px-3 py-1.5 text-sm font-medium text-white hover:bg-red-600">
+                Yes, delete it
+              </button>
+              <button type="button" className={button} onClick={() => setConfirming(false)} autoFocus>
+                Cancel
+              </button>
+            </div>
+          </div>
+        ) : (
+          <button type="submit" disabled={!password} className="rounded-lg bg-red-700 px-3 py-1.5 text-sm font-medium text-white hover:bg-red-600 disabled:opacity-50">
+            Delete account
+          </button>
+        )}
       </form>
       <Status text={error} />
     </section>

@@ -4,7 +4,7 @@ import Link from "next/link";
 import { useEffect, useState, useSyncExternalStore } from "react";
 
 import { apiJson, ApiError } from "@/lib/api";
-import { readSession, saveSession, type TokenResponse } from "@/lib/session";
+import { readSession, saveSession, takeNotice, type TokenResponse } from "@/lib/session";
 
 const COPY = {
   login: { title: "Log in", button: "Log in", busy: "Logging in…", other: "register", otherText: "No account yet?" },
@@ -32,8 +32,11 @@ export default function AuthForm({ mode }: { mode: "login" | "register" }) {
   // browser's own (a GET with the password in the URL), and a value typed before it could be reset
   const ready = useSyncExternalStore(noChanges, hydrated, notHydrated);
 
+  const [notice, setNotice] = useState<string | null>(null);
   useEffect(() => {
     if (readSession()) window.location.replace("/");
+    // eslint-disable-next-line react-hooks/set-state-in-effect -- read once after hydration, as the session is
+    setNotice(takeNotice());
   }, []);
 
   async function submit(event: React.FormEvent) {
@@ -63,6 +66,11 @@ export default function AuthForm({ mode }: { mode: "login" | "register" }) {
           <div className="text-3xl font-bold tracking-tight">SLM</div>
           <h1 className="text-lg text-zinc-500 dark:text-zinc-400">{copy.title}</h1>
         </div>
+        {notice && !error && (
+          <p role="status" className="rounded-lg bg-sky-500/15 px-3 py-2 text-sm text-sky-800 dark:text-sky-200">
+            {notice}
+          </p>
+        )}
         {error && (
           <p role="alert" className="rounded-lg bg-red-500/15 px-3 py-2 text-sm text-red-700 dark:text-red-300">
             {Object.keys(error.fields).some((name) => name === "email" || name === "password")

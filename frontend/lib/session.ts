@@ -52,9 +52,19 @@ export function clearSession(): void {
 let leaving = false;
 
 /** Back to the login page (a 401 anywhere, or logout); several failing requests navigate only once. */
-export function goToLogin(): void {
+const NOTICE = "slm.notice"; // what the login page says first (once), e.g. that the account was deleted
+
+export function goToLogin(notice?: string): void {
   clearSession();
+  if (notice) sessionStorage.setItem(NOTICE, notice);
   if (leaving || window.location.pathname === "/login") return;
   leaving = true;
   window.location.assign("/login");
+}
+
+/** The notice goToLogin left for the login page, read once. */
+export function takeNotice(): string | null {
+  const notice = sessionStorage.getItem(NOTICE);
+  sessionStorage.removeItem(NOTICE);
+  return notice;
 }

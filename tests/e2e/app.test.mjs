@@ -735,6 +735,11 @@ test("the account panel: an API key shown once and revoked, a new password, dele
     assert.doesNotMatch(page.url(), /\/login/);
     await panel.getByRole("textbox", { name: "Password to delete the account" }).fill("not my password either");
     await panel.getByRole("button", { name: "Delete account" }).click();
+    // a second click, as deleting a conversation asks: Cancel takes it back
+    await panel.getByRole("alertdialog", { name: "Delete the account for good?" }).getByRole("button", { name: "Cancel" }).click();
+    assert.equal(await panel.getByRole("alertdialog").count(), 0);
+    await panel.getByRole("button", { name: "Delete account" }).click();
+    await panel.getByRole("button", { name: "Yes, delete it" }).click();
     await panel.getByRole("alert").filter({ hasText: /wrong password/i }).nth(1).waitFor();
     assert.doesNotMatch(page.url(), /\/login/);
 
@@ -750,7 +755,9 @@ test("the account panel: an API key shown once and revoked, a new password, dele
     await page.getByRole("button", { name: "Account" }).click();
     await panel.getByRole("textbox", { name: "Password to delete the account" }).fill("a brand new passphrase");
     await panel.getByRole("button", { name: "Delete account" }).click();
+    await panel.getByRole("button", { name: "Yes, delete it" }).click();
     await page.waitForURL(/\/login$/);
+    await page.getByRole("status").filter({ hasText: "Your account and its conversations were deleted." }).waitFor();
     const login = await fetch(`${base}/api/auth/login`, {
       method: "POST",
       headers: { "Content-Type": "application/json" },
