@@ -33,6 +33,13 @@ export default function AuthForm({ mode }: { mode: "login" | "register" }) {
   const ready = useSyncExternalStore(noChanges, hydrated, notHydrated);
 
   const [notice, setNotice] = useState<string | null>(null);
+  // the first field to type in, once it can be typed in; after a refusal, the field it names (else the password)
+  useEffect(() => {
+    if (!ready || busy) return;
+    const named = error && Object.keys(error.fields).find((name) => name === "email" || name === "password");
+    const name = named ?? (error ? "password" : "email");
+    document.querySelector<HTMLInputElement>(`form input[name="${name}"]`)?.focus();
+  }, [ready, busy, error]);
   useEffect(() => {
     if (readSession()) window.location.replace("/");
     // eslint-disable-next-line react-hooks/set-state-in-effect -- read once after hydration, as the session is

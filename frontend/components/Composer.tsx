@@ -33,6 +33,16 @@ export default function Composer({ streaming, onSend, onStop, refused, gauge }: 
     area.current?.focus();
   }, [refused]);
 
+  // ready to type: on a computer when the page opens (a phone's keyboard would cover it), and whenever an
+  // answer ends while nothing else has the focus (Stop, the button pressed, is gone then)
+  useEffect(() => {
+    if (window.matchMedia?.("(pointer: fine)").matches) area.current?.focus();
+  }, []);
+  useEffect(() => {
+    const away = document.activeElement;
+    if (!streaming && (away === null || away === document.body)) area.current?.focus();
+  }, [streaming]);
+
   function grow() {
     const el = area.current;
     if (!el) return;
@@ -78,11 +88,12 @@ export default function Composer({ streaming, onSend, onStop, refused, gauge }: 
           className="max-h-[200px] flex-1 resize-none bg-transparent px-2 py-1.5 outline-none"
         />
         {streaming ? (
-          <button type="button" onClick={onStop} aria-label="Stop" title="Stop" className="rounded-full bg-zinc-900 p-2 text-white dark:bg-zinc-100 dark:text-zinc-900">
+          <button key="stop" type="button" onClick={onStop} aria-label="Stop" title="Stop" className="rounded-full bg-zinc-900 p-2 text-white dark:bg-zinc-100 dark:text-zinc-900">
             <StopIcon />
           </button>
         ) : (
           <button
+            key="send"
             type="submit"
             disabled={!text.trim()}
             aria-label="Send"

@@ -187,11 +187,15 @@ async function setSetting(page, label, value) {
 test("a bad login shows an error, and registration shows field errors", async () => {
   const page = await newPage();
   await page.goto("/login");
+  const focused = () => page.evaluate(() => document.activeElement?.getAttribute("name") ?? document.activeElement?.tagName);
+  await page.waitForFunction(() => document.activeElement?.getAttribute("name") === "email"); // ready to type
   await page.getByLabel("Email").fill("nobody@example.com");
   await page.getByLabel("Password").fill("not the password");
   await page.getByRole("button", { name: "Log in" }).click();
   await page.getByRole("alert").filter({ hasText: "Wrong email or password" }).waitFor();
   assert.match(page.url(), /\/login$/);
+  await page.waitForFunction(() => document.activeElement?.getAttribute("name") === "password");
+  assert.equal(await focused(), "password", "a refused login leaves the password to type again");
 
   await page.goto("/register");
   await page.getByLabel("Email").fill("not-an-email");
@@ -310,6 +314,7 @@ test("Stop mid-stream keeps the partial answer", async () => {
   await lastAnswer(page).getByTestId("message-text").waitFor({ timeout: ANSWER_TIMEOUT }); // the first tokens
   await page.getByRole("button", { name: "Stop" }).click();
   await waitForAnswerEnd(page);
+  await page.waitForFunction(() => document.activeElement?.getAttribute("aria-label") === "Message"); // Stop is gone: the composer has the focus
   const partial = (await lastAnswer(page).getByTestId("message-text").textContent()).trim();
   assert.ok(partial.length > 0, "the partial answer stays visible");
   assert.match(await lastAnswer(page).getByTestId("message-stats").textContent(), /stopped/);
