@@ -29,6 +29,7 @@ export default function Sidebar(props: Props) {
   const { list, activeId, actions, account } = props;
   const { items, total, loading, error, setQuery: onQuery, loadMore: onLoadMore } = list;
   const { open, close } = props.drawer;
+  const drawer = useRef<HTMLElement>(null);
   const [search, setSearch] = useState(list.query);
   const [editing, setEditing] = useState<number | null>(null);
   const [confirming, setConfirming] = useState<Conversation | null>(null);
@@ -58,10 +59,12 @@ export default function Sidebar(props: Props) {
   return (
     <>
       {open && <div className="fixed inset-0 z-20 bg-black/50 md:hidden" onClick={close} aria-hidden="true" />}
+      {/* the open drawer is a modal dialog: the focus moves in, Tab stays inside, Escape closes it */}
+      {narrow && open && <DrawerKeys drawer={drawer} onClose={close} />}
       <aside
+        ref={drawer}
         aria-label="Conversations"
         inert={narrow && !open} // a closed drawer takes no focus
-        onKeyDown={(e) => e.key === "Escape" && narrow && close()}
         className={`fixed inset-y-0 left-0 z-30 flex w-72 flex-col border-r border-zinc-200 bg-zinc-100 transition-transform dark:border-zinc-800 dark:bg-zinc-950 md:static md:translate-x-0 ${
           open ? "translate-x-0" : "-translate-x-full"
         }`}
@@ -213,7 +216,11 @@ function RenameInput({ title, onDone }: { title: string; onDone: (title: string 
         onChange={(e) => setValue(e.target.value)}
         onFocus={(e) => e.target.select()}
         onBlur={() => finish(value.trim() || null)}
-        onKeyDown={(e) => e.key === "Escape" && finish(null)}
+        onKeyDown={(e) => {
+          if (e.key !== "Escape") return;
+          e.preventDefault(); // handled: it ends the rename, not the drawer around it (useDialog leaves it)
+          finish(null);
+        }}
         className="w-full rounded-lg border border-sky-500 bg-white px-3 py-1.5 text-sm outline-none dark:bg-zinc-900"
       />
     </form>
@@ -259,4 +266,10 @@ function ConfirmDelete(props: { conversation: Conversation; onCancel: () => void
       </div>
     </div>
   );
+}
+
+/** The phone's open drawer as a modal dialog's keyboard (useDialog); nothing on a wide screen. */
+function DrawerKeys({ drawer, onClose }: { drawer: React.RefObject<HTMLElement | null>; onClose: () => void }) {
+  useDialog(drawer, onClose);
+  return null;
 }

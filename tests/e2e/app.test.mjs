@@ -445,6 +445,22 @@ test("at 375 px the sidebar collapses into a drawer", async () => {
     await page.getByRole("button", { name: "Open sidebar" }).click();
     await page.waitForFunction(() => document.querySelector('aside[aria-label="Conversations"]').getBoundingClientRect().x >= 0);
     await page.screenshot({ path: path.join(ARTIFACTS, "sidebar-375.png") });
+    // a modal drawer: the focus moves in and Tab stays inside; Escape in a rename ends the rename alone;
+    // Escape closes the drawer and gives the focus back to the button that opened it
+    const inDrawer = () => page.evaluate(() => document.querySelector('aside[aria-label="Conversations"]').contains(document.activeElement));
+    assert.ok(await inDrawer(), "the focus moved into the drawer");
+    for (let i = 0; i < 12; i++) await page.keyboard.press("Tab");
+    assert.ok(await inDrawer(), "Tab stays inside the open drawer");
+    await sidebar.getByRole("button", { name: /^Rename/ }).first().click();
+    await sidebar.getByRole("textbox", { name: "Conversation title" }).waitFor();
+    await page.keyboard.press("Escape");
+    assert.equal(await sidebar.getByRole("textbox", { name: "Conversation title" }).count(), 0, "the rename ended");
+    assert.ok((await sidebar.boundingBox()).x >= 0, "the drawer stays open");
+    await page.keyboard.press("Escape");
+    await page.waitForFunction(() => document.querySelector('aside[aria-label="Conversations"]').getBoundingClientRect().right <= 0);
+    assert.equal(await page.evaluate(() => document.activeElement?.getAttribute("aria-label")), "Open sidebar");
+    await page.getByRole("button", { name: "Open sidebar" }).click();
+    await page.waitForFunction(() => document.querySelector('aside[aria-label="Conversations"]').getBoundingClientRect().x >= 0);
     await page.getByRole("button", { name: "Close sidebar" }).click();
     const scrollWidth = await page.evaluate(() => document.documentElement.scrollWidth);
     assert.ok(scrollWidth <= 375, `no horizontal scrolling at 375 px (${scrollWidth})`);
