@@ -39,7 +39,7 @@ function NumberField({ id, value, min, max, step, onCommit }: {
       }}
       onBlur={commit}
       onKeyDown={(e) => e.key === "Enter" && commit()}
-      className="w-20 rounded border border-zinc-300 bg-transparent px-2 py-0.5 text-right text-sm dark:border-zinc-700"
+      className="w-24 rounded border border-zinc-300 bg-transparent px-2 py-0.5 text-right text-sm dark:border-zinc-700"
     />
   );
 }
@@ -105,6 +105,11 @@ export default function SettingsPanel({
                 className="w-full accent-sky-600"
               />
               <p className="text-xs text-zinc-500 dark:text-zinc-400">{limit.help}</p>
+              {name === "min_new_tokens" && settings.min_new_tokens > settings.max_new_tokens && (
+                <p role="status" data-testid="min-over-max" className="text-xs text-amber-700 dark:text-amber-400">
+                  More than Max tokens: answers are sent with Min tokens {settings.max_new_tokens}, the most an answer has.
+                </p>
+              )}
             </div>
           );
         })}

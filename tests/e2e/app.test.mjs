@@ -406,6 +406,10 @@ test("a setting is typed as typed; a question sent while scrolled up is brought 
     assert.equal(await topP.inputValue(), "0.7");
     assert.equal(await page.getByLabel("Top-p slider").inputValue(), "0.7");
     await setSetting(page, "Max tokens", 8);
+    await setSetting(page, "Min tokens", 20); // more than Max tokens: said, not silently capped
+    await page.getByTestId("min-over-max").filter({ hasText: "answers are sent with Min tokens 8" }).waitFor();
+    await setSetting(page, "Min tokens", 0);
+    assert.equal(await page.getByTestId("min-over-max").count(), 0);
     await page.getByRole("button", { name: "Close settings" }).click();
 
     for (const n of [1, 2, 3, 4]) {
