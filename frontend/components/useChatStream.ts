@@ -147,7 +147,9 @@ export function useChatStream(callbacks: StreamCallbacks) {
           patch(target, {
             streaming: false,
             waiting: null,
-            error: `The connection broke mid-answer (${why}); the server keeps what it generated. Reload to see it, or Retry.`,
+            // a server still up finishes and saves the answer; one that stopped kept its last save (every
+            // quarter second), which may be shorter than what was shown here
+            error: `The connection broke mid-answer (${why}). If the server is still up, it finishes the answer: reload to see it; if it stopped, what it had saved is kept. Or Retry.`,
             retry: true,
           });
         }
