@@ -89,8 +89,12 @@ def test_kill_9_mid_stream_loses_nothing_and_the_next_chat_works(database_url: s
         assert streamed.startswith(answer["content"]) or answer["content"].startswith(streamed)
         assert answer["token_count"] < 300  # killed mid-answer
         followed = follow(restarted.url, headers, conversation_id)
-        # the stream protocol's end of a failed answer, as its own generator would have sent it
-        assert [f[0] for f in followed] == ["meta", "error"] and followed[-1][1] == {
+        # what was saved, replayed (no Last-Event-ID: the whole answer), then the stream protocol's end of a
+        # failed answer, as its own generator would have sent it
+        names = [f[0] for f in followed]
+        assert names[0] == "meta" and set(names[1:-1]) == {"token"} and names[-1] == "error"
+        assert "".join(f[1]["text"] for f in followed if f[0] == "token") == answer["content"]
+        assert followed[-1][1] == {
             "code": "generation_failed",
             "message": "Generation stopped before the end (the server failed or restarted); what was saved is kept",
             "assistant_message_id": answer["id"],
