@@ -67,9 +67,11 @@ def serve_frontend(app: FastAPI, root: Path) -> None:
     # HEAD too: Next's prefetch and uptime checks send it
     @app.api_route("/{path:path}", methods=["GET", "HEAD"], include_in_schema=False)
     async def read_frontend(path: str, request: Request) -> Response:
-        if path.startswith(API_PREFIXES) or path in ("api", "v1") or "\x00" in path:
+        if "\x00" in path:
+            return error_response(404, "not_found", "No such route")
+        if path.startswith(API_PREFIXES) or path in ("api", "v1"):
             # a function's path asked with GET (POST /api/chat's): a 405, as from that function alone
-            return no_such_route(path, request) if "\x00" not in path else _no_route()
+            return await no_such_route(path, request)
         if not root.is_dir():
             return error_response(404, "frontend_not_built", "The frontend is not built: run `make frontend`")
         path = path.strip("/")
@@ -85,23 +87,17 @@ def serve_frontend(app: FastAPI, root: Path) -> None:
     @app.api_route(
         "/{path:path}", methods=["POST", "PUT", "PATCH", "DELETE", "OPTIONS"], include_in_schema=False
     )
-    async def any_other_method(path: str, request: Request) -> Response:
-        return no_such_route(path, request)
-
-    def no_such_route(path: str, request: Request) -> Response:
+    async def no_such_route(path: str, request: Request) -> Response:
         """A 405 with `Allow` where a function serves the path with other methods (an API path) or a page
         is asked for with a method other than GET or HEAD; a 404 where nothing is served at the path."""
         api = path.startswith(API_PREFIXES) or path in ("api", "v1")
         allowed = (
-            served_methods(request.scope, skip=(read_frontend, any_other_method)) if api else {"GET", "HEAD"}
+            served_methods(request.scope, skip=(read_frontend, no_such_route)) if api else {"GET", "HEAD"}
         )
         if not allowed:
-            return _no_route()
+            return error_response(404, "not_found", "No such route")
         allow = {"Allow": ", ".join(sorted(allowed))}
         return error_response(405, "method_not_allowed", "Method not allowed on this route", headers=allow)
-
-    def _no_route() -> Response:
-        return error_response(404, "not_found", "No such route")
 
     def _page(file: Path, status_code: int = 200) -> FileResponse:
         headers = {"Content-Security-Policy": policy} if file.suffix == ".html" else None
