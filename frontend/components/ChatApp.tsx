@@ -51,11 +51,6 @@ export default function ChatApp() {
   const [bounds, setBounds] = useState<Bounds | null>(null);
   const [theme, setThemeState] = useState<Theme>("dark");
   const list = useConversations();
-  // the listed titles, read by open() without making it anew (its effect opens the URL's conversation)
-  const titles = useRef(list.items);
-  useLayoutEffect(() => {
-    titles.current = list.items;
-  });
   const current = useRef<number | null>(null); // the conversation id, readable inside callbacks
   const chat = useChatStream({
     onCreated: (id, serverTitle) => {
@@ -70,6 +65,12 @@ export default function ChatApp() {
     onRefused: (text, error) => setRefused((old) => ({ text, error: error.message, n: (old?.n ?? 0) + 1 })),
   });
   const { show } = chat;
+  // for the memoised message rows, and for open() (whose effect opens the URL's conversation: made anew on
+  // each change, it would open it again): the latest state, read through this ref
+  const latest = useRef({ chat, settings, items: list.items });
+  useLayoutEffect(() => {
+    latest.current = { chat, settings, items: list.items };
+  });
 
   const open = useCallback(
     async (id: number | null) => {
@@ -94,7 +95,7 @@ export default function ChatApp() {
         if (!(error instanceof ApiError && error.status === 404)) {
           // the server is away or failed: stay on the conversation (a message sent now must not start a new one)
           setUnopened({ id, why: describe(error) });
-          setTitle(titles.current.find((c) => c.id === id)?.title ?? "Conversation");
+          setTitle(latest.current.items.find((c) => c.id === id)?.title ?? "Conversation");
           return;
         }
         current.current = null;
@@ -150,11 +151,6 @@ export default function ChatApp() {
     chat.send(text, settings);
   }
 
-  // stable for the memoised message rows: they read the latest state through this ref
-  const latest = useRef({ chat, settings });
-  useLayoutEffect(() => {
-    latest.current = { chat, settings };
-  });
   const actions: MessageActions = useMemo(
     () => ({
       regenerate: (index) => {

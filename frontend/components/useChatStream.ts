@@ -170,8 +170,9 @@ export function useChatStream(callbacks: StreamCallbacks) {
       setHoldView(hold);
       // the same conversation read again: an answer's speed, which only its own stream told, stays shown
       setMessages((old) => {
+        if (!hold) return shown;
         const speed = new Map(old.filter((m) => m.tokensPerSecond != null).map((m) => [m.id, m.tokensPerSecond]));
-        return hold ? shown.map((m) => (speed.has(m.id) ? { ...m, tokensPerSecond: speed.get(m.id) } : m)) : shown;
+        return shown.map((m) => (speed.has(m.id) ? { ...m, tokensPerSecond: speed.get(m.id) } : m));
       });
       const c = detail?.context;
       setContext(c ? { tokens: c.tokens, limit: c.limit, budget: c.budget, dropped: c.dropped_messages } : null);

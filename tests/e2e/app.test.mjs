@@ -184,6 +184,13 @@ async function setSetting(page, label, value) {
   await page.getByLabel(label, { exact: true }).fill(String(value));
 }
 
+/** Open the settings, set each field (label: value, in order), close them. */
+async function changeSettings(page, values) {
+  await page.getByRole("button", { name: "Settings" }).click();
+  for (const [label, value] of Object.entries(values)) await setSetting(page, label, value);
+  await page.getByRole("button", { name: "Close settings" }).click();
+}
+
 test("a bad login shows an error, and registration shows field errors", async () => {
   const page = await newPage();
   await page.goto("/login");
@@ -304,10 +311,7 @@ test("the conversation exports as JSONL; a message copies (as Markdown) to the c
 test("Stop mid-stream keeps the partial answer", async () => {
   const page = state.page;
   await page.getByRole("button", { name: "New chat" }).click();
-  await page.getByRole("button", { name: "Settings" }).click();
-  await setSetting(page, "Max tokens", 383); // 383 tokens and no end of text before them: only Stop ends it early
-  await setSetting(page, "Min tokens", 383);
-  await page.getByRole("button", { name: "Close settings" }).click();
+  await changeSettings(page, { "Max tokens": 383, "Min tokens": 383 }); // 383 tokens and no end of text before them: only Stop ends it early
 
   await page.getByRole("textbox", { name: "Message" }).fill("Tell me a very long story about a dragon.");
   await page.getByRole("button", { name: "Send" }).click();
@@ -363,9 +367,7 @@ test("rename inline, search by title, delete with confirmation", async () => {
 test("when older turns fall outside the model's memory, a divider says how many", async () => {
   const page = state.page;
   await page.getByRole("button", { name: "New chat" }).click();
-  await page.getByRole("button", { name: "Settings" }).click();
-  await setSetting(page, "Max tokens", 16); // short answers; each long message fits alone, two do not
-  await page.getByRole("button", { name: "Close settings" }).click();
+  await changeSettings(page, { "Max tokens": 16 }); // short answers; each long message fits alone, two do not
   for (const n of [1, 2]) {
     const message = Array.from({ length: 40 }, (_, i) => `item ${i} of list ${n};`).join(" ");
     await page.getByRole("textbox", { name: "Message" }).fill(message);
@@ -512,10 +514,7 @@ test("when the connection breaks mid-answer, the partial answer stays, with a Re
   const page = await newPage(1280, 800, `http://127.0.0.1:${port}`);
   try {
     await register(page, `retry-${Date.now()}@example.com`);
-    await page.getByRole("button", { name: "Settings" }).click();
-    await setSetting(page, "Max tokens", 383);
-    await setSetting(page, "Min tokens", 383); // no end of text before the kill lands
-    await page.getByRole("button", { name: "Close settings" }).click();
+    await changeSettings(page, { "Max tokens": 383, "Min tokens": 383 }); // no end of text before the kill lands
     await page.getByRole("textbox", { name: "Message" }).fill("Tell me everything about the sea.");
     await page.getByRole("button", { name: "Send" }).click();
     await lastAnswer(page).getByTestId("message-text").waitFor({ timeout: ANSWER_TIMEOUT });
@@ -535,10 +534,7 @@ test("when the connection breaks mid-answer, the partial answer stays, with a Re
 
     // the killed server's answer looks in progress until nothing has saved it for SLM_STALE_ANSWER_SECONDS (30)
     server = await startServer(port, "server-killed.log");
-    await page.getByRole("button", { name: "Settings" }).click();
-    await setSetting(page, "Min tokens", 0);
-    await setSetting(page, "Max tokens", 24);
-    await page.getByRole("button", { name: "Close settings" }).click();
+    await changeSettings(page, { "Min tokens": 0, "Max tokens": 24 });
     await lastAnswer(page).getByRole("button", { name: "Retry" }).click();
     await waitForAnswerEnd(page);
     assert.equal(await page.getByTestId("message-assistant").count(), 1, "the retry is another version of the answer");
@@ -590,10 +586,7 @@ test("when the connection breaks mid-answer, the partial answer stays, with a Re
 test("regenerate adds a version: ‹ 2/2 ›, back to 1/2, and the choice survives a reload", async () => {
   const page = state.page;
   await page.getByRole("button", { name: "New chat" }).click();
-  await page.getByRole("button", { name: "Settings" }).click();
-  await setSetting(page, "Max tokens", 24);
-  await setSetting(page, "Min tokens", 24); // two different 24-token answers (sampling at 0.8)
-  await page.getByRole("button", { name: "Close settings" }).click();
+  await changeSettings(page, { "Max tokens": 24, "Min tokens": 24 }); // two different 24-token answers (sampling at 0.8)
   await page.getByRole("textbox", { name: "Message" }).fill("What is your favorite food?");
   await page.getByRole("button", { name: "Send" }).click();
   await waitForAnswerEnd(page);
@@ -653,10 +646,7 @@ test("editing the first message starts a new branch; switching back shows the ol
 test("a reload while an answer streams: the answer goes on and is shown finishing, saved whole", async () => {
   const page = state.page;
   await page.getByRole("button", { name: "New chat" }).click();
-  await page.getByRole("button", { name: "Settings" }).click();
-  await setSetting(page, "Max tokens", 200);
-  await setSetting(page, "Min tokens", 200);
-  await page.getByRole("button", { name: "Close settings" }).click();
+  await changeSettings(page, { "Max tokens": 200, "Min tokens": 200 });
   await page.getByRole("textbox", { name: "Message" }).fill("Tell me a story about a lighthouse.");
   await page.getByRole("button", { name: "Send" }).click();
   await lastAnswer(page).getByTestId("message-text").waitFor({ timeout: ANSWER_TIMEOUT });
@@ -671,9 +661,7 @@ test("a reload while an answer streams: the answer goes on and is shown finishin
   await page.reload();
   await lastAnswer(page).getByTestId("message-text").waitFor();
   assert.equal((await lastAnswer(page).getByTestId("message-text").textContent()).trim(), shown);
-  await page.getByRole("button", { name: "Settings" }).click();
-  await setSetting(page, "Min tokens", 0);
-  await page.getByRole("button", { name: "Close settings" }).click();
+  await changeSettings(page, { "Min tokens": 0 });
 });
 
 test("a second tab shows what the first added: when looked at again, and when its message meets an answer still written", async () => {
@@ -693,10 +681,7 @@ test("a second tab shows what the first added: when looked at again, and when it
 
     // the first tab's answer is still being written when the other tab sends: refused (409), and the other
     // tab then shows that answer, followed, instead of a conversation that no longer is the server's
-    await page.getByRole("button", { name: "Settings" }).click();
-    await setSetting(page, "Max tokens", 383);
-    await setSetting(page, "Min tokens", 383);
-    await page.getByRole("button", { name: "Close settings" }).click();
+    await changeSettings(page, { "Max tokens": 383, "Min tokens": 383 });
     await page.getByRole("textbox", { name: "Message" }).fill("Tell me more.");
     await page.getByRole("button", { name: "Send" }).click();
     await lastAnswer(page).getByTestId("message-text").waitFor({ timeout: ANSWER_TIMEOUT });
@@ -711,10 +696,7 @@ test("a second tab shows what the first added: when looked at again, and when it
     assert.equal(await other.getByTestId("message-user").count(), 3);
   } finally {
     await other.close();
-    await page.getByRole("button", { name: "Settings" }).click();
-    await setSetting(page, "Min tokens", 0);
-    await setSetting(page, "Max tokens", 200);
-    await page.getByRole("button", { name: "Close settings" }).click();
+    await changeSettings(page, { "Min tokens": 0, "Max tokens": 200 });
   }
 });
 
