@@ -92,16 +92,20 @@ INIT ?=
 UPSAMPLE ?= --upsample chitchat=2 --upsample chatterbot=3 --upsample calendar=10 --upsample facts=3
 PRETRAIN_UPSAMPLE ?= --upsample austen=3
 TRAIN_FLAGS ?= --compile
+# tcmalloc where it is installed (apt install libtcmalloc-minimal4): glibc's malloc faults each step's large
+# tensors back in from the kernel, and training on a CPU runs ~1.6x slower under it (model/device.py)
+TCMALLOC = $(firstword $(shell PATH="$$PATH:/sbin:/usr/sbin" ldconfig -p 2>/dev/null | grep -o 'libtcmalloc_minimal\.so\.4'))
+TRAIN_ENV ?= $(if $(TCMALLOC),LD_PRELOAD=$(TCMALLOC))
 train: venv  ## pretrain then fine-tune on data/ (PRETRAIN_MINUTES, SFT_MINUTES, INIT), evaluate, export int8 to runs/int8
-	$(BIN)/python -m model.train --stage pretrain --out runs/pretrain --force --max-minutes $(PRETRAIN_MINUTES) \
+	$(TRAIN_ENV) $(BIN)/python -m model.train --stage pretrain --out runs/pretrain --force --max-minutes $(PRETRAIN_MINUTES) \
 		$(if $(INIT),--init-from $(INIT)) --batch-size 16 --warmup-steps 30 $(UPSAMPLE) $(PRETRAIN_UPSAMPLE) --prose-share 0.05 \
 		$(TRAIN_FLAGS) --eval-every 100 --eval-batches 8 --save-every 50
-	$(BIN)/python -m model.train --stage sft --init-from runs/pretrain --out runs/sft --force --max-minutes $(SFT_MINUTES) \
+	$(TRAIN_ENV) $(BIN)/python -m model.train --stage sft --init-from runs/pretrain --out runs/sft --force --max-minutes $(SFT_MINUTES) \
 		--batch-size 16 --warmup-steps 10 --lr 1e-3 --muon-lr 0.01 $(UPSAMPLE) \
 		$(TRAIN_FLAGS) --eval-every 100 --eval-batches 8 --save-every 50
-	$(BIN)/python -m model.evaluate --checkpoint runs/sft
+	$(TRAIN_ENV) $(BIN)/python -m model.evaluate --checkpoint runs/sft
 	$(BIN)/python -m model.export --src runs/sft --dst runs/int8
-	$(BIN)/python -m model.evaluate --checkpoint runs/int8
+	$(TRAIN_ENV) $(BIN)/python -m model.evaluate --checkpoint runs/int8
 
 clean:  ## remove the virtual environment, node_modules, builds and caches (keeps slm_chat.db)
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache frontend/node_modules frontend/.next frontend/out

@@ -3,6 +3,7 @@
     python -m bench.train                          # the default 36M shape, CPU or the first GPU
     python -m bench.train --batch-size 32 --compile --steps 30
     python -m bench.train --dtype fp32 --threads 2
+    LD_PRELOAD=libtcmalloc_minimal.so.4 python -m bench.train --compile   # under tcmalloc, as make train runs
 
 Times full optimizer steps (forward, backward, Muon + AdamW as model.train runs them) of a
 randomly initialised model on random tokens (speed does not depend on the data) after --warmup
@@ -23,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from model.device import autocast_dtype, cpu_has_bf16, device_name
+from model.device import allocator, autocast_dtype, cpu_has_bf16, device_name
 from model.gpt import GPT, GPTConfig
 
 GPU_PEAK_TFLOPS = {
@@ -133,7 +134,8 @@ def main() -> None:
         else peak_tflops(device, torch.get_num_threads(), dtype)
     )
     print(
-        f"device: {device_name(device)}; threads {torch.get_num_threads()}; autocast {dtype or 'fp32'}; compile {args.compile}"
+        f"device: {device_name(device)}; threads {torch.get_num_threads()}; autocast {dtype or 'fp32'}; compile {args.compile}; "
+        f"malloc {allocator()}"
     )
     print(
         f"model: {model.num_params():,} parameters, {model.flops_per_token(args.block_size) / 1e6:.0f} MFLOPs/token (6N + attention)"

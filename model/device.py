@@ -1,4 +1,4 @@
-"""Where training and inference run: the device's name, and whether bf16 pays on it."""
+"""Where training and inference run: the device's name, whether bf16 pays on it, and the malloc under torch."""
 
 from __future__ import annotations
 
@@ -38,3 +38,32 @@ def autocast_dtype(device: torch.device, choice: str) -> torch.dtype | None:
     if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
     return torch.bfloat16 if device.type == "cpu" and cpu_has_bf16() else None
+
+
+# glibc's malloc hands a training step's large tensors (hundreds of MB of logits and activations) back to the
+# kernel when they are freed and takes them again, page by page, on the next step: ~200,000 page faults a
+# second, a third of the CPU time in the kernel. tcmalloc keeps them. Run 24's command on 2 cores of a Xeon
+# with AMX: 28-30 s a step with glibc's malloc, 17.4 s with tcmalloc (465 faults a second).
+# Debian/Ubuntu: apt install libtcmalloc-minimal4; LD_PRELOAD finds it by this name
+TCMALLOC = "libtcmalloc_minimal.so.4"
+ALLOCATORS = ("tcmalloc", "jemalloc")
+
+
+def allocator(maps: str | None = None) -> str:
+    """The malloc under this process: "tcmalloc" or "jemalloc" when one is loaded (LD_PRELOAD), else "system"."""
+    if maps is None:
+        try:
+            maps = Path("/proc/self/maps").read_text()
+        except OSError:  # not Linux: the system's own malloc
+            return "system"
+    return next((name for name in ALLOCATORS if f"/lib{name}" in maps), "system")
+
+
+def allocator_hint(device: torch.device, maps: str | None = None) -> str | None:
+    """What to tell someone about to train on a Linux CPU under glibc's malloc; None where nothing would help."""
+    if device.type != "cpu" or platform.system() != "Linux" or allocator(maps) != "system":
+        return None
+    return (
+        f"malloc: glibc's, which faults each step's large tensors back in; LD_PRELOAD={TCMALLOC} trains about "
+        "1.6x faster on a CPU (Debian/Ubuntu: apt install libtcmalloc-minimal4; make train sets it when installed)"
+    )

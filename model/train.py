@@ -65,7 +65,7 @@ from model.data import (
     sft_rows,
     stream_batch,
 )
-from model.device import autocast_dtype, device_name
+from model.device import allocator_hint, autocast_dtype, device_name
 from model.gpt import GPT, GPTConfig
 from model.keep import combined_loss, kept_rows, soft_loss_sum
 from model.optim import Optimizers, lr_factor
@@ -328,6 +328,8 @@ def main(argv: list[str] | None = None) -> None:
             f"--out {out} holds a checkpoint already: --resume to continue its run, --force to replace it, "
             "or another folder"
         )
+    if rank == 0 and (hint := allocator_hint(device)):
+        print(hint)
     model, tok, run, saved = start(args, out)
     if args.dropout is not None:
         model.set_dropout(args.dropout)
