@@ -39,11 +39,16 @@ frontend/out/index.html: frontend/node_modules/.package-lock.json $(FRONTEND_SOU
 	cd frontend && nice npm run build
 	touch $@
 
+# tcmalloc where it is installed (apt install libtcmalloc-minimal4), for training and for make run; MALLOC_ENV= turns
+# it off. glibc's malloc faults each training step's large tensors back in from the kernel: training on a CPU ran
+# ~1.6x slower under it (model/device.py), and one served stream 7-14% slower (README "tcmalloc on a CPU")
+TCMALLOC = $(firstword $(shell PATH="$$PATH:/sbin:/usr/sbin" ldconfig -p 2>/dev/null | grep -o 'libtcmalloc_minimal\.so\.4'))
+MALLOC_ENV ?= $(if $(TCMALLOC),LD_PRELOAD=$(TCMALLOC))
 # The limits count client addresses as the socket gives them: no X-Forwarded-For is believed unless you name
 # the proxy in front, e.g. make run FORWARDED_ALLOW_IPS=10.0.0.5 (uvicorn then believes that address only).
 FORWARDED_ALLOW_IPS ?=
 run: venv migrate frontend  ## start the whole app on http://localhost:8000
-	$(BIN)/uvicorn infra.router.app:app --host $(HOST) --port $(PORT) \
+	$(MALLOC_ENV) $(BIN)/uvicorn infra.router.app:app --host $(HOST) --port $(PORT) \
 		$(if $(FORWARDED_ALLOW_IPS),--proxy-headers --forwarded-allow-ips $(FORWARDED_ALLOW_IPS),--no-proxy-headers)
 
 test: lint typecheck lint-frontend pytest test-frontend test-e2e test-deploy  ## every test: ruff, mypy, pytest, ESLint + tsc, the web app's unit and browser tests, the deployment (with a Docker engine)
@@ -92,20 +97,16 @@ INIT ?=
 UPSAMPLE ?= --upsample chitchat=2 --upsample chatterbot=3 --upsample calendar=10 --upsample facts=3
 PRETRAIN_UPSAMPLE ?= --upsample austen=3
 TRAIN_FLAGS ?= --compile
-# tcmalloc where it is installed (apt install libtcmalloc-minimal4): glibc's malloc faults each step's large
-# tensors back in from the kernel, and training on a CPU runs ~1.6x slower under it (model/device.py)
-TCMALLOC = $(firstword $(shell PATH="$$PATH:/sbin:/usr/sbin" ldconfig -p 2>/dev/null | grep -o 'libtcmalloc_minimal\.so\.4'))
-TRAIN_ENV ?= $(if $(TCMALLOC),LD_PRELOAD=$(TCMALLOC))
 train: venv  ## pretrain then fine-tune on data/ (PRETRAIN_MINUTES, SFT_MINUTES, INIT), evaluate, export int8 to runs/int8
-	$(TRAIN_ENV) $(BIN)/python -m model.train --stage pretrain --out runs/pretrain --force --max-minutes $(PRETRAIN_MINUTES) \
+	$(MALLOC_ENV) $(BIN)/python -m model.train --stage pretrain --out runs/pretrain --force --max-minutes $(PRETRAIN_MINUTES) \
 		$(if $(INIT),--init-from $(INIT)) --batch-size 16 --warmup-steps 30 $(UPSAMPLE) $(PRETRAIN_UPSAMPLE) --prose-share 0.05 \
 		$(TRAIN_FLAGS) --eval-every 100 --eval-batches 8 --save-every 50
-	$(TRAIN_ENV) $(BIN)/python -m model.train --stage sft --init-from runs/pretrain --out runs/sft --force --max-minutes $(SFT_MINUTES) \
+	$(MALLOC_ENV) $(BIN)/python -m model.train --stage sft --init-from runs/pretrain --out runs/sft --force --max-minutes $(SFT_MINUTES) \
 		--batch-size 16 --warmup-steps 10 --lr 1e-3 --muon-lr 0.01 $(UPSAMPLE) \
 		$(TRAIN_FLAGS) --eval-every 100 --eval-batches 8 --save-every 50
-	$(TRAIN_ENV) $(BIN)/python -m model.evaluate --checkpoint runs/sft
+	$(MALLOC_ENV) $(BIN)/python -m model.evaluate --checkpoint runs/sft
 	$(BIN)/python -m model.export --src runs/sft --dst runs/int8
-	$(TRAIN_ENV) $(BIN)/python -m model.evaluate --checkpoint runs/int8
+	$(MALLOC_ENV) $(BIN)/python -m model.evaluate --checkpoint runs/int8
 
 clean:  ## remove the virtual environment, node_modules, builds and caches (keeps slm_chat.db)
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache frontend/node_modules frontend/.next frontend/out

@@ -15,7 +15,7 @@ import httpx
 import jwt
 import pytest
 
-from tests.helpers import REPO_ROOT, free_port, within_one_window
+from tests.helpers import REPO_ROOT, free_port, installed_tcmalloc, malloc_of, within_one_window
 
 pytestmark = pytest.mark.slow
 
@@ -101,3 +101,27 @@ def test_make_run_sends_the_security_headers_and_refuses_nul(make_run: tuple[str
     assert httpx.get(f"{url}/api/docs/assets/swagger-ui-bundle.js").status_code == 200
     for path in ("/%00", "/login%00.html", "/a%00b/c"):
         assert httpx.get(f"{url}{path}").status_code == 404, path
+
+
+def test_make_run_serves_under_tcmalloc_where_it_is_installed(make_run: tuple[str, Path]) -> None:
+    url, _ = make_run
+    port = url.rsplit(":", 1)[1]
+    servers = [
+        int(entry.name)
+        for entry in Path("/proc").iterdir()
+        if entry.name.isdigit() and is_server(entry / "cmdline", port)
+    ]
+    assert len(servers) == 1
+    assert malloc_of(servers[0]) == ("tcmalloc" if installed_tcmalloc() else "system")
+
+
+def is_server(cmdline: Path, port: str) -> bool:
+    try:
+        words = cmdline.read_bytes().split(b"\0")
+    except OSError:  # a process that ended while the folder was read
+        return False
+    return (
+        any(w.endswith(b"uvicorn") for w in words)
+        and b"infra.router.app:app" in words
+        and port.encode() in words
+    )

@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from model.device import TCMALLOC, allocator, allocator_hint
+from tests.helpers import installed_tcmalloc
 
 ROOT = Path(__file__).resolve().parents[2]
 GLIBC_ONLY = """\
@@ -27,13 +28,6 @@ JEMALLOC_MAPS = (
     GLIBC_ONLY
     + "7f1c2d000000-7f1c2d010000 r-xp 00000000 08:01 78 /usr/lib/x86_64-linux-gnu/libjemalloc.so.2\n"
 )
-
-
-def installed_tcmalloc() -> bool:
-    ldconfig = shutil.which("ldconfig") or shutil.which("ldconfig", path="/sbin:/usr/sbin")
-    if ldconfig is None:
-        return False
-    return TCMALLOC in subprocess.run([ldconfig, "-p"], capture_output=True, text=True).stdout
 
 
 def allocator_of_python(env: dict[str, str]) -> str:
@@ -70,7 +64,7 @@ def test_preloading_tcmalloc_by_name_is_what_allocator_sees():
     assert allocator_of_python(env) == "system"
 
 
-def test_make_train_preloads_tcmalloc_exactly_where_it_is_installed():
+def test_make_train_and_run_preload_tcmalloc_exactly_where_it_is_installed():
     if shutil.which("make") is None:
         pytest.skip("needs make")
     dry = subprocess.run(["make", "-n", "train"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
@@ -78,7 +72,11 @@ def test_make_train_preloads_tcmalloc_exactly_where_it_is_installed():
     assert len(trains) == 4  # pretraining, fine-tuning and the two evaluations
     preloaded = [line.startswith(f"LD_PRELOAD={TCMALLOC} ") for line in trains]
     assert preloaded == [installed_tcmalloc()] * 4
-    off = subprocess.run(
-        ["make", "-n", "train", "TRAIN_ENV="], cwd=ROOT, capture_output=True, text=True, check=True
-    )
-    assert "LD_PRELOAD" not in off.stdout
+    run = subprocess.run(["make", "-n", "run"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    served = [line for line in run.splitlines() if "uvicorn infra.router.app:app" in line]
+    assert [line.startswith(f"LD_PRELOAD={TCMALLOC} ") for line in served] == [installed_tcmalloc()]
+    for target in ("train", "run"):
+        off = subprocess.run(
+            ["make", "-n", target, "MALLOC_ENV="], cwd=ROOT, capture_output=True, text=True, check=True
+        )
+        assert "LD_PRELOAD" not in off.stdout
