@@ -161,21 +161,15 @@ class LiveServer:
 
 
 def installed_tcmalloc() -> bool:
-    """Whether the tcmalloc that make train and make run preload (model.device.TCMALLOC) is installed here."""
+    """Whether the tcmalloc that make train and make run preload is installed here."""
     import shutil
+
+    from model.device import TCMALLOC
 
     ldconfig = shutil.which("ldconfig") or shutil.which("ldconfig", path="/sbin:/usr/sbin")
     if ldconfig is None:
         return False
-    return (
-        "libtcmalloc_minimal.so.4" in subprocess.run([ldconfig, "-p"], capture_output=True, text=True).stdout
-    )
-
-
-def malloc_of(pid: int) -> str:
-    """The malloc under a running process: "tcmalloc" or "jemalloc" when one is loaded, else "system"."""
-    maps = Path(f"/proc/{pid}/maps").read_text()
-    return next((name for name in ("tcmalloc", "jemalloc") if f"/lib{name}" in maps), "system")
+    return TCMALLOC in subprocess.run([ldconfig, "-p"], capture_output=True, text=True).stdout
 
 
 def free_port() -> int:

@@ -15,7 +15,8 @@ import httpx
 import jwt
 import pytest
 
-from tests.helpers import REPO_ROOT, free_port, installed_tcmalloc, malloc_of, within_one_window
+from model.device import allocator
+from tests.helpers import REPO_ROOT, free_port, installed_tcmalloc, within_one_window
 
 pytestmark = pytest.mark.slow
 
@@ -112,7 +113,8 @@ def test_make_run_serves_under_tcmalloc_where_it_is_installed(make_run: tuple[st
         if entry.name.isdigit() and is_server(entry / "cmdline", port)
     ]
     assert len(servers) == 1
-    assert malloc_of(servers[0]) == ("tcmalloc" if installed_tcmalloc() else "system")
+    maps = Path(f"/proc/{servers[0]}/maps").read_text()
+    assert allocator(maps) == ("tcmalloc" if installed_tcmalloc() else "system")
 
 
 def is_server(cmdline: Path, port: str) -> bool:
