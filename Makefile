@@ -43,7 +43,9 @@ frontend/out/index.html: frontend/node_modules/.package-lock.json $(FRONTEND_SOU
 # it off. glibc's malloc faults each training step's large tensors back in from the kernel: training on a CPU ran
 # ~1.6x slower under it (model/device.py), and one served stream 7-14% slower (README "tcmalloc on a CPU")
 TCMALLOC = $(firstword $(shell PATH="$$PATH:/sbin:/usr/sbin" ldconfig -p 2>/dev/null | grep -o 'libtcmalloc_minimal\.so\.4'))
-MALLOC_ENV ?= $(if $(TCMALLOC),LD_PRELOAD=$(TCMALLOC))
+# through env, which execs the command: make starts it without a shell between them, so a signal to make's
+# process group and make's exit are the server's own
+MALLOC_ENV ?= $(if $(TCMALLOC),env LD_PRELOAD=$(TCMALLOC))
 # The limits count client addresses as the socket gives them: no X-Forwarded-For is believed unless you name
 # the proxy in front, e.g. make run FORWARDED_ALLOW_IPS=10.0.0.5 (uvicorn then believes that address only).
 FORWARDED_ALLOW_IPS ?=

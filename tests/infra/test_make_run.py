@@ -115,6 +115,9 @@ def test_make_run_serves_under_tcmalloc_where_it_is_installed(make_run: tuple[st
     assert len(servers) == 1
     maps = Path(f"/proc/{servers[0]}/maps").read_text()
     assert allocator(maps) == ("tcmalloc" if installed_tcmalloc() else "system")
+    # make's own child, no shell between: stopping make's process group stops the server, and make exits with it
+    parent = Path(f"/proc/{servers[0]}/stat").read_text().rsplit(")", 1)[1].split()[1]
+    assert Path(f"/proc/{parent}/cmdline").read_bytes().split(b"\0")[0].endswith(b"make")
 
 
 def is_server(cmdline: Path, port: str) -> bool:

@@ -70,11 +70,11 @@ def test_make_train_and_run_preload_tcmalloc_exactly_where_it_is_installed():
     dry = subprocess.run(["make", "-n", "train"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
     trains = [line for line in dry.splitlines() if "-m model.train" in line or "-m model.evaluate" in line]
     assert len(trains) == 4  # pretraining, fine-tuning and the two evaluations
-    preloaded = [line.startswith(f"LD_PRELOAD={TCMALLOC} ") for line in trains]
+    preloaded = [line.startswith(f"env LD_PRELOAD={TCMALLOC} ") for line in trains]
     assert preloaded == [installed_tcmalloc()] * 4
     run = subprocess.run(["make", "-n", "run"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
     served = [line for line in run.splitlines() if "uvicorn infra.router.app:app" in line]
-    assert [line.startswith(f"LD_PRELOAD={TCMALLOC} ") for line in served] == [installed_tcmalloc()]
+    assert [line.startswith(f"env LD_PRELOAD={TCMALLOC} ") for line in served] == [installed_tcmalloc()]
     for target in ("train", "run"):
         off = subprocess.run(
             ["make", "-n", target, "MALLOC_ENV="], cwd=ROOT, capture_output=True, text=True, check=True
