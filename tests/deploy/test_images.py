@@ -58,7 +58,7 @@ def test_lambda_images_set_no_user_and_compose_runs_them_as_10001(compose_images
     assert user.stdout.strip() == "slm"
 
 
-def test_chat_image_serves_without_torch_and_has_the_checkpoint(compose_images) -> None:
+def test_chat_image_serves_without_torch_under_tcmalloc_and_has_the_checkpoint(compose_images) -> None:
     check = (
         "import importlib.util, pathlib; "
         "assert importlib.util.find_spec('torch') is None; "
@@ -67,7 +67,9 @@ def test_chat_image_serves_without_torch_and_has_the_checkpoint(compose_images) 
         "assert pathlib.Path('/opt/extensions/lambda-adapter').is_file(); "
         # uvicorn's compiled event loop and HTTP parser, which it picks itself
         "from uvicorn.protocols.http.auto import AutoHTTPProtocol; "
-        "assert AutoHTTPProtocol.__name__ == 'HttpToolsProtocol'; import uvloop; print('ok')"
+        "assert AutoHTTPProtocol.__name__ == 'HttpToolsProtocol'; import uvloop; "
+        # tcmalloc is preloaded into every process (a library it cannot load would only be warned about)
+        "assert '/opt/tcmalloc/libtcmalloc_minimal.so.4' in open('/proc/self/maps').read(); print('ok')"
     )
     done = docker("run", "--rm", "--entrypoint", "python", compose_images["chat"], "-c", check)
     assert done.stdout.strip() == "ok"

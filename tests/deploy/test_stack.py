@@ -190,6 +190,14 @@ def test_functions_run_as_user_10001(stack: Stack) -> None:
     assert stack.compose.containers()["migrate"]["Config"]["User"] == "10001:10001"
 
 
+def test_chat_serves_under_tcmalloc(stack: Stack) -> None:
+    """The process answering on the chat container (its PID 1, uvicorn) has the image's tcmalloc loaded."""
+    cmdline = stack.compose("exec", "-T", "chat", "cat", "/proc/1/cmdline").stdout
+    assert any(arg.rsplit("/", 1)[-1] == "uvicorn" for arg in cmdline.split("\0")), cmdline
+    maps = stack.compose("exec", "-T", "chat", "cat", "/proc/1/maps").stdout
+    assert "/opt/tcmalloc/libtcmalloc_minimal.so.4" in maps
+
+
 def test_memory_at_rest_fits_the_small_box(stack: Stack) -> None:
     usage = memory(stack.compose)
     record(
